@@ -1,0 +1,29 @@
+# krsync: see README.md. `make example` runs the main job on a small tree, `make test` runs the tests.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+EXAMPLE_DEST ?= /tmp/krsync-example
+KUBE_SCRIPT ?= ../shared/kube/control-plane.sh
+
+.PHONY: build example test deps kube-build bench
+
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/krsync .
+
+deps:
+	scripts/install-deps
+
+example: deps build
+	bin/krsync local --source testdata/example --dest $(EXAMPLE_DEST) --workers 4
+
+# The Kubernetes tests need the control plane's binaries; KRSYNC_SKIP_KUBE=1 skips them, loudly.
+kube-build:
+	@if [ "$${KRSYNC_SKIP_KUBE:-}" = 1 ]; then echo "KRSYNC_SKIP_KUBE=1: Kubernetes tests will be skipped"; \
+	else $(KUBE_SCRIPT) build; fi
+
+test: deps kube-build
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	go vet ./...
+	go test -race -timeout 45m ./...
+
+bench: deps build
+	go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/

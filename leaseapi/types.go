@@ -1,0 +1,174 @@
+package leaseapi
+
+import (
+	"bytes"
+	"time"
+)
+
+// Routes of API version 1. {id} is a partition id.
+const (
+	PathLease    = "/v1/lease"                    // POST LeaseRequest -> LeaseResponse
+	PathRenew    = "/v1/partitions/{id}/renew"    // POST RenewRequest -> RenewResponse
+	PathComplete = "/v1/partitions/{id}/complete" // POST CompleteRequest -> 204
+	PathFail     = "/v1/partitions/{id}/fail"     // POST FailRequest -> 204
+	PathRelease  = "/v1/workers/{worker}/release" // POST -> ReleaseResponse: hand back a gone worker's leases
+	PathStatus   = "/v1/status"                   // GET -> Status
+	PathHealthz  = "/healthz"                     // GET, no auth
+	PathReadyz   = "/readyz"                      // GET, no auth
+)
+
+// Kind says what a partition asks the worker to do.
+type Kind string
+
+const (
+	// KindFiles: copy the listed entries (files, symlinks, empty directories).
+	KindFiles Kind = "files"
+	// KindDirs: the final metadata pass; set modes, owners and mtimes of the listed directories
+	// after every file partition is done (writing files into a directory changes its mtime).
+	KindDirs Kind = "dirs"
+)
+
+// LeaseRequest asks for a partition. Wait bounds the long poll while the walk is still running.
+type LeaseRequest struct {
+	Worker string `json:"worker"`
+	WaitMS int64  `json:"wait_ms,omitempty"`
+}
+
+// LeaseState is the outcome of a lease request.
+type LeaseState string
+
+const (
+	// LeaseGranted: Lease holds a partition for this worker.
+	LeaseGranted LeaseState = "granted"
+	// LeaseWait: nothing to hand out yet but the work is not finished; ask again.
+	LeaseWait LeaseState = "wait"
+	// LeaseDone: every partition is done or failed; the worker exits 0.
+	LeaseDone LeaseState = "done"
+)
+
+// LeaseResponse answers a LeaseRequest.
+type LeaseResponse struct {
+	State LeaseState `json:"state"`
+	Lease *Lease     `json:"lease,omitempty"`
+}
+
+// Lease is one partition handed to one worker until TTL passes without a renewal.
+type Lease struct {
+	Partition int64  `json:"partition"`
+	Attempt   int    `json:"attempt"`
+	Token     string `json:"token"`
+	TTLMS     int64  `json:"ttl_ms"`
+	Kind      Kind   `json:"kind"`
+	// List is the partition's paths relative to the source root, each ended by a NUL byte
+	// (rsync --from0). Names may be any bytes, so it travels as base64 in JSON.
+	List    []byte `json:"list"`
+	Entries int64  `json:"entries"`
+	Bytes   int64  `json:"bytes"`
+}
+
+// TTL is the lease's time to live.
+func (l Lease) TTL() time.Duration { return time.Duration(l.TTLMS) * time.Millisecond }
+
+// Paths splits List into its paths.
+func (l Lease) Paths() []string { return SplitList(l.List) }
+
+// JoinList builds a NUL-terminated list from paths.
+func JoinList(paths []string) []byte {
+	var b bytes.Buffer
+	for _, p := range paths {
+		b.WriteString(p)
+		b.WriteByte(0)
+	}
+	return b.Bytes()
+}
+
+// SplitList splits a NUL-terminated list into its paths.
+func SplitList(list []byte) []string {
+	var paths []string
+	for len(list) > 0 {
+		i := bytes.IndexByte(list, 0)
+		if i < 0 {
+			paths = append(paths, string(list))
+			break
+		}
+		paths = append(paths, string(list[:i]))
+		list = list[i+1:]
+	}
+	return paths
+}
+
+// RenewRequest extends a lease.
+type RenewRequest struct {
+	Token string `json:"token"`
+}
+
+// RenewResponse gives the lease's new time to live.
+type RenewResponse struct {
+	TTLMS int64 `json:"ttl_ms"`
+}
+
+// TransferStats are rsync's --stats numbers for one partition.
+type TransferStats struct {
+	FilesTransferred int64 `json:"files_transferred"`
+	BytesTransferred int64 `json:"bytes_transferred"`
+	// Warnings are rsync's non-fatal complaints (e.g. exit 24, vanished files).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// CompleteRequest reports a partition copied.
+type CompleteRequest struct {
+	Token string        `json:"token"`
+	Stats TransferStats `json:"stats"`
+}
+
+// FailRequest reports a partition not copied.
+type FailRequest struct {
+	Token     string `json:"token"`
+	Error     string `json:"error"`
+	Retryable bool   `json:"retryable"`
+	// FailedPaths are the paths rsync named as not copied, when it named them.
+	FailedPaths []string `json:"failed_paths,omitempty"`
+}
+
+// ReleaseResponse says how many leases of a gone worker were handed back.
+type ReleaseResponse struct {
+	Released int `json:"released"`
+}
+
+// PartitionCounts counts partitions by state.
+type PartitionCounts struct {
+	Pending int64 `json:"pending"`
+	Leased  int64 `json:"leased"`
+	Done    int64 `json:"done"`
+	Failed  int64 `json:"failed"`
+	Total   int64 `json:"total"`
+}
+
+// FailedPartition is a partition given up after its last attempt.
+type FailedPartition struct {
+	Partition   int64    `json:"partition"`
+	Attempts    int      `json:"attempts"`
+	Error       string   `json:"error"`
+	FailedPaths []string `json:"failed_paths,omitempty"`
+}
+
+// Status is the coordinator's progress: the numbers behind the progress bar and `krsync status`.
+type Status struct {
+	Partitions       PartitionCounts   `json:"partitions"`
+	EntriesWalked    int64             `json:"entries_walked"`
+	BytesWalked      int64             `json:"bytes_walked"`
+	EntriesDone      int64             `json:"entries_done"`
+	BytesDone        int64             `json:"bytes_done"`
+	FilesTransferred int64             `json:"files_transferred"`
+	BytesTransferred int64             `json:"bytes_transferred"`
+	WalkErrors       int64             `json:"walk_errors"`
+	WalkDone         bool              `json:"walk_done"`
+	Finished         bool              `json:"finished"`
+	Failed           []FailedPartition `json:"failed,omitempty"`
+	StartedAt        time.Time         `json:"started_at"`
+}
+
+// ErrorResponse is the body of every 4xx and 5xx answer.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
