@@ -4,7 +4,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 EXAMPLE_DEST ?= /tmp/krsync-example
 KUBE_SCRIPT ?= ../shared/kube/control-plane.sh
 
-.PHONY: build example test deps kube-build bench
+.PHONY: build example test deps kube-build bench fuzz
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/krsync .
@@ -24,6 +24,10 @@ test: deps kube-build
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	go vet ./...
 	go test -race -timeout 45m ./...
+	scripts/fuzz
 
 bench: deps build
 	go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/
+
+fuzz:
+	scripts/fuzz
