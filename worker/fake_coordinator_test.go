@@ -1,0 +1,146 @@
+package worker
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/krsync/krsync/leaseapi"
+)
+
+// fakeCoordinator serves the lease API over real HTTP from a fixed queue of leases, and
+// records what the worker reported. It tests the worker's side of the contract without the
+// coordinator package (the two never import each other).
+type fakeCoordinator struct {
+	mu        sync.Mutex
+	queue     []leaseapi.Lease
+	waits     int // answer "wait" this many times before handing out the queue
+	leased    int
+	renews    map[int64]int
+	completes map[int64]leaseapi.TransferStats
+	fails     map[int64]leaseapi.FailRequest
+	// staleOnRenew answers every renewal with 409, as when the lease expired meanwhile.
+	staleOnRenew bool
+}
+
+const fakeToken = "secret-token"
+
+func newFakeCoordinator(t *testing.T, leases ...leaseapi.Lease) (*fakeCoordinator, *httptest.Server) {
+	t.Helper()
+	f := &fakeCoordinator{
+		queue:     leases,
+		renews:    map[int64]int{},
+		completes: map[int64]leaseapi.TransferStats{},
+		fails:     map[int64]leaseapi.FailRequest{},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+leaseapi.PathLease, f.lease)
+	mux.HandleFunc("POST "+leaseapi.PathRenew, f.renew)
+	mux.HandleFunc("POST "+leaseapi.PathComplete, f.complete)
+	mux.HandleFunc("POST "+leaseapi.PathFail, f.fail)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+fakeToken {
+			writeJSON(w, http.StatusUnauthorized, leaseapi.ErrorResponse{Error: "unauthorized"})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func (f *fakeCoordinator) lease(w http.ResponseWriter, r *http.Request) {
+	var req leaseapi.LeaseRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Worker == "" {
+		writeJSON(w, http.StatusBadRequest, leaseapi.ErrorResponse{Error: "bad lease request"})
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.waits > 0:
+		f.waits--
+		writeJSON(w, http.StatusOK, leaseapi.LeaseResponse{State: leaseapi.LeaseWait})
+	case len(f.queue) == 0:
+		writeJSON(w, http.StatusOK, leaseapi.LeaseResponse{State: leaseapi.LeaseDone})
+	default:
+		l := f.queue[0]
+		f.queue = f.queue[1:]
+		f.leased++
+		writeJSON(w, http.StatusOK, leaseapi.LeaseResponse{State: leaseapi.LeaseGranted, Lease: &l})
+	}
+}
+
+func (f *fakeCoordinator) renew(w http.ResponseWriter, r *http.Request) {
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.renews[id]++
+	if f.staleOnRenew {
+		writeJSON(w, http.StatusConflict, leaseapi.ErrorResponse{Error: "lease expired"})
+		return
+	}
+	writeJSON(w, http.StatusOK, leaseapi.RenewResponse{TTLMS: 150})
+}
+
+func (f *fakeCoordinator) complete(w http.ResponseWriter, r *http.Request) {
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	var req leaseapi.CompleteRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, leaseapi.ErrorResponse{Error: "bad complete request"})
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.completes[id] = req.Stats
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *fakeCoordinator) fail(w http.ResponseWriter, r *http.Request) {
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	var req leaseapi.FailRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, leaseapi.ErrorResponse{Error: "bad fail request"})
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fails[id] = req
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// snapshot returns copies of the recorded reports.
+func (f *fakeCoordinator) snapshot() (leased int, renews map[int64]int, completes map[int64]leaseapi.TransferStats, fails map[int64]leaseapi.FailRequest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	renews, completes, fails = map[int64]int{}, map[int64]leaseapi.TransferStats{}, map[int64]leaseapi.FailRequest{}
+	for k, v := range f.renews {
+		renews[k] = v
+	}
+	for k, v := range f.completes {
+		completes[k] = v
+	}
+	for k, v := range f.fails {
+		fails[k] = v
+	}
+	return f.leased, renews, completes, fails
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// fileLease is a lease of the given paths with a short TTL, so renewals happen quickly.
+func fileLease(id int64, paths ...string) leaseapi.Lease {
+	return leaseapi.Lease{
+		Partition: id, Attempt: 1, Token: "lease-" + strconv.FormatInt(id, 10),
+		TTLMS: (150 * time.Millisecond).Milliseconds(), Kind: leaseapi.KindFiles,
+		List: leaseapi.JoinList(paths), Entries: int64(len(paths)),
+	}
+}

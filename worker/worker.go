@@ -1,0 +1,324 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/krsync/krsync/leaseapi"
+	"github.com/krsync/krsync/rsyncexec"
+)
+
+// Defaults for the zero values of Config.
+const (
+	// DefaultWait bounds one long poll for a lease; the coordinator may answer sooner.
+	DefaultWait = 20 * time.Second
+	// DefaultStopGrace bounds the reports a stopping worker still sends (the hand-back of its
+	// lease), so that SIGTERM ends the process promptly even when the coordinator is gone.
+	DefaultStopGrace = 5 * time.Second
+	// fallbackTTL is assumed when a lease comes without a time to live.
+	fallbackTTL = 30 * time.Second
+	// minRenewEvery keeps a tiny TTL from turning renewals into a busy loop.
+	minRenewEvery = 50 * time.Millisecond
+	// waitPause spaces lease requests when the coordinator answers "wait" without long-polling.
+	waitPause = 250 * time.Millisecond
+)
+
+// StopMessage is the error a worker reports when it hands a lease back because it is stopping.
+const StopMessage = "worker stopping"
+
+// ErrFatal marks an error after which this worker stops leasing: every other partition would
+// fail the same way (a bad rsync option, a missing rsync, a full or read-only destination).
+var ErrFatal = errors.New("stopping this worker")
+
+// Config is what one worker needs. Client, Name, Source and Dest are required.
+type Config struct {
+	// Client talks to the coordinator; its GiveUpAfter bounds how long the worker waits for an
+	// unreachable coordinator.
+	Client *leaseapi.Client
+	// Name identifies the worker to the coordinator (the pod name in Kubernetes).
+	Name string
+	// Source and Dest are the roots the partitions' relative paths are copied between.
+	Source, Dest string
+	// RsyncBinary is the rsync to run; empty means "rsync" from PATH.
+	RsyncBinary string
+	// RsyncArgs are the user's rsync options; nil means rsyncexec.DefaultArgs.
+	RsyncArgs []string
+	// Wait bounds one long poll for a lease; zero means DefaultWait.
+	Wait time.Duration
+	// StopGrace bounds the reports sent after ctx is cancelled; zero means DefaultStopGrace.
+	StopGrace time.Duration
+}
+
+// Run leases partitions and rsyncs them until the coordinator says all work is done, and then
+// returns nil.
+//
+// A partition that fails in a retryable way (rsync exit 23, 30, ...) is reported with its
+// failed paths and the loop goes on: the coordinator re-issues it, maybe to another worker.
+// A lease that goes stale while rsync runs (the coordinator gave it away) stops that rsync
+// and the loop goes on without a report. A failure that would repeat on every partition
+// (rsync's exit 1-4: syntax, usage, protocol, unsupported; rsync not starting; a full
+// destination) is reported and then ends Run with an error wrapping ErrFatal, so one bad
+// --rsync-opts costs one partition attempt, not all of them.
+//
+// When ctx is cancelled (SIGTERM) Run stops rsync, hands its lease back as a retryable failure
+// with the message StopMessage (within StopGrace), and returns an error wrapping ctx.Err().
+func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	w := &worker{cfg: cfg, log: log.With().Str("worker", cfg.Name).Logger()}
+	if w.cfg.Wait <= 0 {
+		w.cfg.Wait = DefaultWait
+	}
+	if w.cfg.StopGrace <= 0 {
+		w.cfg.StopGrace = DefaultStopGrace
+	}
+	if w.cfg.RsyncArgs == nil {
+		w.cfg.RsyncArgs = rsyncexec.DefaultArgs
+	}
+	return w.loop(ctx)
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Client == nil:
+		return errors.New("worker: no coordinator client")
+	case c.Name == "":
+		return errors.New("worker: no name")
+	case c.Source == "":
+		return errors.New("worker: no source directory")
+	case c.Dest == "":
+		return errors.New("worker: no destination directory")
+	}
+	return nil
+}
+
+type worker struct {
+	cfg Config
+	log zerolog.Logger
+}
+
+func (w *worker) loop(ctx context.Context) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return w.stopped(ctx)
+		}
+		asked := time.Now()
+		resp, err := w.cfg.Client.Lease(ctx, w.cfg.Name, w.cfg.Wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return w.stopped(ctx)
+			}
+			return fmt.Errorf("worker %s: %w", w.cfg.Name, err)
+		}
+		switch resp.State {
+		case leaseapi.LeaseDone:
+			w.log.Debug().Msg("coordinator says all work is done")
+			return nil
+		case leaseapi.LeaseWait:
+			// A coordinator that long-polls answers "wait" only after Wait; one that does not
+			// would make this a busy loop, so pause when the answer came back at once.
+			if time.Since(asked) < waitPause {
+				select {
+				case <-ctx.Done():
+				case <-time.After(waitPause):
+				}
+			}
+		case leaseapi.LeaseGranted:
+			if err := w.runLease(ctx, *resp.Lease); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (w *worker) stopped(ctx context.Context) error {
+	return fmt.Errorf("worker %s stopped: %w", w.cfg.Name, context.Cause(ctx))
+}
+
+// runLease copies one partition and reports it. A nil error means "lease the next one".
+func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
+	log := w.log.With().Int64("partition", l.Partition).Int("attempt", l.Attempt).Str("kind", string(l.Kind)).Logger()
+	log.Debug().Int64("entries", l.Entries).Int64("bytes", l.Bytes).Msg("leased")
+
+	rsyncCtx, stopRsync := context.WithCancelCause(ctx)
+	defer stopRsync(nil)
+	var renewing sync.WaitGroup
+	renewing.Go(func() { w.renew(rsyncCtx, l, stopRsync, log) })
+	res, runErr := rsyncexec.Run(rsyncCtx, rsyncexec.Job{
+		Binary: w.cfg.RsyncBinary,
+		Args:   w.cfg.RsyncArgs,
+		Source: w.cfg.Source,
+		Dest:   w.cfg.Dest,
+		List:   l.List,
+		Dirs:   l.Kind == leaseapi.KindDirs,
+	})
+	stopRsync(errRsyncEnded)
+	renewing.Wait()
+
+	switch cause := context.Cause(rsyncCtx); {
+	case runErr == nil:
+		// Even when a stop was asked meanwhile, the copy is done: report it, not hand it back.
+		return w.complete(ctx, l, res, log)
+	case ctx.Err() != nil:
+		w.handBack(ctx, l, log)
+		return w.stopped(ctx)
+	case errors.Is(cause, leaseapi.ErrStaleLease), errors.Is(cause, leaseapi.ErrUnknownPartition):
+		log.Warn().Err(cause).Msg("lease lost while rsync ran; rsync stopped, moving on")
+		return nil
+	default:
+		return w.fail(ctx, l, runErr, log)
+	}
+}
+
+// errRsyncEnded stops the renewals once rsync has returned.
+var errRsyncEnded = errors.New("rsync ended")
+
+// renew extends the lease every third of its TTL until ctx ends. When the coordinator says
+// the lease is no longer ours, it stops rsync through stop with that error as the cause.
+func (w *worker) renew(ctx context.Context, l leaseapi.Lease, stop context.CancelCauseFunc, log zerolog.Logger) {
+	ttl := l.TTL()
+	if ttl <= 0 {
+		ttl = fallbackTTL
+	}
+	timer := time.NewTimer(renewEvery(ttl))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		// Retrying past the lease's life is pointless: by then the coordinator has expired it
+		// and the next renewal learns so.
+		callCtx, cancel := context.WithTimeout(ctx, ttl)
+		newTTL, err := w.cfg.Client.Renew(callCtx, l.Partition, l.Token)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, leaseapi.ErrStaleLease), errors.Is(err, leaseapi.ErrUnknownPartition):
+			stop(err)
+			return
+		case err != nil:
+			log.Warn().Err(err).Msg("lease renewal failed; trying again")
+		case newTTL > 0:
+			ttl = newTTL
+		}
+		timer.Reset(renewEvery(ttl))
+	}
+}
+
+func renewEvery(ttl time.Duration) time.Duration {
+	return max(ttl/3, minRenewEvery)
+}
+
+func (w *worker) complete(ctx context.Context, l leaseapi.Lease, res rsyncexec.Result, log zerolog.Logger) error {
+	stats := leaseapi.TransferStats{
+		FilesTransferred: res.FilesTransferred,
+		BytesTransferred: res.BytesTransferred,
+		Warnings:         res.Warnings,
+	}
+	reportCtx, cancel := w.reportContext(ctx)
+	defer cancel()
+	err := w.cfg.Client.Complete(reportCtx, l.Partition, l.Token, stats)
+	switch {
+	case err == nil:
+		log.Debug().Int64("files_transferred", stats.FilesTransferred).Int64("bytes_transferred", stats.BytesTransferred).Msg("partition done")
+		for _, warning := range stats.Warnings {
+			log.Warn().Str("rsync", warning).Msg("partition done with a warning")
+		}
+	case errors.Is(err, leaseapi.ErrStaleLease), errors.Is(err, leaseapi.ErrUnknownPartition):
+		// Someone else holds the partition now; the coordinator keeps their report.
+		log.Warn().Err(err).Msg("completion refused; the partition belongs to another lease")
+	default:
+		return fmt.Errorf("worker %s: %w", w.cfg.Name, err)
+	}
+	if ctx.Err() != nil {
+		return w.stopped(ctx)
+	}
+	return nil
+}
+
+// fail reports a failed rsync and decides whether this worker goes on.
+func (w *worker) fail(ctx context.Context, l leaseapi.Lease, runErr error, log zerolog.Logger) error {
+	req := leaseapi.FailRequest{Token: l.Token, Error: oneLine(runErr.Error()), Retryable: true}
+	var fatal error
+	var exitErr *rsyncexec.ExitError
+	switch {
+	case errors.As(runErr, &exitErr) && exitErr.NoSpace():
+		// Every partition would fail the same way; the partition is handed back as retryable
+		// so that a rerun after freeing space completes it.
+		fatal = fmt.Errorf("destination %s is full (%s): free some space and run again: %w", w.cfg.Dest, req.Error, ErrFatal)
+		req.FailedPaths = exitErr.FailedPaths
+	case errors.As(runErr, &exitErr):
+		req.Retryable = exitErr.Retryable()
+		req.FailedPaths = exitErr.FailedPaths
+		if !req.Retryable {
+			fatal = fmt.Errorf("partition %d: %s: %w", l.Partition, req.Error, ErrFatal)
+		}
+	default:
+		// rsync did not run at all (missing binary, cannot start): nothing this worker runs
+		// will work, but another worker may be fine, so the partition stays retryable.
+		fatal = fmt.Errorf("partition %d: %s: %w", l.Partition, req.Error, ErrFatal)
+	}
+	reportCtx, cancel := w.reportContext(ctx)
+	defer cancel()
+	if err := w.cfg.Client.Fail(reportCtx, l.Partition, req); err != nil &&
+		!errors.Is(err, leaseapi.ErrStaleLease) && !errors.Is(err, leaseapi.ErrUnknownPartition) {
+		if fatal == nil {
+			return fmt.Errorf("worker %s: %w", w.cfg.Name, err)
+		}
+		log.Warn().Err(err).Msg("could not report the failure")
+	}
+	if fatal != nil {
+		return fmt.Errorf("worker %s: %w", w.cfg.Name, fatal)
+	}
+	log.Warn().Str("error", req.Error).Bool("retryable", req.Retryable).Strs("failed_paths", req.FailedPaths).Msg("partition failed")
+	return nil
+}
+
+// handBack gives the lease back as a retryable failure when the worker stops, within StopGrace.
+func (w *worker) handBack(ctx context.Context, l leaseapi.Lease, log zerolog.Logger) {
+	reportCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.StopGrace)
+	defer cancel()
+	err := w.cfg.Client.Fail(reportCtx, l.Partition, leaseapi.FailRequest{Token: l.Token, Error: StopMessage, Retryable: true})
+	if err != nil {
+		log.Warn().Err(err).Msg("could not hand the lease back; it will expire after its TTL")
+		return
+	}
+	log.Info().Msg("lease handed back")
+}
+
+// reportContext is the context of a report after rsync: it survives the cancellation of ctx
+// by StopGrace, so a stop that arrives while reporting does not lose the report.
+func (w *worker) reportContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	reportCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var mu sync.Mutex
+	var timer *time.Timer
+	stopWatching := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timer = time.AfterFunc(w.cfg.StopGrace, cancel)
+	})
+	return reportCtx, func() {
+		stopWatching()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
+}
+
+// oneLine keeps an error report to one line, as the coordinator's summary prints it.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
