@@ -1,0 +1,420 @@
+package rsyncexec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// DefaultKillGrace is how long a cancelled rsync gets between SIGTERM and SIGKILL.
+const DefaultKillGrace = 5 * time.Second
+
+// ErrBadList is wrapped by Run's error when the job's list holds a path that could leave the
+// source or destination (absolute, or with a ".." component).
+var ErrBadList = errors.New("bad partition list")
+
+// Job is one rsync run over one partition.
+type Job struct {
+	// Binary is the rsync program; "" looks up "rsync" in PATH.
+	Binary string
+	// Args are the user's rsync options (already validated by ParseArgs); nil means DefaultArgs.
+	Args []string
+	// Source and Dest are the root directories; List's paths are relative to Source.
+	Source, Dest string
+	// List holds the paths, each terminated by a NUL byte (rsync --from0); any bytes but NUL.
+	List []byte
+	// Dirs makes this the directory-metadata pass: List holds directories only, and each one's
+	// mode, owner, group and mtime are set to the source's without copying what is inside.
+	Dirs bool
+	// TempDir holds the list file while rsync runs; "" is os.TempDir().
+	TempDir string
+	// KillGrace is the time between SIGTERM and SIGKILL on cancellation; 0 is DefaultKillGrace.
+	KillGrace time.Duration
+	// Logger receives the command lines at debug level; nil logs nothing.
+	Logger *zerolog.Logger
+}
+
+// Result is what one Run did.
+type Result struct {
+	// Stats are rsync's --stats numbers (summed over the runs of a directory pass).
+	Stats Stats
+	// ExitCode is rsync's exit code (the first non-zero one when a job needed two runs).
+	ExitCode int
+	// Warnings are non-fatal complaints: vanished files (exit 24, or 23 when every complaint
+	// was a listed path that no longer exists) and whatever rsync printed on a successful run.
+	Warnings []string
+	// Vanished are the listed paths that were gone when rsync looked (at most 1000).
+	Vanished []string
+	// Args is the command line of the (first) rsync run, binary first.
+	Args []string
+	// Duration is the wall time of the rsync runs.
+	Duration time.Duration
+}
+
+// Run copies the job's list from Source to Dest with one rsync (two for a directory pass that
+// includes the root), never through a shell:
+//
+//	rsync ARGS --from0 --files-from=LIST --stats -- SOURCE/ DEST/
+//
+// --files-from implies --relative (the list's paths keep their directories, which rsync
+// creates as "implied directories" with the source's attributes) and --dirs (a listed
+// directory is copied as itself, not recursed into), and turns off -a's recursion (rsync(1),
+// --files-from). The list is cleaned first: "." and trailing "/" or "/." would make rsync copy
+// a directory's contents, so "dir/" becomes "dir", and the root "." is dropped from a file
+// pass (the root exists; its metadata belongs to the directory pass).
+//
+// The directory pass (Dirs) puts "--filter=+ */ --filter=- *" before the user's options so
+// that only directories can be transferred, whatever the list says; the root, which rsync can
+// only name as "." (and then copies its contents), gets a run of its own with --dirs and
+// --exclude=*, after the others so that its mtime is set last.
+//
+// When rsync does not run as root, a file pass adds --chmod=Du+rwx: a directory with mode
+// 0555 would otherwise be made read-only by the first rsync that finishes in it while others
+// still write there (rsync only relaxes modes for the length of its own run). The directory
+// pass then sets the real modes.
+//
+// On ctx cancellation rsync's process group gets SIGTERM, then SIGKILL after KillGrace, and
+// the error wraps ctx.Err(). An rsync failure is an *ExitError; a Result is returned either way.
+func Run(ctx context.Context, job Job) (Result, error) {
+	log := zerolog.Nop()
+	if job.Logger != nil {
+		log = *job.Logger
+	}
+	args := job.Args
+	if args == nil {
+		args = DefaultArgs
+	}
+	if err := ValidateArgs(args); err != nil {
+		return Result{}, err
+	}
+	binary, err := LookPath(job.Binary)
+	if err != nil {
+		return Result{}, err
+	}
+	if job.Source == "" || job.Dest == "" {
+		return Result{}, errors.New("rsync job: source and destination directories are required")
+	}
+	source, err := filepath.Abs(job.Source)
+	if err != nil {
+		return Result{}, fmt.Errorf("rsync job: source %s: %w", job.Source, err)
+	}
+	dest, err := filepath.Abs(job.Dest)
+	if err != nil {
+		return Result{}, fmt.Errorf("rsync job: destination %s: %w", job.Dest, err)
+	}
+	list, root, err := cleanList(job.List)
+	if err != nil {
+		return Result{}, err
+	}
+	grace := job.KillGrace
+	if grace <= 0 {
+		grace = DefaultKillGrace
+	}
+	r := runner{binary: binary, source: source, dest: dest, grace: grace, log: log}
+
+	start := time.Now()
+	var runs []run
+	switch {
+	case !job.Dirs:
+		if len(list) > 0 {
+			extra := []string(nil)
+			if os.Geteuid() != 0 {
+				extra = append(extra, "--chmod=Du+rwx")
+			}
+			runs = append(runs, run{args: joinArgs(nil, args, extra), list: list})
+		}
+	default:
+		if len(list) > 0 {
+			runs = append(runs, run{args: joinArgs([]string{"--filter=+ */", "--filter=- *"}, args, nil), list: list})
+		}
+		if root {
+			runs = append(runs, run{args: joinArgs([]string{"--exclude=*"}, args, []string{"--dirs"})})
+		}
+	}
+
+	var res Result
+	var firstErr error
+	for _, rn := range runs {
+		if ctx.Err() != nil {
+			break
+		}
+		out, err := r.run(ctx, rn, job.TempDir)
+		res.Stats = res.Stats.Add(out.Stats)
+		res.Warnings = append(res.Warnings, out.Warnings...)
+		res.Vanished = append(res.Vanished, out.Vanished...)
+		if res.Args == nil {
+			res.Args = out.Args
+		}
+		if res.ExitCode == 0 {
+			res.ExitCode = out.ExitCode
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	res.Duration = time.Since(start)
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = fmt.Errorf("rsync not run: %w", ctx.Err())
+	}
+	return res, firstErr
+}
+
+// joinArgs builds the options of one run: ours that must come before the user's (filter rules
+// match in order), the user's, -h's antidote, ours after.
+func joinArgs(before, user, after []string) []string {
+	args := append([]string(nil), before...)
+	args = append(args, user...)
+	if wantsHumanNumbers(user) {
+		args = append(args, "--no-human-readable") // exact numbers for --stats
+	}
+	return append(args, after...)
+}
+
+// cleanList checks and cleans a NUL-terminated list: empty entries are skipped, absolute
+// paths and ".." components are refused, "a//b", "./a", "a/" and "a/." become "a/b", "a",
+// and the root ("." after cleaning) is reported in root instead of listed.
+func cleanList(list []byte) (cleaned []byte, root bool, err error) {
+	var b bytes.Buffer
+	b.Grow(len(list))
+	for len(list) > 0 {
+		entry := list
+		if i := bytes.IndexByte(list, 0); i >= 0 {
+			entry, list = list[:i], list[i+1:]
+		} else {
+			list = nil
+		}
+		if len(entry) == 0 {
+			continue
+		}
+		p := string(entry)
+		if strings.HasPrefix(p, "/") {
+			return nil, false, fmt.Errorf("%w: %q is absolute; paths are relative to the source root", ErrBadList, p)
+		}
+		for _, part := range strings.Split(p, "/") {
+			if part == ".." {
+				return nil, false, fmt.Errorf("%w: %q has a \"..\" component", ErrBadList, p)
+			}
+		}
+		p = path.Clean(p)
+		if p == "." {
+			root = true
+			continue
+		}
+		b.WriteString(p)
+		b.WriteByte(0)
+	}
+	return b.Bytes(), root, nil
+}
+
+// run is one rsync invocation: its options (without the list and paths) and its list, if any.
+type run struct {
+	args []string
+	list []byte
+}
+
+// runner runs rsync for one job.
+type runner struct {
+	binary, source, dest string
+	grace                time.Duration
+	log                  zerolog.Logger
+}
+
+// run executes one rsync and reads its output.
+func (r runner) run(ctx context.Context, rn run, tempDir string) (Result, error) {
+	argv := append([]string{r.binary}, rn.args...)
+	if rn.list != nil {
+		listFile, err := writeList(tempDir, rn.list)
+		if err != nil {
+			return Result{}, err
+		}
+		defer func() { _ = os.Remove(listFile) }()
+		argv = append(argv, "--from0", "--files-from="+listFile)
+	}
+	argv = append(argv, "--stats", "--", r.source+"/", r.dest+"/")
+	r.log.Debug().Strs("argv", argv).Msg("running rsync")
+
+	var stats statsParser
+	stderr := newStderrReader(r.roots()...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C") // English messages and \#ooo escapes, for parsing
+	cmd.Stdout = &lineWriter{line: stats.line}
+	cmd.Stderr = &lineWriter{line: stderr.line}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // one group to signal: rsync forks
+	cmd.WaitDelay = r.grace                               // a child holding the pipes cannot hang Wait
+
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return Result{Args: argv}, fmt.Errorf("start rsync %s: %w", r.binary, err)
+	}
+	stopped := stopOnCancel(ctx, cmd.Process.Pid, r.grace)
+	waitErr := cmd.Wait()
+	stopped()
+	cmd.Stdout.(*lineWriter).flush()
+	cmd.Stderr.(*lineWriter).flush()
+
+	res := Result{Stats: stats.stats, Args: argv, Duration: time.Since(start), Vanished: stderr.vanished}
+	if ctx.Err() != nil && (waitErr != nil || cmd.ProcessState == nil || !cmd.ProcessState.Success()) {
+		// rsync was stopped before it finished: the partition is not known to be complete.
+		res.ExitCode = exitCodeOf(cmd.ProcessState)
+		return res, fmt.Errorf("rsync stopped after %s: %w", res.Duration.Round(time.Millisecond), ctx.Err())
+	}
+	var exitErr *exec.ExitError
+	if waitErr != nil && !errors.As(waitErr, &exitErr) {
+		return res, fmt.Errorf("wait for rsync: %w", waitErr)
+	}
+	res.ExitCode = exitCodeOf(cmd.ProcessState)
+	vanishedOnly := res.ExitCode == ExitPartial && stderr.otherErrors == 0 && len(stderr.vanished) > 0
+	switch {
+	case res.ExitCode == ExitOK:
+		for _, l := range stderr.tail {
+			if strings.TrimSpace(l) != "" {
+				res.Warnings = append(res.Warnings, l)
+			}
+		}
+		return res, nil
+	case res.ExitCode == ExitVanished || vanishedOnly:
+		res.Warnings = append(res.Warnings, fmt.Sprintf("rsync exit %d: %d listed path(s) vanished after the walk, e.g. %q",
+			res.ExitCode, len(stderr.vanished), firstOr(stderr.vanished, "?")))
+		return res, nil
+	}
+	e := &ExitError{
+		Code:        res.ExitCode,
+		Args:        argv,
+		StderrTail:  append([]string(nil), stderr.tail...),
+		FailedPaths: stderr.failed,
+		FailedCount: stderr.failedCount,
+		Vanished:    stderr.vanished,
+		noSpace:     stderr.noSpace,
+		last:        stderr.lastMessage(),
+	}
+	if status, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && status.Signaled() {
+		e.Signal = status.Signal().String()
+	}
+	return res, e
+}
+
+// roots are the prefixes rsync may print in front of a path: the source and destination as
+// given and with symlinks resolved (rsync prints its working directory, which getcwd resolves).
+func (r runner) roots() []string {
+	roots := []string{r.source, r.dest}
+	for _, dir := range []string{r.source, r.dest} {
+		if resolved, err := filepath.EvalSymlinks(dir); err == nil && resolved != dir {
+			roots = append(roots, resolved)
+		}
+	}
+	return roots
+}
+
+// exitCodeOf is rsync's exit code, or ExitKilled when a signal ended it.
+func exitCodeOf(state *os.ProcessState) int {
+	if state == nil {
+		return ExitKilled
+	}
+	if status, ok := state.Sys().(syscall.WaitStatus); ok && status.Signaled() {
+		return ExitKilled
+	}
+	return state.ExitCode()
+}
+
+// stopOnCancel sends SIGTERM to the process group pgid when ctx is done, and SIGKILL if it has
+// not finished grace later. The returned function, called once the leader has been waited for,
+// stops the watcher and, after a cancellation, kills whatever is left of the group.
+func stopOnCancel(ctx context.Context, pgid int, grace time.Duration) func() {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		timer := time.NewTimer(grace)
+		defer timer.Stop()
+		select {
+		case <-done:
+		case <-timer.C:
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		if ctx.Err() != nil {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL) // children that outlived the leader
+		}
+	}
+}
+
+// writeList writes the list to a temporary file for --files-from.
+func writeList(dir string, list []byte) (string, error) {
+	f, err := os.CreateTemp(dir, "krsync-list-*")
+	if err != nil {
+		return "", fmt.Errorf("rsync list file: %w", err)
+	}
+	_, werr := f.Write(list)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("rsync list file %s: %w", f.Name(), err)
+	}
+	return f.Name(), nil
+}
+
+func firstOr(s []string, def string) string {
+	if len(s) == 0 {
+		return def
+	}
+	return s[0]
+}
+
+// lineWriter splits what a process writes into lines (cut at maxLineBytes) for a callback.
+// exec.Cmd calls Write from one goroutine per stream, so it needs no lock.
+type lineWriter struct {
+	line    func(string)
+	partial []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			room := maxLineBytes - len(w.partial)
+			if room > 0 {
+				w.partial = append(w.partial, p[:min(room, len(p))]...)
+			}
+			break
+		}
+		chunk := p[:i]
+		if room := maxLineBytes - len(w.partial); room < len(chunk) {
+			chunk = chunk[:max(room, 0)]
+		}
+		w.partial = append(w.partial, chunk...)
+		w.line(string(w.partial))
+		w.partial = w.partial[:0]
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// flush hands over a last line without a newline.
+func (w *lineWriter) flush() {
+	if len(w.partial) > 0 {
+		w.line(string(w.partial))
+		w.partial = w.partial[:0]
+	}
+}
