@@ -1,0 +1,445 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/leaseapi"
+)
+
+// ErrPartitionsFailed is wrapped by Run's error when some partitions were given up.
+var ErrPartitionsFailed = errors.New("some partitions failed")
+
+// ErrInvalidConfig is wrapped by New's error when the configuration or the source is unusable.
+var ErrInvalidConfig = errors.New("invalid coordinator configuration")
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultLeaseTTL         = 30 * time.Second
+	DefaultMaxAttempts      = 3
+	DefaultMaxWait          = 30 * time.Second
+	DefaultMaxLongPolls     = 1024
+	DefaultDirsPerPartition = 10000
+)
+
+// Config configures a coordinator. Zero durations and counts take the defaults above.
+type Config struct {
+	// Source is the root of the tree to copy; it must be a readable directory.
+	Source string
+	// Partitioner are fpart's options for the walk (see LiveDefaults).
+	Partitioner fpart.Options
+	// Walk, when set, replaces fpart.Walk over Source (tests feed partitions through it).
+	Walk WalkFunc
+	// Identity names the run in the journal; empty means the absolute source and the
+	// partitioner options. A state directory written under another identity is refused.
+	Identity string
+	// LeaseTTL is how long a lease lives without a renewal.
+	LeaseTTL time.Duration
+	// MaxAttempts is how many leases a partition gets before it is failed.
+	MaxAttempts int
+	// MaxWait bounds a lease long poll, whatever the worker asks for.
+	MaxWait time.Duration
+	// MaxLongPolls caps concurrent long polls; past it, lease answers "wait" at once.
+	MaxLongPolls int
+	// Token is the bearer token every API call but /healthz and /readyz must carry. Required.
+	Token string
+	// StateDir holds the journal; a run restarted on it resumes. Empty: a throwaway journal
+	// in a temporary directory, removed at the end.
+	StateDir string
+	// DirsPerPartition is how many directories go in one directory-metadata partition.
+	DirsPerPartition int
+	// Linger is how long Run keeps answering "done" after the end, for workers that have not
+	// asked yet; Run returns earlier once every worker it has seen was told.
+	Linger time.Duration
+	// TLSCertFile and TLSKeyFile, when both set, make the API HTTPS.
+	TLSCertFile, TLSKeyFile string
+}
+
+// WalkPartition is one partition found by the walk.
+type WalkPartition struct {
+	// List holds the paths relative to the source root, each ended by a NUL byte.
+	List    []byte
+	Entries int64
+	Bytes   int64
+}
+
+// WalkHandler receives what a walk finds, from a single goroutine, in walk order.
+type WalkHandler struct {
+	Partition func(WalkPartition) error
+	// Dir is called once for every directory kept, the root being ".".
+	Dir func(rel string) error
+	// Error reports a non-fatal walk error (an unreadable directory, a vanished entry).
+	Error func(rel string, err error)
+}
+
+// WalkFunc walks the source and reports to h; an error ends the run. It must be
+// deterministic for the same tree: after a crash the walk is replayed, and partitions
+// already in the journal are skipped by content.
+type WalkFunc func(ctx context.Context, h WalkHandler) error
+
+// Coordinator hands out the partitions of one source tree to workers. Create it with New
+// and run it once with Run.
+type Coordinator struct {
+	cfg     Config
+	log     zerolog.Logger
+	q       *queue
+	tls     *tls.Config
+	polls   chan struct{} // long-poll semaphore
+	ready   atomic.Bool
+	journal *journal // set by Run before serving
+}
+
+// New checks cfg and the source and returns a coordinator ready to Run.
+func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
+	if cfg.Source == "" {
+		return nil, fmt.Errorf("%w: no source directory given", ErrInvalidConfig)
+	}
+	if err := checkSource(cfg.Source); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if cfg.Identity == "" {
+		cfg.Identity = defaultIdentity(cfg.Source, cfg.Partitioner)
+	}
+	if cfg.Walk == nil {
+		if err := cfg.Partitioner.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: fpart options: %w", ErrInvalidConfig, err)
+		}
+		cfg.Walk = FpartWalk(cfg.Source, cfg.Partitioner)
+	}
+	if cfg.Token == "" {
+		return nil, fmt.Errorf("%w: no API token given", ErrInvalidConfig)
+	}
+	if cfg.LeaseTTL < 0 || cfg.MaxWait < 0 || cfg.Linger < 0 || cfg.MaxAttempts < 0 || cfg.MaxLongPolls < 0 || cfg.DirsPerPartition < 0 {
+		return nil, fmt.Errorf("%w: durations and counts must not be negative", ErrInvalidConfig)
+	}
+	cfg.LeaseTTL = orDefault(cfg.LeaseTTL, DefaultLeaseTTL)
+	cfg.MaxAttempts = orDefault(cfg.MaxAttempts, DefaultMaxAttempts)
+	cfg.MaxWait = orDefault(cfg.MaxWait, DefaultMaxWait)
+	cfg.MaxLongPolls = orDefault(cfg.MaxLongPolls, DefaultMaxLongPolls)
+	cfg.DirsPerPartition = orDefault(cfg.DirsPerPartition, DefaultDirsPerPartition)
+	c := &Coordinator{
+		cfg:   cfg,
+		log:   log,
+		q:     newQueue(cfg.LeaseTTL, cfg.MaxAttempts),
+		polls: make(chan struct{}, cfg.MaxLongPolls),
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, fmt.Errorf("%w: TLS needs both a certificate and a key", ErrInvalidConfig)
+	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: TLS certificate: %w", ErrInvalidConfig, err)
+		}
+		c.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return c, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// checkSource refuses a source that is missing, not a directory, or unreadable.
+func checkSource(src string) error {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", src, unwrapPathError(err))
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("source %s: not a directory", src)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", src, unwrapPathError(err))
+	}
+	defer f.Close()
+	if _, err := f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("source %s: cannot list it: %w", src, unwrapPathError(err))
+	}
+	return nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Status is a snapshot of the run's progress.
+func (c *Coordinator) Status() leaseapi.Status { return c.q.status() }
+
+// ReleaseWorker hands back every lease held by a worker that is gone (a deleted, evicted or
+// failed pod) without counting it as an attempt, and forgets the worker. It returns how many.
+func (c *Coordinator) ReleaseWorker(name string) int {
+	n := c.q.releaseWorker(name)
+	if n > 0 {
+		c.log.Info().Str("worker", name).Int("released", n).Msg("worker gone: leases handed back")
+	}
+	return n
+}
+
+// Run opens the journal, walks the source and serves the lease API on ln until every
+// partition is done or failed and the workers were told (bounded by Linger), or ctx ends.
+// It closes ln. The error wraps ErrPartitionsFailed when some partitions failed.
+func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status, error) {
+	j, err := openJournal(c.cfg.StateDir, c.cfg.Identity)
+	if err != nil {
+		ln.Close()
+		return c.q.status(), err
+	}
+	defer func() {
+		if err := j.close(); err != nil {
+			c.log.Error().Err(err).Msg("closing the journal")
+		}
+	}()
+	st, err := j.load()
+	if err != nil {
+		ln.Close()
+		return c.q.status(), err
+	}
+	c.restore(st)
+	c.journal = j
+	if c.cfg.StateDir != "" {
+		c.log.Info().Str("state_dir", c.cfg.StateDir).Int("partitions", len(st.parts)).
+			Bool("walk_done", st.walkDone).Msg("journal opened")
+	}
+
+	srv := c.newServer()
+	serveErr := make(chan error, 1)
+	go func() {
+		var err error
+		if c.tls != nil {
+			err = srv.ServeTLS(ln, "", "")
+		} else {
+			err = srv.Serve(ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		serveErr <- err
+	}()
+	c.ready.Store(true)
+	c.log.Info().Str("listen", ln.Addr().String()).Str("source", c.cfg.Source).Bool("tls", c.tls != nil).Msg("serving the lease API")
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	walkErr := make(chan error, 1)
+	if !st.walkDone {
+		wg.Go(func() { walkErr <- c.walk(runCtx, j) })
+	}
+	dirsErr := make(chan error, 1)
+	if !st.dirsIssued {
+		wg.Go(func() {
+			select {
+			case <-c.q.filesSettled:
+				dirsErr <- c.issueDirs(j)
+			case <-runCtx.Done():
+			}
+		})
+	}
+
+	runErr := c.wait(ctx, walkErr, dirsErr, serveErr)
+	c.ready.Store(false)
+	c.q.close()
+	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close()
+	}
+	stop()
+	cancel()
+	wg.Wait()
+	status := c.q.status()
+	if runErr != nil {
+		return status, runErr
+	}
+	if len(status.Failed) > 0 {
+		return status, failedError(status.Failed)
+	}
+	c.log.Info().Int64("partitions", status.Partitions.Done).Int64("files_transferred", status.FilesTransferred).
+		Int64("bytes_transferred", status.BytesTransferred).Msg("all partitions done")
+	return status, nil
+}
+
+// wait blocks until the run is over: finished and lingered, or an error, or ctx ends.
+func (c *Coordinator) wait(ctx context.Context, walkErr, dirsErr, serveErr <-chan error) error {
+	finished := c.q.finishedCh
+	var linger <-chan time.Time
+	for {
+		select {
+		case <-finished:
+			finished = nil
+			if c.cfg.Linger <= 0 {
+				return nil
+			}
+			t := time.NewTimer(c.cfg.Linger)
+			defer t.Stop()
+			linger = t.C
+			c.log.Info().Dur("linger", c.cfg.Linger).Msg("all partitions settled; telling the workers")
+		case <-linger:
+			return nil
+		case <-c.q.allTold: // closed only after finished
+			return nil
+		case err := <-walkErr:
+			if err != nil {
+				return err
+			}
+		case err := <-dirsErr:
+			if err != nil {
+				return err
+			}
+		case err := <-serveErr:
+			if err != nil {
+				return fmt.Errorf("serve the lease API: %w", err)
+			}
+			return errors.New("lease API server stopped")
+		case <-ctx.Done():
+			return fmt.Errorf("coordinator stopped before the end: %w", ctx.Err())
+		}
+	}
+}
+
+// restore loads the journal's partitions into the queue. Directory partitions are only
+// restored once all of them were issued; before that, issueDirs issues them again.
+func (c *Coordinator) restore(st journalState) {
+	for _, p := range st.parts {
+		if p.kind == leaseapi.KindDirs && !st.dirsIssued {
+			continue
+		}
+		c.q.add(p)
+	}
+	if st.walkDone {
+		c.q.setWalkDone(st.walkErrors)
+	}
+	if st.dirsIssued {
+		c.q.setDirsIssued()
+	}
+}
+
+// dirFlush is how many walked directories are buffered before they go to the journal.
+const dirFlush = 10000
+
+// walk runs the walk, journals and queues every new partition and records the directories.
+func (c *Coordinator) walk(ctx context.Context, j *journal) error {
+	var dirs []string
+	var walkErrors, replayed int64
+	h := WalkHandler{
+		Partition: func(p WalkPartition) error {
+			if len(p.List) == 0 {
+				return nil
+			}
+			rp, isNew, err := j.addPartition(leaseapi.KindFiles, p.List, p.Entries, p.Bytes)
+			if err != nil {
+				return err
+			}
+			if !isNew {
+				replayed++
+				return nil
+			}
+			c.q.add(rp)
+			return nil
+		},
+		Dir: func(rel string) error {
+			dirs = append(dirs, rel)
+			if len(dirs) >= dirFlush {
+				err := j.addDirs(dirs)
+				dirs = dirs[:0]
+				return err
+			}
+			return nil
+		},
+		Error: func(rel string, err error) {
+			walkErrors++
+			c.q.addWalkError()
+			c.log.Warn().Str("path", rel).Err(err).Msg("walk")
+		},
+	}
+	if err := c.cfg.Walk(ctx, h); err != nil {
+		if ctx.Err() != nil {
+			return nil // the run is ending anyway
+		}
+		return fmt.Errorf("walk %s: %w", c.cfg.Source, err)
+	}
+	if err := j.addDirs(dirs); err != nil {
+		return err
+	}
+	if err := j.setWalkDone(walkErrors); err != nil {
+		return err
+	}
+	c.q.setWalkDone(walkErrors)
+	ev := c.log.Info().Int64("walk_errors", walkErrors)
+	if replayed > 0 {
+		ev = ev.Int64("replayed_partitions", replayed)
+	}
+	ev.Msg("walk done")
+	return nil
+}
+
+// issueDirs adds the directory-metadata partitions, once every file partition is settled.
+func (c *Coordinator) issueDirs(j *journal) error {
+	var after []byte
+	var n int
+	for {
+		list, count, last, err := j.dirChunk(after, c.cfg.DirsPerPartition)
+		if err != nil {
+			return err
+		}
+		if count == 0 {
+			break
+		}
+		rp, _, err := j.addPartition(leaseapi.KindDirs, list, count, 0)
+		if err != nil {
+			return err
+		}
+		c.q.add(rp)
+		after = last
+		n++
+	}
+	if err := j.setDirsIssued(); err != nil {
+		return err
+	}
+	c.q.setDirsIssued()
+	c.log.Info().Int("partitions", n).Msg("directory-metadata pass issued")
+	return nil
+}
+
+// failedError lists the failed partitions in one line.
+func failedError(failed []leaseapi.FailedPartition) error {
+	const show = 10
+	var b strings.Builder
+	for i, f := range failed {
+		if i == show {
+			fmt.Fprintf(&b, "; and %d more", len(failed)-show)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		msg := strings.Join(strings.Fields(f.Error), " ")
+		if len(msg) > 200 {
+			msg = msg[:200] + "..."
+		}
+		fmt.Fprintf(&b, "partition %d after %d attempts: %s", f.Partition, f.Attempts, msg)
+	}
+	return fmt.Errorf("%w: %d failed: %s", ErrPartitionsFailed, len(failed), b.String())
+}

@@ -1,0 +1,480 @@
+package coordinator
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/krsync/krsync/leaseapi"
+)
+
+// JournalFile is the name of the journal inside the state directory.
+const JournalFile = "journal.db"
+
+// journalFormat marks a state directory's journal; a future incompatible format changes it.
+const journalFormat = "krsync-journal-1"
+
+// Bucket and key names of the journal (a bbolt file; every commit is fsync'd unless the
+// journal is a throwaway one in a temporary directory).
+var (
+	bucketMeta       = []byte("meta")       // the keys below
+	bucketPartitions = []byte("partitions") // id (8 bytes, big endian) → partition record
+	bucketStates     = []byte("states")     // id → state record, for done and failed partitions
+	bucketHashes     = []byte("hashes")     // sha256(kind, list) → id: a replayed walk skips known partitions
+	bucketDirs       = []byte("dirs")       // directory path → nothing; byte order puts parents first
+
+	keyFormat     = []byte("format")
+	keyIdentity   = []byte("identity")
+	keyWalkDone   = []byte("walk_done")
+	keyWalkErrors = []byte("walk_errors")
+	keyDirsIssued = []byte("dirs_issued")
+)
+
+// ErrStateDirBusy means another coordinator holds the journal of the state directory.
+var ErrStateDirBusy = errors.New("state directory is in use by another coordinator")
+
+// ErrJournalMismatch means the state directory belongs to a run with other arguments.
+var ErrJournalMismatch = errors.New("state directory belongs to another run")
+
+// journal is the coordinator's durable record: every partition's list, kind and size, the
+// state of the ones done or failed, the directories walked, and how far the walk got. What is
+// leased is not recorded: after a crash a leased partition is simply pending again.
+type journal struct {
+	db      *bolt.DB
+	path    string
+	tempDir string // removed on close: the journal of a run without --state-dir
+}
+
+// journalState is what a journal holds when it is opened.
+type journalState struct {
+	parts      []restoredPartition
+	walkDone   bool
+	walkErrors int64
+	dirsIssued bool
+}
+
+// openJournal opens (creating it if needed) the journal in stateDir, or a throwaway one in a
+// temporary directory when stateDir is empty. identity names the run (source and partitioner
+// options); a journal written for another identity is refused.
+func openJournal(stateDir, identity string) (*journal, error) {
+	j := &journal{}
+	noSync := false
+	if stateDir == "" {
+		dir, err := os.MkdirTemp("", "krsync-coordinator-")
+		if err != nil {
+			return nil, fmt.Errorf("journal: temporary directory: %w", err)
+		}
+		stateDir, j.tempDir, noSync = dir, dir, true
+	} else if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	j.path = filepath.Join(stateDir, JournalFile)
+	db, err := bolt.Open(j.path, 0o600, &bolt.Options{
+		Timeout:      2 * time.Second,
+		NoSync:       noSync,
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		j.removeTemp()
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("state dir %s: %w (its journal is locked); stop the other one or use another --state-dir", stateDir, ErrStateDirBusy)
+		}
+		return nil, fmt.Errorf("state dir %s: open journal: %w", stateDir, err)
+	}
+	// Completions from many workers arrive together; one fsync commits a batch of them.
+	db.MaxBatchDelay = 2 * time.Millisecond
+	j.db = db
+	if err := j.init(identity); err != nil {
+		_ = j.close()
+		return nil, err
+	}
+	return j, nil
+}
+
+// init creates the buckets of a new journal, or checks the format and identity of an old one.
+func (j *journal) init(identity string) error {
+	err := j.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			if tx.Bucket(bucketPartitions) != nil {
+				return errors.New("not a krsync journal (no format marker)")
+			}
+			var err error
+			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+				return err
+			}
+			if err := meta.Put(keyFormat, []byte(journalFormat)); err != nil {
+				return err
+			}
+			if err := meta.Put(keyIdentity, []byte(identity)); err != nil {
+				return err
+			}
+		}
+		if got := string(meta.Get(keyFormat)); got != journalFormat {
+			return fmt.Errorf("journal format %q, want %q", got, journalFormat)
+		}
+		if got := string(meta.Get(keyIdentity)); got != identity {
+			return fmt.Errorf("%w (%s), not this one (%s); use another --state-dir or remove it", ErrJournalMismatch, got, identity)
+		}
+		for _, name := range [][]byte{bucketPartitions, bucketStates, bucketHashes, bucketDirs} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", j.path, err)
+	}
+	return nil
+}
+
+// close closes the journal and removes it when it was a throwaway one.
+func (j *journal) close() error {
+	err := j.db.Close()
+	j.removeTemp()
+	if err != nil {
+		return fmt.Errorf("journal %s: close: %w", j.path, err)
+	}
+	return nil
+}
+
+func (j *journal) removeTemp() {
+	if j.tempDir != "" {
+		_ = os.RemoveAll(j.tempDir)
+	}
+}
+
+// load reads the whole journal back: partitions (without their lists) and their states.
+// Failed partitions come back pending: a new run gives them new attempts.
+func (j *journal) load() (journalState, error) {
+	var st journalState
+	err := j.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		st.walkDone = meta.Get(keyWalkDone) != nil
+		st.dirsIssued = meta.Get(keyDirsIssued) != nil
+		if v := meta.Get(keyWalkErrors); v != nil {
+			n, k := binary.Uvarint(v)
+			if k <= 0 || n > 1<<62 {
+				return errors.New("meta walk_errors: corrupt value")
+			}
+			st.walkErrors = int64(n)
+		}
+		states := tx.Bucket(bucketStates)
+		return tx.Bucket(bucketPartitions).ForEach(func(k, v []byte) error {
+			id, err := decodeID(k)
+			if err != nil {
+				return err
+			}
+			rec, err := decodePartitionRecord(v)
+			if err != nil {
+				return fmt.Errorf("partition %d: %w", id, err)
+			}
+			p := restoredPartition{id: id, kind: rec.kind, entries: rec.entries, bytes: rec.bytes}
+			if sv := states.Get(k); sv != nil {
+				s, err := decodeStateRecord(sv)
+				if err != nil {
+					return fmt.Errorf("partition %d: %w", id, err)
+				}
+				p.done = s.state == stateDone
+				p.stats = leaseapi.TransferStats{FilesTransferred: s.files, BytesTransferred: s.bytes}
+			}
+			st.parts = append(st.parts, p)
+			return nil
+		})
+	})
+	if err != nil {
+		return journalState{}, fmt.Errorf("journal %s: %w; remove the state dir to start over", j.path, err)
+	}
+	return st, nil
+}
+
+// addPartition records a partition unless one with the same kind and list is there already
+// (a replayed walk, a re-issued directory pass). It returns the partition and whether it is new.
+func (j *journal) addPartition(kind leaseapi.Kind, list []byte, entries, size int64) (restoredPartition, bool, error) {
+	sum := partitionHash(kind, list)
+	rec, err := encodePartitionRecord(partitionRecord{kind: kind, entries: entries, bytes: size, list: list})
+	if err != nil {
+		return restoredPartition{}, false, err
+	}
+	p := restoredPartition{kind: kind, entries: entries, bytes: size}
+	isNew := false
+	err = j.db.Update(func(tx *bolt.Tx) error {
+		hashes := tx.Bucket(bucketHashes)
+		if v := hashes.Get(sum[:]); v != nil {
+			id, err := decodeID(v)
+			if err != nil {
+				return err
+			}
+			p.id = id
+			if sv := tx.Bucket(bucketStates).Get(v); sv != nil {
+				s, err := decodeStateRecord(sv)
+				if err != nil {
+					return fmt.Errorf("partition %d: %w", id, err)
+				}
+				p.done = s.state == stateDone
+				p.stats = leaseapi.TransferStats{FilesTransferred: s.files, BytesTransferred: s.bytes}
+			}
+			return nil
+		}
+		parts := tx.Bucket(bucketPartitions)
+		seq, err := parts.NextSequence()
+		if err != nil {
+			return err
+		}
+		p.id, isNew = int64(seq), true
+		key := encodeID(p.id)
+		if err := parts.Put(key, rec); err != nil {
+			return err
+		}
+		return hashes.Put(sum[:], key)
+	})
+	if err != nil {
+		return restoredPartition{}, false, fmt.Errorf("journal: add partition: %w", err)
+	}
+	return p, isNew, nil
+}
+
+// list returns partition id's NUL-terminated list.
+func (j *journal) list(id int64) ([]byte, error) {
+	var list []byte
+	err := j.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketPartitions).Get(encodeID(id))
+		if v == nil {
+			return fmt.Errorf("partition %d: not in the journal", id)
+		}
+		rec, err := decodePartitionRecord(v)
+		if err != nil {
+			return fmt.Errorf("partition %d: %w", id, err)
+		}
+		list = bytes.Clone(rec.list)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return list, nil
+}
+
+// addDirs records directories walked (duplicates collapse: the path is the key).
+func (j *journal) addDirs(dirs []string) error {
+	if len(dirs) == 0 {
+		return nil
+	}
+	err := j.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDirs)
+		for _, d := range dirs {
+			if d == "" || len(d) > bolt.MaxKeySize {
+				continue
+			}
+			if err := b.Put([]byte(d), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal: add directories: %w", err)
+	}
+	return nil
+}
+
+// dirChunk returns up to n directories after the key after (from the start when nil) as a
+// NUL-terminated list, their number, and the last key, for the next call.
+func (j *journal) dirChunk(after []byte, n int) (list []byte, count int64, last []byte, err error) {
+	var buf bytes.Buffer
+	err = j.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDirs).Cursor()
+		var k []byte
+		if after == nil {
+			k, _ = c.First()
+		} else if k, _ = c.Seek(after); k != nil && bytes.Equal(k, after) {
+			k, _ = c.Next()
+		}
+		for ; k != nil && count < int64(n); k, _ = c.Next() {
+			buf.Write(k)
+			buf.WriteByte(0)
+			count++
+			last = bytes.Clone(k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("journal: read directories: %w", err)
+	}
+	return buf.Bytes(), count, last, nil
+}
+
+// setWalkDone records the end of the walk.
+func (j *journal) setWalkDone(walkErrors int64) error {
+	return j.setMeta("walk done", func(meta *bolt.Bucket) error {
+		if err := meta.Put(keyWalkErrors, binary.AppendUvarint(nil, uint64(max(walkErrors, 0)))); err != nil {
+			return err
+		}
+		return meta.Put(keyWalkDone, []byte{1})
+	})
+}
+
+// setDirsIssued records that every directory partition is in the journal.
+func (j *journal) setDirsIssued() error {
+	return j.setMeta("directory pass issued", func(meta *bolt.Bucket) error {
+		return meta.Put(keyDirsIssued, []byte{1})
+	})
+}
+
+func (j *journal) setMeta(what string, put func(*bolt.Bucket) error) error {
+	if err := j.db.Update(func(tx *bolt.Tx) error { return put(tx.Bucket(bucketMeta)) }); err != nil {
+		return fmt.Errorf("journal: record %s: %w", what, err)
+	}
+	return nil
+}
+
+// setState records partition id done or failed. Concurrent calls share one commit.
+func (j *journal) setState(id int64, s stateRecord) error {
+	v := encodeStateRecord(s)
+	key := encodeID(id)
+	if err := j.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketStates).Put(key, v) }); err != nil {
+		return fmt.Errorf("journal: partition %d %s: %w", id, s.state, err)
+	}
+	return nil
+}
+
+func partitionHash(kind leaseapi.Kind, list []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write(list)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+func encodeID(id int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(id)) }
+
+func decodeID(b []byte) (int64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("corrupt partition key %x", b)
+	}
+	id := int64(binary.BigEndian.Uint64(b))
+	if id <= 0 {
+		return 0, fmt.Errorf("corrupt partition key %x", b)
+	}
+	return id, nil
+}
+
+// recordVersion is the first byte of every record.
+const recordVersion = 1
+
+// partitionRecord is the journal's value for a partition:
+// version, kind (1 files, 2 dirs), uvarint entries, uvarint bytes, then the list.
+type partitionRecord struct {
+	kind    leaseapi.Kind
+	entries int64
+	bytes   int64
+	list    []byte
+}
+
+func kindCode(k leaseapi.Kind) (byte, error) {
+	switch k {
+	case leaseapi.KindFiles:
+		return 1, nil
+	case leaseapi.KindDirs:
+		return 2, nil
+	}
+	return 0, fmt.Errorf("unknown partition kind %q", k)
+}
+
+func encodePartitionRecord(r partitionRecord) ([]byte, error) {
+	code, err := kindCode(r.kind)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 2+2*binary.MaxVarintLen64+len(r.list))
+	b = append(b, recordVersion, code)
+	b = binary.AppendUvarint(b, uint64(max(r.entries, 0)))
+	b = binary.AppendUvarint(b, uint64(max(r.bytes, 0)))
+	return append(b, r.list...), nil
+}
+
+// decodePartitionRecord parses a partition record; list aliases b.
+func decodePartitionRecord(b []byte) (partitionRecord, error) {
+	var r partitionRecord
+	if len(b) < 2 || b[0] != recordVersion {
+		return r, errors.New("corrupt partition record (bad header)")
+	}
+	switch b[1] {
+	case 1:
+		r.kind = leaseapi.KindFiles
+	case 2:
+		r.kind = leaseapi.KindDirs
+	default:
+		return r, fmt.Errorf("corrupt partition record (kind %d)", b[1])
+	}
+	rest := b[2:]
+	var err error
+	if r.entries, rest, err = readCount(rest); err != nil {
+		return r, fmt.Errorf("corrupt partition record (entries): %w", err)
+	}
+	if r.bytes, rest, err = readCount(rest); err != nil {
+		return r, fmt.Errorf("corrupt partition record (bytes): %w", err)
+	}
+	r.list = rest
+	return r, nil
+}
+
+// stateRecord is the journal's value for a settled partition: version, state (2 done,
+// 3 failed), uvarint files transferred, uvarint bytes transferred, then the last error.
+type stateRecord struct {
+	state partState
+	files int64
+	bytes int64
+	err   string
+}
+
+func encodeStateRecord(s stateRecord) []byte {
+	b := []byte{recordVersion, byte(s.state)}
+	b = binary.AppendUvarint(b, uint64(max(s.files, 0)))
+	b = binary.AppendUvarint(b, uint64(max(s.bytes, 0)))
+	return append(b, s.err...)
+}
+
+func decodeStateRecord(b []byte) (stateRecord, error) {
+	var s stateRecord
+	if len(b) < 2 || b[0] != recordVersion {
+		return s, errors.New("corrupt state record (bad header)")
+	}
+	s.state = partState(b[1])
+	if s.state != stateDone && s.state != stateFailed {
+		return s, fmt.Errorf("corrupt state record (state %d)", b[1])
+	}
+	rest := b[2:]
+	var err error
+	if s.files, rest, err = readCount(rest); err != nil {
+		return s, fmt.Errorf("corrupt state record (files): %w", err)
+	}
+	if s.bytes, rest, err = readCount(rest); err != nil {
+		return s, fmt.Errorf("corrupt state record (bytes): %w", err)
+	}
+	s.err = string(rest)
+	return s, nil
+}
+
+// readCount reads one non-negative uvarint that fits an int64.
+func readCount(b []byte) (int64, []byte, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 {
+		return 0, nil, errors.New("truncated number")
+	}
+	if n > 1<<62 {
+		return 0, nil, errors.New("number out of range")
+	}
+	return int64(n), b[k:], nil
+}
