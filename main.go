@@ -30,7 +30,7 @@ type CLI struct {
 	LogLevel  string `help:"Log level: trace, debug, info, warn, error." default:"info" enum:"trace,debug,info,warn,error"`
 	LogFormat string `help:"Log format: auto (console on a terminal, JSON otherwise), console, json." default:"auto" enum:"auto,console,json"`
 
-	Partition   PartitionCmd   `cmd:"" help:"Walk a tree and print fpart-style partitions (fpart's options)."`
+	Partition   PartitionCmd   `cmd:"" passthrough:"" help:"Walk a tree and print fpart-style partitions (fpart's options)."`
 	Coordinator CoordinatorCmd `cmd:"" help:"Walk the source and serve partitions over the work-lease API."`
 	Worker      WorkerCmd      `cmd:"" help:"Lease partitions from a coordinator and rsync them."`
 	Local       LocalCmd       `cmd:"" help:"Copy a tree with a coordinator and N workers on this machine."`

@@ -1,0 +1,241 @@
+package fpart
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// dirEntry is one name of a directory with what lstat(2) says about it.
+type dirEntry struct {
+	name  string
+	mode  uint32 // st_mode & S_IFMT
+	size  int64  // st_size of regular files, 0 for everything else (fpart's get_size)
+	dev   uint64
+	ino   uint64
+	nlink uint64
+	err   error // lstat failed (fts's FTS_NS)
+}
+
+func (e *dirEntry) isDir() bool { return e.mode == unix.S_IFDIR }
+
+// listing is a directory's entries in readdir(3) order, the order fts(3) and fpart walk in.
+type listing struct {
+	entries []dirEntry
+	err     error // opening or reading failed; entries may hold what was read before
+	// sub[k] is the job of entries[k] when it is a directory the walk descends into.
+	sub []*dirJob
+}
+
+// dirJob is one directory to read: either a prefetch worker or the walk itself reads it,
+// whoever claims it first; the walk waits for a worker that got there first.
+type dirJob struct {
+	root    int    // index of the walk's root
+	path    string // as given to open(2)
+	rel     string // relative to the root, "." for the root
+	claimed atomic.Bool
+	done    chan struct{}
+	result  listing
+	// prefetched is set by the worker that read the job; it holds a prefetch token.
+	prefetched bool
+}
+
+func newDirJob(root int, path, rel string) *dirJob {
+	return &dirJob{root: root, path: path, rel: rel, done: make(chan struct{})}
+}
+
+// prefetcher reads directories ahead of the walk with a bounded number of goroutines,
+// holding at most cap(tokens) read-but-unwalked listings. Jobs are taken from a stack,
+// children pushed in reverse, so reads follow the walk's depth-first order.
+type prefetcher struct {
+	mu      sync.Mutex
+	wake    *sync.Cond
+	stack   []*dirJob
+	stopped bool
+	quit    chan struct{}
+	tokens  chan struct{}
+	read    func(*dirJob) listing
+	wg      sync.WaitGroup
+}
+
+func newPrefetcher(readers, window int, read func(*dirJob) listing) *prefetcher {
+	p := &prefetcher{tokens: make(chan struct{}, window), quit: make(chan struct{}), read: read}
+	p.wake = sync.NewCond(&p.mu)
+	for range readers {
+		p.wg.Add(1)
+		go p.work()
+	}
+	return p
+}
+
+// push offers jobs for prefetching; the last one is read first.
+func (p *prefetcher) push(jobs []*dirJob) {
+	if len(jobs) == 0 {
+		return
+	}
+	p.mu.Lock()
+	p.stack = append(p.stack, jobs...)
+	p.mu.Unlock()
+	p.wake.Broadcast()
+}
+
+// stop ends the workers and waits for them.
+func (p *prefetcher) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	p.stack = nil
+	p.mu.Unlock()
+	close(p.quit)
+	p.wake.Broadcast()
+	p.wg.Wait()
+}
+
+func (p *prefetcher) work() {
+	defer p.wg.Done()
+	for {
+		select {
+		case p.tokens <- struct{}{}: // wait until fewer than cap(tokens) listings are held
+		case <-p.quit:
+			return
+		}
+		p.mu.Lock()
+		for len(p.stack) == 0 && !p.stopped {
+			p.wake.Wait()
+		}
+		if p.stopped {
+			p.mu.Unlock()
+			return
+		}
+		job := p.stack[len(p.stack)-1]
+		p.stack[len(p.stack)-1] = nil
+		p.stack = p.stack[:len(p.stack)-1]
+		p.mu.Unlock()
+		if !job.claimed.CompareAndSwap(false, true) {
+			<-p.tokens // the walk read it itself
+			continue
+		}
+		job.result = p.read(job)
+		job.prefetched = true
+		close(job.done)
+	}
+}
+
+// take returns the job's listing, reading it now unless a worker has claimed it.
+func (p *prefetcher) take(ctx context.Context, job *dirJob) (listing, error) {
+	if job.claimed.CompareAndSwap(false, true) {
+		return p.read(job), nil
+	}
+	select {
+	case <-job.done:
+	case <-ctx.Done():
+		return listing{}, ctx.Err()
+	}
+	if job.prefetched {
+		<-p.tokens
+	}
+	res := job.result
+	job.result = listing{}
+	return res, nil
+}
+
+// readDir lists a directory with getdents(2) and lstat(2)s its entries relative to the
+// directory's descriptor (fstatat(2), AT_SYMLINK_NOFOLLOW). It never follows a symlink:
+// the directory itself is opened with O_NOFOLLOW. needStat says whether an entry of the
+// given d_type needs lstat; directories only do for -b (device numbers).
+func readDir(path string, needDirStat bool) listing {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	for errors.Is(err, unix.EINTR) {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return listing{err: fmt.Errorf("open: %w", err)}
+	}
+	defer unix.Close(fd)
+	var res listing
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			res.err = fmt.Errorf("read directory: %w", err)
+			break
+		}
+		if n <= 0 {
+			break
+		}
+		parseDirents(buf[:n], &res.entries)
+	}
+	for k := range res.entries {
+		e := &res.entries[k]
+		if e.mode == unix.S_IFDIR && !needDirStat {
+			continue
+		}
+		var st unix.Stat_t
+		err := unix.Fstatat(fd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		for errors.Is(err, unix.EINTR) {
+			err = unix.Fstatat(fd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		}
+		if err != nil {
+			e.err = fmt.Errorf("lstat: %w", err)
+			continue
+		}
+		e.mode = st.Mode & unix.S_IFMT
+		e.dev, e.ino, e.nlink = st.Dev, st.Ino, uint64(st.Nlink)
+		if e.mode == unix.S_IFREG {
+			e.size = st.Size
+		}
+	}
+	return res
+}
+
+// parseDirents appends the linux_dirent64 records of buf, skipping "." and "..".
+func parseDirents(buf []byte, out *[]dirEntry) {
+	const nameOffset = 19 // d_ino(8) d_off(8) d_reclen(2) d_type(1)
+	for len(buf) >= nameOffset {
+		reclen := int(*(*uint16)(unsafe.Pointer(&buf[16])))
+		if reclen < nameOffset || reclen > len(buf) {
+			return
+		}
+		rec := buf[:reclen]
+		buf = buf[reclen:]
+		ino := *(*uint64)(unsafe.Pointer(&rec[0]))
+		if ino == 0 {
+			continue
+		}
+		name := rec[nameOffset:]
+		for i, c := range name {
+			if c == 0 {
+				name = name[:i]
+				break
+			}
+		}
+		if len(name) == 1 && name[0] == '.' || len(name) == 2 && name[0] == '.' && name[1] == '.' {
+			continue
+		}
+		var mode uint32 // 0: unknown, lstat decides
+		switch rec[18] {
+		case unix.DT_DIR:
+			mode = unix.S_IFDIR
+		case unix.DT_REG:
+			mode = unix.S_IFREG
+		case unix.DT_LNK:
+			mode = unix.S_IFLNK
+		case unix.DT_FIFO:
+			mode = unix.S_IFIFO
+		case unix.DT_SOCK:
+			mode = unix.S_IFSOCK
+		case unix.DT_CHR:
+			mode = unix.S_IFCHR
+		case unix.DT_BLK:
+			mode = unix.S_IFBLK
+		}
+		*out = append(*out, dirEntry{name: string(name), mode: mode, ino: ino})
+	}
+}
