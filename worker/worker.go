@@ -158,6 +158,7 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 		Dest:   w.cfg.Dest,
 		List:   l.List,
 		Dirs:   l.Kind == leaseapi.KindDirs,
+		Logger: &log,
 	})
 	stopRsync(errRsyncEnded)
 	renewing.Wait()
@@ -263,9 +264,13 @@ func (w *worker) fail(ctx context.Context, l leaseapi.Lease, runErr error, log z
 		if !req.Retryable {
 			fatal = fmt.Errorf("partition %d: %s: %w", l.Partition, req.Error, ErrFatal)
 		}
+	case errors.Is(runErr, rsyncexec.ErrBadList):
+		// This partition's list is wrong, not this worker: no retry, but go on.
+		req.Retryable = false
 	default:
-		// rsync did not run at all (missing binary, cannot start): nothing this worker runs
-		// will work, but another worker may be fine, so the partition stays retryable.
+		// rsync did not run at all (missing binary, refused option, no temporary file):
+		// nothing this worker runs will work, but another worker may be fine, so the
+		// partition stays retryable.
 		fatal = fmt.Errorf("partition %d: %s: %w", l.Partition, req.Error, ErrFatal)
 	}
 	reportCtx, cancel := w.reportContext(ctx)

@@ -276,6 +276,8 @@ func TestRunFailures(t *testing.T) {
 		wantLeased int
 		wantFail   leaseapi.FailRequest
 		wantDone   []int64
+		// prepare readies the destination before the worker runs.
+		prepare func(t *testing.T, dest string)
 	}{
 		{
 			name:       "bad rsync option stops the worker after one partition",
@@ -294,8 +296,14 @@ func TestRunFailures(t *testing.T) {
 			wantFail:   leaseapi.FailRequest{Token: "lease-1", Retryable: true},
 		},
 		{
-			name:       "a vanished file is a retryable partial transfer and the worker goes on",
-			leases:     []leaseapi.Lease{fileLease(1, "a", "no-such-file"), fileLease(2, "d", "d/e\nnewline")},
+			name:   "a partial transfer is retryable and the worker goes on",
+			leases: []leaseapi.Lease{fileLease(1, "a", "dir with space"), fileLease(2, "d", "d/e\nnewline")},
+			// A non-empty directory where the file "a" goes: rsync exits 23 even as root.
+			prepare: func(t *testing.T, dest string) {
+				if err := os.MkdirAll(filepath.Join(dest, "a", "in-the-way"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			},
 			wantLeased: 2,
 			wantFail:   leaseapi.FailRequest{Token: "lease-1", Retryable: true},
 			wantDone:   []int64{2},
@@ -308,6 +316,9 @@ func TestRunFailures(t *testing.T) {
 			cfg.RsyncBinary, cfg.RsyncArgs = rsync, tt.args
 			if tt.binary != "" {
 				cfg.RsyncBinary = tt.binary
+			}
+			if tt.prepare != nil {
+				tt.prepare(t, cfg.Dest)
 			}
 			err := startWorker(t, t.Context(), cfg)()
 			if got := errors.Is(err, ErrFatal); got != tt.wantFatal {
