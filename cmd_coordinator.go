@@ -1,9 +1,144 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
-// CoordinatorCmd is the `krsync coordinator` command.
-type CoordinatorCmd struct{}
+	"github.com/rs/zerolog"
 
-// Run is not implemented yet.
-func (CoordinatorCmd) Run() error { return errors.New("coordinator: not implemented yet") }
+	"github.com/krsync/krsync/coordinator"
+	"github.com/krsync/krsync/fpart"
+)
+
+// CoordinatorCmd is the `krsync coordinator` command: walk the source and serve its
+// partitions over the work-lease API until every one is done or failed.
+type CoordinatorCmd struct {
+	Source            string        `help:"Directory to copy (the root of every partition)." required:"" placeholder:"DIR"`
+	Listen            string        `help:"Address the lease API listens on." default:":8080"`
+	FpartOpts         string        `help:"fpart options for the walk; without -f/-s/-n, live partitions of --files-per-partition entries." default:"-zz -x .zfs -x .snapshot* -x .ckpt"`
+	FilesPerPartition int64         `help:"Entries per partition when --fpart-opts has none of -f/-s/-n." default:"2000"`
+	LeaseTTL          time.Duration `help:"A lease not renewed within this time expires and its partition is handed out again." default:"30s"`
+	MaxAttempts       int           `help:"Leases a partition gets before it is reported failed." default:"3"`
+	MaxWait           time.Duration `help:"Longest lease long poll while the walk goes on." default:"30s"`
+	StateDir          string        `help:"Directory of the journal: a coordinator restarted on it resumes. Empty: no resume." placeholder:"DIR"`
+	TokenFile         string        `help:"File holding the lease API's bearer token (or set KRSYNC_TOKEN)." placeholder:"FILE"`
+	Token             string        `help:"The lease API's bearer token; prefer KRSYNC_TOKEN or --token-file (a flag shows in ps)." hidden:""`
+	TLSCert           string        `help:"PEM certificate: serve the API over HTTPS (with --tls-key)." placeholder:"FILE"`
+	TLSKey            string        `help:"PEM private key of --tls-cert." placeholder:"FILE"`
+	Linger            time.Duration `help:"After the end, how long to keep telling workers there is no more work (returns earlier once every worker was told)." default:"1m"`
+
+	// Kubernetes: the kube engineer embeds the Kubernetes flags here (e.g. an embedded
+	// kube.Flags struct) and starts the pod watcher in Run, at the marked place.
+}
+
+// Run walks --source and serves the lease API until the end; exit 1 when partitions failed.
+func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) error {
+	cfg, err := cmd.config(log)
+	if err != nil {
+		return err
+	}
+	c, err := coordinator.New(cfg, log)
+	if err != nil {
+		return usageError{err}
+	}
+	ln, err := net.Listen("tcp", cmd.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", cmd.Listen, err)
+	}
+
+	// Kubernetes: start the pod watcher here, in a goroutine owned by this function that
+	// calls c.ReleaseWorker(podName) for every worker pod deleted, evicted or failed, and
+	// stops when ctx ends.
+
+	status, err := c.Run(ctx, ln)
+	fmt.Fprintf(streams.Stdout, "krsync coordinator: %d partitions done, %d failed; %d entries (%d bytes) walked, %d files (%d bytes) transferred, %d walk errors\n",
+		status.Partitions.Done, status.Partitions.Failed, status.EntriesWalked, status.BytesWalked,
+		status.FilesTransferred, status.BytesTransferred, status.WalkErrors)
+	if errors.Is(err, coordinator.ErrPartitionsFailed) {
+		return exitStatus{code: 1, err: err}
+	}
+	return err
+}
+
+// config turns the flags into a coordinator.Config.
+func (cmd CoordinatorCmd) config(log zerolog.Logger) (coordinator.Config, error) {
+	if err := coordinator.CheckSource(cmd.Source); err != nil {
+		return coordinator.Config{}, usageError{err}
+	}
+	opts, err := fpart.ParseOptionString(cmd.FpartOpts)
+	if err != nil {
+		return coordinator.Config{}, usagef("--fpart-opts: %v", err)
+	}
+	opts = coordinator.LiveDefaults(opts, cmd.FilesPerPartition)
+	if err := opts.Validate(); err != nil {
+		return coordinator.Config{}, usagef("--fpart-opts: %v", err)
+	}
+	if cmd.MaxAttempts < 1 {
+		return coordinator.Config{}, usagef("--max-attempts must be at least 1")
+	}
+	if cmd.LeaseTTL <= 0 || cmd.MaxWait < 0 || cmd.Linger < 0 {
+		return coordinator.Config{}, usagef("--lease-ttl must be positive, --max-wait and --linger not negative")
+	}
+	token, err := cmd.token(log)
+	if err != nil {
+		return coordinator.Config{}, err
+	}
+	return coordinator.Config{
+		Source:      cmd.Source,
+		Partitioner: opts,
+		LeaseTTL:    cmd.LeaseTTL,
+		MaxAttempts: cmd.MaxAttempts,
+		MaxWait:     cmd.MaxWait,
+		Token:       token,
+		StateDir:    cmd.StateDir,
+		Linger:      cmd.Linger,
+		TLSCertFile: cmd.TLSCert,
+		TLSKeyFile:  cmd.TLSKey,
+	}, nil
+}
+
+// token reads the API token from --token-file or KRSYNC_TOKEN. Without either it makes a
+// random one, writes it to <state-dir>/token when there is a state dir (so a restart keeps
+// it), and logs where to find it: the API is never open to anyone who can reach the port.
+func (cmd CoordinatorCmd) token(log zerolog.Logger) (string, error) {
+	if cmd.TokenFile != "" {
+		b, err := os.ReadFile(cmd.TokenFile)
+		if err != nil {
+			return "", usagef("--token-file: %v", err)
+		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", usagef("--token-file %s is empty", cmd.TokenFile)
+		}
+		return t, nil
+	}
+	if t := strings.TrimSpace(cmd.Token); t != "" {
+		return t, nil
+	}
+	if cmd.StateDir == "" {
+		t := rand.Text()
+		log.Warn().Str("token", t).Msg("no --token-file or KRSYNC_TOKEN: generated this token; give it to the workers as KRSYNC_TOKEN")
+		return t, nil
+	}
+	path := filepath.Join(cmd.StateDir, "token")
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) != "" {
+		log.Info().Str("token_file", path).Msg("no --token-file or KRSYNC_TOKEN: using the token generated by an earlier run")
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err := os.MkdirAll(cmd.StateDir, 0o700); err != nil {
+		return "", fmt.Errorf("--state-dir: %w", err)
+	}
+	t := rand.Text()
+	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("--state-dir: write the generated token: %w", err)
+	}
+	log.Warn().Str("token_file", path).Msg("no --token-file or KRSYNC_TOKEN: generated a token; give it to the workers (KRSYNC_TOKEN or --token-file)")
+	return t, nil
+}

@@ -33,6 +33,7 @@ const (
 	DefaultMaxWait          = 30 * time.Second
 	DefaultMaxLongPolls     = 1024
 	DefaultDirsPerPartition = 10000
+	DefaultLinger           = 30 * time.Second
 )
 
 // Config configures a coordinator. Zero durations and counts take the defaults above.
@@ -105,31 +106,32 @@ type Coordinator struct {
 // New checks cfg and the source and returns a coordinator ready to Run.
 func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 	if cfg.Source == "" {
-		return nil, fmt.Errorf("%w: no source directory given", ErrInvalidConfig)
+		return nil, invalidf("no source directory given")
 	}
-	if err := checkSource(cfg.Source); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	if err := CheckSource(cfg.Source); err != nil {
+		return nil, invalidf("%w", err)
 	}
 	if cfg.Identity == "" {
 		cfg.Identity = defaultIdentity(cfg.Source, cfg.Partitioner)
 	}
 	if cfg.Walk == nil {
 		if err := cfg.Partitioner.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: fpart options: %w", ErrInvalidConfig, err)
+			return nil, invalidf("fpart options: %w", err)
 		}
 		cfg.Walk = FpartWalk(cfg.Source, cfg.Partitioner)
 	}
 	if cfg.Token == "" {
-		return nil, fmt.Errorf("%w: no API token given", ErrInvalidConfig)
+		return nil, invalidf("no API token given")
 	}
 	if cfg.LeaseTTL < 0 || cfg.MaxWait < 0 || cfg.Linger < 0 || cfg.MaxAttempts < 0 || cfg.MaxLongPolls < 0 || cfg.DirsPerPartition < 0 {
-		return nil, fmt.Errorf("%w: durations and counts must not be negative", ErrInvalidConfig)
+		return nil, invalidf("durations and counts must not be negative")
 	}
 	cfg.LeaseTTL = orDefault(cfg.LeaseTTL, DefaultLeaseTTL)
 	cfg.MaxAttempts = orDefault(cfg.MaxAttempts, DefaultMaxAttempts)
 	cfg.MaxWait = orDefault(cfg.MaxWait, DefaultMaxWait)
 	cfg.MaxLongPolls = orDefault(cfg.MaxLongPolls, DefaultMaxLongPolls)
 	cfg.DirsPerPartition = orDefault(cfg.DirsPerPartition, DefaultDirsPerPartition)
+	cfg.Linger = orDefault(cfg.Linger, DefaultLinger)
 	c := &Coordinator{
 		cfg:   cfg,
 		log:   log,
@@ -137,17 +139,28 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 		polls: make(chan struct{}, cfg.MaxLongPolls),
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
-		return nil, fmt.Errorf("%w: TLS needs both a certificate and a key", ErrInvalidConfig)
+		return nil, invalidf("TLS needs both a certificate and a key")
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("%w: TLS certificate: %w", ErrInvalidConfig, err)
+			return nil, invalidf("TLS certificate: %w", err)
 		}
 		c.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	return c, nil
 }
+
+// invalidf builds a one-line configuration error that wraps ErrInvalidConfig without
+// repeating its text.
+func invalidf(format string, args ...any) error {
+	return invalidConfigError{fmt.Errorf(format, args...)}
+}
+
+type invalidConfigError struct{ err error }
+
+func (e invalidConfigError) Error() string   { return e.err.Error() }
+func (e invalidConfigError) Unwrap() []error { return []error{e.err, ErrInvalidConfig} }
 
 func orDefault[T comparable](v, def T) T {
 	var zero T
@@ -157,8 +170,8 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
-// checkSource refuses a source that is missing, not a directory, or unreadable.
-func checkSource(src string) error {
+// CheckSource refuses a source that is missing, not a directory, or unreadable.
+func CheckSource(src string) error {
 	fi, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("source %s: %w", src, unwrapPathError(err))
@@ -289,9 +302,6 @@ func (c *Coordinator) wait(ctx context.Context, walkErr, dirsErr, serveErr <-cha
 		select {
 		case <-finished:
 			finished = nil
-			if c.cfg.Linger <= 0 {
-				return nil
-			}
 			t := time.NewTimer(c.cfg.Linger)
 			defer t.Stop()
 			linger = t.C
