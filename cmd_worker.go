@@ -1,9 +1,107 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
 
-// WorkerCmd is the `krsync worker` command.
-type WorkerCmd struct{}
+	"github.com/rs/zerolog"
 
-// Run is not implemented yet.
-func (WorkerCmd) Run() error { return errors.New("worker: not implemented yet") }
+	"github.com/krsync/krsync/leaseapi"
+	"github.com/krsync/krsync/rsyncexec"
+	"github.com/krsync/krsync/worker"
+)
+
+// WorkerCmd is the `krsync worker` command: lease partitions from a coordinator and rsync them
+// until it says all work is done.
+type WorkerCmd struct {
+	Coordinator   string        `help:"URL of the coordinator's lease API, e.g. http://krsync-coordinator:8080." required:""`
+	Source        string        `help:"Source root, where the coordinator's --source is mounted." default:"/source"`
+	Dest          string        `help:"Destination root; must exist and be writable." default:"/dest"`
+	RsyncOpts     string        `help:"rsync options, split like a shell (default: --archive --numeric-ids --hard-links)."`
+	Rsync         string        `help:"The rsync binary to run." default:"rsync"`
+	TokenFile     string        `help:"File holding the lease API token (or set KRSYNC_TOKEN)."`
+	Token         string        `help:"The lease API token; prefer KRSYNC_TOKEN or --token-file, which stay out of ps." hidden:""`
+	Name          string        `help:"Name reported to the coordinator (default: the hostname, which is the pod name)." env:"KRSYNC_WORKER_NAME,KRSYNC_NAME"`
+	CoordinatorCA string        `help:"PEM bundle that verifies the coordinator's TLS certificate."`
+	GiveUpAfter   time.Duration `help:"How long to keep retrying an unreachable coordinator before exiting with an error." default:"5m"`
+	Wait          time.Duration `help:"Longest wait for one lease while the coordinator is still walking." default:"20s" hidden:""`
+}
+
+// Run checks the configuration, then leases and copies partitions until the coordinator says
+// all work is done. Nothing is leased before the destination, the source and rsync are known good.
+func (c WorkerCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) error {
+	args, err := rsyncArgs(c.RsyncOpts)
+	if err != nil {
+		return err
+	}
+	rsyncBinary, err := rsyncexec.LookPath(c.Rsync)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if err := worker.CheckSource(c.Source); err != nil {
+		return usagef("%v (--source)", err)
+	}
+	if err := worker.CheckDest(c.Dest); err != nil {
+		return usagef("%v (--dest)", err)
+	}
+	token, err := readToken(c.TokenFile, c.Token)
+	if err != nil {
+		return err
+	}
+	name := c.Name
+	if name == "" {
+		if name, err = os.Hostname(); err != nil {
+			return fmt.Errorf("worker name: %w; set --name", err)
+		}
+	}
+	client, err := leaseapi.NewClient(c.Coordinator, leaseapi.ClientOptions{
+		Token: token, GiveUpAfter: c.GiveUpAfter, CAFile: c.CoordinatorCA,
+	})
+	if err != nil {
+		return usagef("%v (--coordinator)", err)
+	}
+	log.Info().Str("worker", name).Str("coordinator", c.Coordinator).Str("source", c.Source).Str("dest", c.Dest).Msg("worker starting")
+	err = worker.Run(ctx, worker.Config{
+		Client: client, Name: name, Source: c.Source, Dest: c.Dest,
+		RsyncBinary: rsyncBinary, RsyncArgs: args, Wait: c.Wait,
+	}, log)
+	if err != nil {
+		return err
+	}
+	log.Info().Str("worker", name).Msg("all work done")
+	return nil
+}
+
+// rsyncArgs splits and checks --rsync-opts; empty means rsyncexec.DefaultArgs.
+func rsyncArgs(opts string) ([]string, error) {
+	if strings.TrimSpace(opts) == "" {
+		return rsyncexec.DefaultArgs, nil
+	}
+	args, err := rsyncexec.ParseArgs(opts)
+	if err != nil {
+		return nil, usagef("--rsync-opts: %v", err)
+	}
+	if err := rsyncexec.ValidateArgs(args); err != nil {
+		return nil, usagef("--rsync-opts: %v", err)
+	}
+	return args, nil
+}
+
+// readToken returns the lease API token from --token-file, else from the flag or KRSYNC_TOKEN.
+func readToken(file, token string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(token), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", usagef("--token-file: %v", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", usagef("--token-file %s is empty", file)
+	}
+	return t, nil
+}
