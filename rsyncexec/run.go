@@ -49,6 +49,10 @@ type Job struct {
 type Result struct {
 	// Stats are rsync's --stats numbers (summed over the runs of a directory pass).
 	Stats Stats
+	// FilesTransferred and BytesTransferred are Stats.RegularFilesTransferred and
+	// Stats.TotalTransferredSize (the size of the files whose data was sent), for reports.
+	FilesTransferred int64
+	BytesTransferred int64
 	// ExitCode is rsync's exit code (the first non-zero one when a job needed two runs).
 	ExitCode int
 	// Warnings are non-fatal complaints: vanished files (exit 24, or 23 when every complaint
@@ -164,6 +168,8 @@ func Run(ctx context.Context, job Job) (Result, error) {
 		}
 	}
 	res.Duration = time.Since(start)
+	res.FilesTransferred = res.Stats.RegularFilesTransferred
+	res.BytesTransferred = res.Stats.TotalTransferredSize
 	if firstErr == nil && ctx.Err() != nil {
 		firstErr = fmt.Errorf("rsync not run: %w", ctx.Err())
 	}
