@@ -1,9 +1,68 @@
 package main
 
-import "errors"
+import (
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
 
-// ManifestsCmd is the `krsync manifests` command.
-type ManifestsCmd struct{}
+	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/kube"
+	"github.com/krsync/krsync/rsyncexec"
+)
 
-// Run is not implemented yet.
-func (ManifestsCmd) Run() error { return errors.New("manifests: not implemented yet") }
+// ManifestsCmd is the `krsync manifests` command: print the Kubernetes manifests of
+// manifests/, customised, for `kubectl apply -f -`.
+type ManifestsCmd struct {
+	SourcePVC   string `help:"Claim to copy from (mounted read-only)." default:"source-pvc"`
+	DestPVC     string `help:"Claim to copy to." default:"dest-pvc"`
+	Parallelism int    `help:"Most worker pods at a time." default:"2"`
+	Namespace   string `short:"n" help:"Namespace of every object (default: none, kubectl's current namespace)."`
+	Image       string `help:"krsync image, e.g. a mirror in your registry." default:"ghcr.io/krsync/krsync:latest"`
+	PullPolicy  string `help:"Image pull policy." default:"IfNotPresent" enum:"Always,IfNotPresent,Never"`
+	FpartOpts   string `help:"fpart options of the coordinator's walk." default:"-zz -x .zfs -x .snapshot* -x .ckpt"`
+	RsyncOpts   string `help:"rsync options of the workers." default:"--archive --numeric-ids --hard-links"`
+	Token       string `help:"Lease API token for the Secret (default: a new random one)."`
+	OutputDir   string `help:"Write one file per object and a kustomization.yaml into DIR instead of printing." placeholder:"DIR" type:"path"`
+}
+
+// Run renders the manifests and prints them, or writes them into --output-dir.
+func (cmd ManifestsCmd) Run(streams Streams) error {
+	if _, err := fpart.ParseOptionString(cmd.FpartOpts); err != nil {
+		return usagef("--fpart-opts: %v", err)
+	}
+	args, err := rsyncexec.ParseArgs(cmd.RsyncOpts)
+	if err != nil {
+		return usagef("--rsync-opts: %v", err)
+	}
+	if err := rsyncexec.ValidateArgs(args); err != nil {
+		return usagef("--rsync-opts: %v", err)
+	}
+	token := cmd.Token
+	if token == "" {
+		token = rand.Text()
+	}
+	files, err := kube.Render(kube.Params{
+		Namespace: cmd.Namespace, SourcePVC: cmd.SourcePVC, DestPVC: cmd.DestPVC,
+		Parallelism: cmd.Parallelism, Image: cmd.Image, PullPolicy: cmd.PullPolicy,
+		FpartOpts: cmd.FpartOpts, RsyncOpts: cmd.RsyncOpts, Token: token,
+	})
+	if err != nil {
+		return usageError{err}
+	}
+	if cmd.OutputDir == "" {
+		_, err := streams.Stdout.Write(kube.Stream(files))
+		return err
+	}
+	if err := os.MkdirAll(cmd.OutputDir, 0o755); err != nil {
+		return fmt.Errorf("--output-dir: %w", err)
+	}
+	for _, f := range files {
+		// 0600: the Secret's file holds the token.
+		if err := os.WriteFile(filepath.Join(cmd.OutputDir, f.Name), f.Data, 0o600); err != nil {
+			return fmt.Errorf("--output-dir: %w", err)
+		}
+	}
+	fmt.Fprintf(streams.Stderr, "wrote %d files to %s; apply them with: kubectl apply -k %s\n", len(files), cmd.OutputDir, cmd.OutputDir)
+	return nil
+}

@@ -1,0 +1,154 @@
+package kube
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"text/template"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+//go:embed templates/*.yaml
+var templateFS embed.FS
+
+// PublishedToken is the lease API token in the repository's manifests/. It is public, so a
+// coordinator that runs with it warns loudly; `krsync manifests` writes a random one instead.
+const PublishedToken = "published-default-token-replace-me"
+
+// Kustomization is the name of the kustomize file among the rendered files; it is not a
+// Kubernetes object.
+const Kustomization = "kustomization.yaml"
+
+// Params customise the manifests. DefaultParams gives the values of the repository's manifests/.
+type Params struct {
+	Namespace   string // empty: no namespace in the objects (kubectl's current namespace)
+	SourcePVC   string
+	DestPVC     string
+	Parallelism int
+	Image       string
+	PullPolicy  string
+	FpartOpts   string
+	RsyncOpts   string
+	Token       string
+}
+
+// DefaultParams are the defaults of the repository's manifests/, equal to the seed Helm chart's
+// where they still apply (source-pvc, dest-pvc, parallelism 2, its fpart options).
+func DefaultParams() Params {
+	return Params{
+		SourcePVC:   "source-pvc",
+		DestPVC:     "dest-pvc",
+		Parallelism: 2,
+		Image:       "ghcr.io/krsync/krsync:latest",
+		PullPolicy:  "IfNotPresent",
+		FpartOpts:   "-zz -x .zfs -x .snapshot* -x .ckpt",
+		RsyncOpts:   "--archive --numeric-ids --hard-links",
+		Token:       PublishedToken,
+	}
+}
+
+// File is one rendered manifest file.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// Validate checks that p renders into valid objects.
+func (p Params) Validate() error {
+	for _, c := range []struct{ flag, value string }{{"--source-pvc", p.SourcePVC}, {"--dest-pvc", p.DestPVC}} {
+		if errs := validation.IsDNS1123Subdomain(c.value); len(errs) > 0 {
+			return fmt.Errorf("%s %q: not a valid claim name: %s", c.flag, c.value, strings.Join(errs, "; "))
+		}
+	}
+	if p.Namespace != "" {
+		if errs := validation.IsDNS1123Label(p.Namespace); len(errs) > 0 {
+			return fmt.Errorf("--namespace %q: not a valid namespace: %s", p.Namespace, strings.Join(errs, "; "))
+		}
+	}
+	if p.Parallelism < 1 {
+		return fmt.Errorf("--parallelism %d: want at least 1", p.Parallelism)
+	}
+	if p.Image == "" || strings.ContainsAny(p.Image, " \t\r\n\"'#") {
+		return fmt.Errorf("--image %q: want an image reference like registry.example.com/krsync:v1", p.Image)
+	}
+	switch p.PullPolicy {
+	case "Always", "IfNotPresent", "Never":
+	default:
+		return fmt.Errorf("--pull-policy %q: want Always, IfNotPresent or Never", p.PullPolicy)
+	}
+	if strings.TrimSpace(p.Token) == "" {
+		return fmt.Errorf("the lease API token is empty")
+	}
+	return nil
+}
+
+// Render returns the manifest files for p, in apply order, the kustomization last.
+func Render(p Params) ([]File, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	tmpl := template.New("manifests").Option("missingkey=error").Funcs(template.FuncMap{
+		"quote": func(v any) (string, error) {
+			s := fmt.Sprint(v)
+			b, err := json.Marshal(s) // a JSON string is a YAML double-quoted scalar
+			return string(b), err
+		},
+	})
+	tmpl, err := tmpl.Parse(`{{ define "meta" }}{{ if .Namespace }}
+  namespace: {{ .Namespace }}{{ end }}{{ end }}`)
+	if err != nil {
+		return nil, fmt.Errorf("manifest templates: %w", err)
+	}
+	names, err := fs.Glob(templateFS, "templates/*.yaml")
+	if err != nil {
+		return nil, fmt.Errorf("manifest templates: %w", err)
+	}
+	sort.Strings(names)
+	var files, last []File
+	for _, name := range names {
+		src, err := templateFS.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("manifest template %s: %w", name, err)
+		}
+		t, err := tmpl.Clone()
+		if err == nil {
+			t, err = t.Parse(string(src))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("manifest template %s: %w", name, err)
+		}
+		var out bytes.Buffer
+		if err := t.Execute(&out, p); err != nil {
+			return nil, fmt.Errorf("manifest template %s: %w", name, err)
+		}
+		f := File{Name: path.Base(name), Data: out.Bytes()}
+		if f.Name == Kustomization {
+			last = append(last, f)
+			continue
+		}
+		files = append(files, f)
+	}
+	return append(files, last...), nil
+}
+
+// Stream joins the files (the kustomization left out) into one multi-document YAML stream,
+// for `kubectl apply -f -`.
+func Stream(files []File) []byte {
+	var b bytes.Buffer
+	for _, f := range files {
+		if f.Name == Kustomization {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("---\n")
+		}
+		b.Write(f.Data)
+	}
+	return b.Bytes()
+}

@@ -1,0 +1,220 @@
+package kube_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/krsync/krsync/kube"
+)
+
+// TestDefaultRenderEqualsManifestsDir proves the repository's manifests/ is exactly what
+// `krsync manifests --output-dir` writes with the defaults (and the published token).
+func TestDefaultRenderEqualsManifestsDir(t *testing.T) {
+	files, err := kube.Render(kube.DefaultParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk, err := filepath.Glob("../manifests/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(onDisk) != len(files) {
+		t.Errorf("manifests/ has %d files, Render gives %d", len(onDisk), len(files))
+	}
+	for _, f := range files {
+		want, err := os.ReadFile(filepath.Join("../manifests", f.Name))
+		if err != nil {
+			t.Errorf("manifests/%s: %v (regenerate: go run . manifests --token %s --output-dir manifests)", f.Name, err, kube.PublishedToken)
+			continue
+		}
+		if !bytes.Equal(want, f.Data) {
+			t.Errorf("manifests/%s differs from the rendered defaults (regenerate: go run . manifests --token %s --output-dir manifests)", f.Name, kube.PublishedToken)
+		}
+	}
+}
+
+// TestKustomizationListsEveryManifest: kubectl apply -k and -f see the same objects.
+func TestKustomizationListsEveryManifest(t *testing.T) {
+	files, err := kube.Render(kube.DefaultParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		Resources []string `json:"resources"`
+	}
+	var names []string
+	for _, f := range files {
+		if f.Name == kube.Kustomization {
+			if err := yaml.Unmarshal(f.Data, &k); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		names = append(names, f.Name)
+	}
+	if strings.Join(k.Resources, ",") != strings.Join(names, ",") {
+		t.Errorf("kustomization resources = %v, want %v", k.Resources, names)
+	}
+}
+
+// TestRenderedManifestsDecodeStrictly decodes every object with client-go's scheme, unknown
+// fields refused, for the defaults and a customised set, and checks the customisation landed.
+func TestRenderedManifestsDecodeStrictly(t *testing.T) {
+	custom := kube.DefaultParams()
+	custom.Namespace = "prod"
+	custom.SourcePVC = "old-data"
+	custom.DestPVC = "new-data"
+	custom.Parallelism = 7
+	custom.Image = "registry.local:5000/krsync:v1.2.3"
+	custom.PullPolicy = "Always"
+	custom.FpartOpts = `-f 500 -x "a b" -x .snapshot*`
+	custom.RsyncOpts = "--archive --numeric-ids --hard-links -X"
+	custom.Token = `tok"en: # with: yaml specials`
+	tests := []struct {
+		name string
+		p    kube.Params
+	}{
+		{"defaults", kube.DefaultParams()},
+		{"customised", custom},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			files, err := kube.Render(tc.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs, err := kube.Decode(kube.Stream(files))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(objs) != len(files)-1 {
+				t.Fatalf("decoded %d objects from %d files", len(objs), len(files)-1)
+			}
+			m, err := kube.ParseManifests(objs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range objs {
+				if ns := metaNamespace(t, o); ns != tc.p.Namespace {
+					t.Errorf("%T namespace %q, want %q", o, ns, tc.p.Namespace)
+				}
+			}
+			if got := m.Secret.StringData["token"]; got != tc.p.Token {
+				t.Errorf("token = %q, want %q", got, tc.p.Token)
+			}
+			c := m.Coordinator.Spec.Template.Spec.Containers[0]
+			if c.Image != tc.p.Image || string(c.ImagePullPolicy) != tc.p.PullPolicy {
+				t.Errorf("coordinator image %s %s, want %s %s", c.Image, c.ImagePullPolicy, tc.p.Image, tc.p.PullPolicy)
+			}
+			env := envMap(c.Env)
+			if env["KRSYNC_FPART_OPTS"] != tc.p.FpartOpts || env["KRSYNC_PARALLELISM"] != itoa(tc.p.Parallelism) {
+				t.Errorf("coordinator env %v", env)
+			}
+			checkClaims(t, "coordinator", m.Coordinator.Spec.Template.Spec.Volumes, tc.p)
+			w := m.WorkerJob
+			checkClaims(t, "worker", w.Spec.Template.Spec.Volumes, tc.p)
+			if got := envMap(w.Spec.Template.Spec.Containers[0].Env)["KRSYNC_RSYNC_OPTS"]; got != tc.p.RsyncOpts {
+				t.Errorf("worker rsync opts %q, want %q", got, tc.p.RsyncOpts)
+			}
+			checkWorkerJobShape(t, w)
+		})
+	}
+}
+
+func checkWorkerJobShape(t *testing.T, w *batchv1.Job) {
+	t.Helper()
+	if w.Spec.Completions != nil {
+		t.Errorf("worker Job has completions %d: a work-queue Job has none", *w.Spec.Completions)
+	}
+	if w.Spec.BackoffLimit == nil || w.Spec.PodFailurePolicy == nil {
+		t.Fatal("worker Job without backoffLimit or podFailurePolicy")
+	}
+	ignoresEvictions := false
+	for _, r := range w.Spec.PodFailurePolicy.Rules {
+		for _, c := range r.OnPodConditions {
+			if r.Action == batchv1.PodFailurePolicyActionIgnore && c.Type == corev1.DisruptionTarget {
+				ignoresEvictions = true
+			}
+		}
+	}
+	if !ignoresEvictions {
+		t.Error("worker Job's podFailurePolicy does not ignore DisruptionTarget (evictions)")
+	}
+	spec := w.Spec.Template.Spec
+	c := spec.Containers[0]
+	if c.Resources.Requests == nil || c.SecurityContext == nil {
+		t.Error("worker container without resources or securityContext")
+	}
+	for _, vm := range c.VolumeMounts {
+		if vm.Name == "source" && !vm.ReadOnly {
+			t.Error("worker mounts the source read-write")
+		}
+	}
+}
+
+func checkClaims(t *testing.T, who string, vols []corev1.Volume, p kube.Params) {
+	t.Helper()
+	want := map[string]string{"source": p.SourcePVC, "dest": p.DestPVC}
+	for _, v := range vols {
+		if w, ok := want[v.Name]; ok {
+			if v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != w {
+				t.Errorf("%s volume %s: %+v, want claim %s", who, v.Name, v.VolumeSource, w)
+			}
+			if v.Name == "source" && !v.PersistentVolumeClaim.ReadOnly {
+				t.Errorf("%s: source claim not read-only", who)
+			}
+			delete(want, v.Name)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("%s: volumes missing: %v", who, want)
+	}
+}
+
+func TestRenderRefusesBadParams(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*kube.Params)
+		want   string
+	}{
+		{"bad claim", func(p *kube.Params) { p.SourcePVC = "Not_A_Name" }, "--source-pvc"},
+		{"bad namespace", func(p *kube.Params) { p.Namespace = "a.b" }, "--namespace"},
+		{"zero parallelism", func(p *kube.Params) { p.Parallelism = 0 }, "--parallelism"},
+		{"image with space", func(p *kube.Params) { p.Image = "a b" }, "--image"},
+		{"pull policy", func(p *kube.Params) { p.PullPolicy = "Sometimes" }, "--pull-policy"},
+		{"empty token", func(p *kube.Params) { p.Token = " " }, "token"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := kube.DefaultParams()
+			tc.change(&p)
+			_, err := kube.Render(p)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Render: %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeRefusesUnknownFields(t *testing.T) {
+	tests := []struct{ name, doc string }{
+		{"unknown field", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: a\nbogus: 1\n"},
+		{"misspelt nested field", "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: a\nspec:\n  paralelism: 2\n"},
+		{"duplicate field", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: a\n  name: b\n"},
+		{"unknown kind", "apiVersion: v1\nkind: Bogus\nmetadata:\n  name: a\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := kube.Decode([]byte(tc.doc)); err == nil {
+				t.Error("Decode accepted it")
+			}
+		})
+	}
+}
