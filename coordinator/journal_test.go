@@ -1,0 +1,154 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/krsync/krsync/leaseapi"
+)
+
+// TestResumeMidWalk stops a coordinator in the middle of its walk with one partition done
+// and one leased, restarts it on the same state dir, and checks the replayed walk adds only
+// what is new, the done partition is not run again and the leased one is re-issued.
+func TestResumeMidWalk(t *testing.T) {
+	stateDir := t.TempDir()
+	source := t.TempDir()
+	ctx := context.Background()
+
+	f := newFeed()
+	r1 := start(t, Config{Source: source, StateDir: stateDir, Walk: f.walk})
+	f.send("a")
+	f.send("b")
+	f.send("c")
+	la := mustLease(t, r1.client, "w")
+	if err := r1.client.Complete(ctx, la.Partition, la.Token, leaseapi.TransferStats{FilesTransferred: 1, BytesTransferred: 7}); err != nil {
+		t.Fatal(err)
+	}
+	lb := mustLease(t, r1.client, "w")
+	if got := lb.Paths(); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("second lease = %q", got)
+	}
+	r1.stop(t) // the walk never finished; b is still leased
+
+	// Same tree, walked again, plus a partition the first walk had not reached.
+	r2 := start(t, Config{Source: source, StateDir: stateDir, Walk: staticWalk([][]string{{"a"}, {"b"}, {"c"}, {"d"}}, []string{".", "x"})})
+	got := drain(t, r2.client, "w")
+	var leased []string
+	for _, l := range got {
+		leased = append(leased, string(l.Kind)+":"+strings.Join(l.Paths(), ","))
+	}
+	sort.Strings(leased)
+	if want := []string{"dirs:.,x", "files:b", "files:c", "files:d"}; !slices.Equal(leased, want) {
+		t.Fatalf("after resume leased %q; want %q (a was done before the crash)", leased, want)
+	}
+	st, err := r2.wait(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Partitions.Done != 5 || st.Partitions.Total != 5 || st.EntriesWalked != 4 || st.FilesTransferred != 4 || st.BytesTransferred != 7 {
+		t.Fatalf("status after resume = %+v", st)
+	}
+}
+
+// TestResumeAfterWalkDone checks a finished walk is not run again, and that partitions
+// failed in an earlier run get new attempts (e.g. after the destination was freed).
+func TestResumeAfterWalkDone(t *testing.T) {
+	stateDir := t.TempDir()
+	source := t.TempDir()
+	ctx := context.Background()
+	r1 := start(t, Config{Source: source, StateDir: stateDir, MaxAttempts: 1, Walk: staticWalk([][]string{{"ok"}, {"full"}}, []string{"."})})
+	for range 2 {
+		l := mustLease(t, r1.client, "w")
+		if l.Paths()[0] == "ok" {
+			if err := r1.client.Complete(ctx, l.Partition, l.Token, leaseapi.TransferStats{FilesTransferred: 1}); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := r1.client.Fail(ctx, l.Partition, leaseapi.FailRequest{Token: l.Token, Error: "No space left on device", Retryable: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drain(t, r1.client, "w")
+	if _, err := r1.wait(t); !errors.Is(err, ErrPartitionsFailed) {
+		t.Fatalf("first run: %v; want ErrPartitionsFailed", err)
+	}
+
+	noWalk := func(context.Context, WalkHandler) error {
+		t.Error("the walk ran again although the journal says it finished")
+		return nil
+	}
+	r2 := start(t, Config{Source: source, StateDir: stateDir, Walk: noWalk})
+	got := drain(t, r2.client, "w")
+	if len(got) != 1 || got[0].Paths()[0] != "full" || got[0].Attempt != 1 {
+		t.Fatalf("second run leased %+v; want only the failed partition, with fresh attempts", got)
+	}
+	st, err := r2.wait(t)
+	if err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	if st.Partitions.Done != 3 || st.Partitions.Failed != 0 || st.FilesTransferred != 2 {
+		t.Fatalf("status = %+v", st)
+	}
+}
+
+func TestSecondCoordinatorOnAStateDirIsRefused(t *testing.T) {
+	stateDir := t.TempDir()
+	held, err := openJournal(stateDir, "run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.close()
+	c, err := New(Config{Source: t.TempDir(), Token: "t", StateDir: stateDir, Walk: staticWalk(nil, nil), Identity: "run"}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Run(context.Background(), ln)
+	if !errors.Is(err, ErrStateDirBusy) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Run = %v; want a one-line ErrStateDirBusy", err)
+	}
+}
+
+func TestJournalRefusesAnotherRun(t *testing.T) {
+	stateDir := t.TempDir()
+	j, err := openJournal(stateDir, "source=/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openJournal(stateDir, "source=/b"); !errors.Is(err, ErrJournalMismatch) {
+		t.Fatalf("open with another identity: %v; want ErrJournalMismatch", err)
+	}
+	j, err = openJournal(stateDir, "source=/a")
+	if err != nil {
+		t.Fatalf("reopen with the same identity: %v", err)
+	}
+	_ = j.close()
+}
+
+func TestDirectoryPassIsChunkedInByteOrder(t *testing.T) {
+	r := start(t, Config{
+		Walk:             staticWalk([][]string{{"f"}}, []string{".", "b", "a", "a/x", "c", "b"}),
+		DirsPerPartition: 2,
+	})
+	got := drain(t, r.client, "w")
+	var lists []string
+	for _, l := range got {
+		lists = append(lists, string(l.Kind)+":"+strings.Join(l.Paths(), ","))
+	}
+	want := []string{"files:f", "dirs:.,a", "dirs:a/x,b", "dirs:c"}
+	if !slices.Equal(lists, want) {
+		t.Fatalf("leased %q; want %q", lists, want)
+	}
+}
