@@ -15,6 +15,7 @@ import (
 
 	"github.com/krsync/krsync/coordinator"
 	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/kube"
 )
 
 // CoordinatorCmd is the `krsync coordinator` command: walk the source and serve its
@@ -34,8 +35,8 @@ type CoordinatorCmd struct {
 	TLSKey            string        `help:"PEM private key of --tls-cert." placeholder:"FILE"`
 	Linger            time.Duration `help:"After the end, how long to keep telling workers there is no more work (returns earlier once every worker was told)." default:"1m"`
 
-	// Kubernetes: the kube engineer embeds the Kubernetes flags here (e.g. an embedded
-	// kube.Flags struct) and starts the pod watcher in Run, at the marked place.
+	// Kubernetes: --create-workers and friends; runCoordinator (cmd_coordinator_kube.go) uses them.
+	kube.Options `embed:""`
 }
 
 // Run walks --source and serves the lease API until the end; exit 1 when partitions failed.
@@ -53,11 +54,8 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 		return fmt.Errorf("--listen %s: %w", cmd.Listen, err)
 	}
 
-	// Kubernetes: start the pod watcher here, in a goroutine owned by this function that
-	// calls c.ReleaseWorker(podName) for every worker pod deleted, evicted or failed, and
-	// stops when ctx ends.
-
-	status, err := c.Run(ctx, ln)
+	// c.Run, plus the worker Job driver with --create-workers (cmd_coordinator_kube.go).
+	status, err := cmd.runCoordinator(ctx, c, ln, log)
 	fmt.Fprintf(streams.Stdout, "krsync coordinator: %d partitions done, %d failed; %d entries (%d bytes) walked, %d files (%d bytes) transferred, %d walk errors\n",
 		status.Partitions.Done, status.Partitions.Failed, status.EntriesWalked, status.BytesWalked,
 		status.FilesTransferred, status.BytesTransferred, status.WalkErrors)

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/krsync/krsync/coordinator"
+	"github.com/krsync/krsync/kube"
+	"github.com/krsync/krsync/leaseapi"
+)
+
+// runCoordinator runs c until the end. With --create-workers it drives the worker Job alongside
+// (kube.Driver): an error from the Kubernetes side (a forbidden verb, the Job failed or
+// deleted) stops the coordinator and is the command's error. In a Pod it records the outcome
+// in the termination message and as Events on the worker Job.
+func (cmd CoordinatorCmd) runCoordinator(ctx context.Context, c *coordinator.Coordinator, ln net.Listener, log zerolog.Logger) (leaseapi.Status, error) {
+	published := cmd.usesPublishedToken()
+	if published {
+		log.Warn().Msg("THE LEASE API TOKEN IS THE PUBLISHED DEFAULT from krsync's manifests/: anyone who read them can steer this copy. " +
+			"Put a random token in the Secret krsync-token (krsync manifests does) and restart.")
+	}
+	if !cmd.CreateWorkers {
+		status, err := c.Run(ctx, ln)
+		cmd.writeTerminationMessage(status, err, log)
+		return status, err
+	}
+	d, err := kube.Connect(ctx, cmd.Options, log)
+	if err != nil {
+		_ = ln.Close()
+		cmd.writeTerminationMessage(c.Status(), err, log)
+		return c.Status(), err
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	driveCtx, stopDrive := context.WithCancel(ctx)
+	defer stopDrive()
+	var driveErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if driveErr = d.Run(driveCtx, c); driveErr != nil {
+			stopRun() // the coordinator cannot finish without its workers
+		}
+	}()
+	status, err := c.Run(runCtx, ln)
+	stopDrive()
+	wg.Wait()
+	if driveErr != nil {
+		err = driveErr
+	}
+
+	// The run is over, ctx may be too: record the outcome within a bounded time of its own.
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	if published {
+		d.Warn(endCtx, "PublishedToken", "the lease API token is the published default from krsync's manifests/; replace the Secret krsync-token with a random one")
+	}
+	d.Finish(endCtx, status, err)
+	if err != nil && !errors.Is(err, coordinator.ErrPartitionsFailed) && !errors.Is(err, context.Canceled) {
+		// Given up for good: workers left running would only retry a coordinator that is gone.
+		if derr := d.StopWorkers(endCtx); derr != nil {
+			log.Warn().Err(derr).Msg("could not delete the worker Job")
+		}
+	}
+	cmd.writeTerminationMessage(status, err, log)
+	return status, err
+}
+
+// usesPublishedToken says whether the token is the one published in manifests/.
+func (cmd CoordinatorCmd) usesPublishedToken() bool {
+	token := cmd.Token
+	if cmd.TokenFile != "" {
+		if b, err := os.ReadFile(cmd.TokenFile); err == nil {
+			token = string(b)
+		}
+	}
+	return strings.TrimSpace(token) == kube.PublishedToken
+}
+
+// writeTerminationMessage writes the outcome to --termination-log, when set.
+func (cmd CoordinatorCmd) writeTerminationMessage(status leaseapi.Status, runErr error, log zerolog.Logger) {
+	if cmd.TerminationLog == "" {
+		return
+	}
+	if err := kube.WriteTerminationMessage(cmd.TerminationLog, kube.Summary(status, runErr)); err != nil {
+		log.Warn().Err(err).Msg("could not write the termination message")
+	}
+}
