@@ -271,7 +271,7 @@ func ParseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(digits, 10, 64)
 	if err != nil {
-		return 0, errors.New("not a size (e.g. 1000, 512M, 10G)")
+		return 0, errors.New("not a size (digits and an optional unit k, m, g, t or p: 1000, 512M, 10G)")
 	}
 	if n <= 0 {
 		return 0, errors.New("must be greater than 0")
