@@ -359,7 +359,7 @@ func (c LocalCmd) outcome(ctx context.Context, res localResult, status leaseapi.
 		}
 		return nil
 	case ctx.Err() != nil:
-		return fmt.Errorf("interrupted; %s: %w", resume, context.Cause(ctx))
+		return interruptedError{msg: "interrupted; " + resume, err: ctx.Err()}
 	case res.workerErr != nil:
 		return exitStatus{1, fmt.Errorf("%w; %s", res.workerErr, resume)}
 	case errors.Is(res.coordErr, coordinator.ErrPartitionsFailed):
@@ -369,6 +369,15 @@ func (c LocalCmd) outcome(ctx context.Context, res localResult, status leaseapi.
 		return exitStatus{1, fmt.Errorf("%w; %s", res.coordErr, resume)}
 	}
 }
+
+// interruptedError reads as its message and unwraps to context.Canceled (exit 130).
+type interruptedError struct {
+	msg string
+	err error
+}
+
+func (e interruptedError) Error() string { return e.msg }
+func (e interruptedError) Unwrap() error { return e.err }
 
 // showProgress draws a bar of bytes done over bytes walked, with files in its description,
 // until stop is closed. The total grows while the walk goes on.

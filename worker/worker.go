@@ -138,8 +138,13 @@ func (w *worker) loop(ctx context.Context) error {
 	}
 }
 
+// stopped is Run's error after ctx ended; it wraps ctx.Err() (context.Canceled), whatever the
+// cause (signal.NotifyContext's cause is the signal).
 func (w *worker) stopped(ctx context.Context) error {
-	return fmt.Errorf("worker %s stopped: %w", w.cfg.Name, context.Cause(ctx))
+	if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
+		return fmt.Errorf("worker %s stopped (%v): %w", w.cfg.Name, cause, ctx.Err())
+	}
+	return fmt.Errorf("worker %s stopped: %w", w.cfg.Name, ctx.Err())
 }
 
 // runLease copies one partition and reports it. A nil error means "lease the next one".
@@ -166,15 +171,33 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 	switch cause := context.Cause(rsyncCtx); {
 	case runErr == nil:
 		// Even when a stop was asked meanwhile, the copy is done: report it, not hand it back.
+		if l.Attempt > 1 {
+			w.tidy(l, log) // an earlier attempt may have been killed mid-file
+		}
 		return w.complete(ctx, l, res, log)
 	case ctx.Err() != nil:
+		w.tidy(l, log)
 		w.handBack(ctx, l, log)
 		return w.stopped(ctx)
 	case errors.Is(cause, leaseapi.ErrStaleLease), errors.Is(cause, leaseapi.ErrUnknownPartition):
+		// Not tidied: the partition's new holder may be writing its own temporary files
+		// there now; it tidies after its attempt succeeds.
 		log.Warn().Err(cause).Msg("lease lost while rsync ran; rsync stopped, moving on")
 		return nil
 	default:
+		w.tidy(l, log)
 		return w.fail(ctx, l, runErr, log)
+	}
+}
+
+// tidy removes the temporary files a stopped rsync may have left beside the partition's
+// entries (see tempfiles.go), before the partition is handed to anyone else.
+func (w *worker) tidy(l leaseapi.Lease, log zerolog.Logger) {
+	if l.Kind != leaseapi.KindFiles {
+		return
+	}
+	if n := removeTempFiles(w.cfg.Source, w.cfg.Dest, l.List); n > 0 {
+		log.Info().Int("removed", n).Msg("removed temporary files of an interrupted rsync")
 	}
 }
 
