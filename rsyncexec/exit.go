@@ -132,7 +132,7 @@ func Retryable(err error) bool {
 		return exit.Retryable()
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return true
-	case errors.Is(err, ErrBadList), errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrBadList), errors.Is(err, ErrBadJob), errors.Is(err, ErrNotFound):
 		return false
 	}
 	var opt *OptionError

@@ -24,6 +24,9 @@ const DefaultKillGrace = 5 * time.Second
 // source or destination (absolute, or with a ".." component).
 var ErrBadList = errors.New("bad partition list")
 
+// ErrBadJob is wrapped by Run's error when the job lacks its source or destination.
+var ErrBadJob = errors.New("bad rsync job")
+
 // Job is one rsync run over one partition.
 type Job struct {
 	// Binary is the rsync program; "" looks up "rsync" in PATH.
@@ -107,7 +110,7 @@ func Run(ctx context.Context, job Job) (Result, error) {
 		return Result{}, err
 	}
 	if job.Source == "" || job.Dest == "" {
-		return Result{}, errors.New("rsync job: source and destination directories are required")
+		return Result{}, fmt.Errorf("%w: source and destination directories are required", ErrBadJob)
 	}
 	source, err := filepath.Abs(job.Source)
 	if err != nil {

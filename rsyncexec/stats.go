@@ -108,6 +108,7 @@ func (p *statsParser) line(line string) {
 	default:
 		return
 	}
+	value, _, _ = strings.Cut(value, " (") // "1,230 (reg: 999, dir: 231)"
 	n, ok := parseNumber(strings.TrimSuffix(strings.TrimSpace(value), " bytes"))
 	if !ok {
 		return
@@ -179,16 +180,27 @@ func parseNumber(s string) (int64, bool) {
 		}
 		return int64(f * multiplier), true
 	}
+	// Exact numbers: digits, optionally in groups of three after a separator ("1,234,567").
 	digits := make([]byte, 0, len(s))
+	group := -1 // digits since the last separator; -1 before the first one
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c >= '0' && c <= '9':
 			digits = append(digits, c)
-		case (c == ',' || c == '.' || c == '\'') && i > 0 && i < len(s)-1:
-			// a thousands separator between digits
+			if group >= 0 {
+				group++
+			}
+		case c == ',' || c == '.' || c == '\'':
+			if len(digits) == 0 || group > 3 || group >= 0 && group != 3 || len(digits) > 3 && group < 0 {
+				return 0, false
+			}
+			group = 0
 		default:
 			return 0, false
 		}
+	}
+	if len(digits) == 0 || group >= 0 && group != 3 {
+		return 0, false
 	}
 	n, err := strconv.ParseInt(string(digits), 10, 64)
 	if err != nil {
