@@ -1,9 +1,144 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
 
-// StatusCmd is the `krsync status` command.
-type StatusCmd struct{}
+	"github.com/krsync/krsync/kube"
+	"github.com/krsync/krsync/leaseapi"
+)
 
-// Run is not implemented yet.
-func (StatusCmd) Run() error { return errors.New("status: not implemented yet") }
+// StatusCmd is the `krsync status` command: the progress of a running sync, the numbers of
+// the local progress bar, from a coordinator URL or through the API server's service proxy.
+type StatusCmd struct {
+	Coordinator string        `help:"URL of the coordinator's lease API, e.g. http://krsync-coordinator:8080 from a pod." placeholder:"URL"`
+	Namespace   string        `short:"n" help:"Namespace of a krsync run in Kubernetes, reached through the API server's service proxy (default: the kubeconfig's namespace)."`
+	Kubeconfig  string        `help:"kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)." placeholder:"FILE"`
+	Service     string        `help:"Service of the coordinator." default:"krsync-coordinator"`
+	Port        int           `help:"Port of the coordinator's Service." default:"8080"`
+	TokenFile   string        `help:"File holding the lease API token (default with -n: the Secret krsync-token; or set KRSYNC_TOKEN)." placeholder:"FILE"`
+	Token       string        `help:"The lease API token; prefer KRSYNC_TOKEN or --token-file." hidden:""`
+	Watch       bool          `short:"w" help:"Refresh every --interval until the sync has finished."`
+	Interval    time.Duration `help:"Refresh interval of --watch." default:"2s"`
+	JSON        bool          `help:"Print the coordinator's status as JSON."`
+}
+
+// Run fetches the status once, or until the end with --watch.
+func (cmd StatusCmd) Run(ctx context.Context, streams Streams) error {
+	if cmd.Coordinator != "" && cmd.Namespace != "" {
+		return usagef("give either --coordinator URL or -n NAMESPACE, not both")
+	}
+	if cmd.Interval <= 0 {
+		return usagef("--interval must be positive")
+	}
+	fetch, err := cmd.fetcher(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		st, err := fetch(ctx)
+		if err != nil {
+			return err
+		}
+		if err := cmd.print(streams.Stdout, st); err != nil {
+			return err
+		}
+		if !cmd.Watch || st.Finished {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(cmd.Interval):
+		}
+	}
+}
+
+// fetcher returns the function that reads the status, direct or through the service proxy.
+func (cmd StatusCmd) fetcher(ctx context.Context) (func(context.Context) (leaseapi.Status, error), error) {
+	token, err := readToken(cmd.TokenFile, cmd.Token)
+	if err != nil {
+		return nil, err
+	}
+	if cmd.Coordinator != "" {
+		client, err := leaseapi.NewClient(cmd.Coordinator, leaseapi.ClientOptions{Token: token, GiveUpAfter: 10 * time.Second})
+		if err != nil {
+			return nil, usagef("%v (--coordinator)", err)
+		}
+		return client.Status, nil
+	}
+	cs, _, ns, err := kube.Clientset(cmd.Kubeconfig)
+	if err != nil {
+		return nil, usagef("%v; or give --coordinator URL", err)
+	}
+	if cmd.Namespace != "" {
+		ns = cmd.Namespace
+	}
+	if token == "" {
+		if token, err = kube.ReadToken(ctx, cs, ns); err != nil {
+			return nil, err
+		}
+	}
+	return func(ctx context.Context) (leaseapi.Status, error) {
+		return kube.ProxyStatus(ctx, cs, ns, cmd.Service, cmd.Port, token)
+	}, nil
+}
+
+func (cmd StatusCmd) print(w io.Writer, st leaseapi.Status) error {
+	if cmd.JSON {
+		enc := json.NewEncoder(w)
+		return enc.Encode(st)
+	}
+	_, err := io.WriteString(w, formatStatus(st, time.Now()))
+	return err
+}
+
+// formatStatus renders the numbers of the local progress bar (files and bytes done of
+// walked, partitions done of total, walking or not) with rate and ETA, as a few lines.
+func formatStatus(st leaseapi.Status, now time.Time) string {
+	var b strings.Builder
+	state := "copying, walk still running"
+	switch {
+	case st.Finished && st.Partitions.Failed > 0:
+		state = "finished with failed partitions"
+	case st.Finished:
+		state = "finished"
+	case st.WalkDone:
+		state = "copying, walk done"
+	}
+	p := st.Partitions
+	fmt.Fprintf(&b, "state:        %s\n", state)
+	fmt.Fprintf(&b, "files:        %d / %d%s\n", st.EntriesDone, st.EntriesWalked, percent(st.EntriesDone, st.EntriesWalked))
+	fmt.Fprintf(&b, "bytes:        %s / %s%s\n", humanBytes(st.BytesDone), humanBytes(st.BytesWalked), percent(st.BytesDone, st.BytesWalked))
+	fmt.Fprintf(&b, "partitions:   %d / %d done, %d leased, %d pending, %d failed\n", p.Done, p.Total, p.Leased, p.Pending, p.Failed)
+	fmt.Fprintf(&b, "transferred:  %d files, %s\n", st.FilesTransferred, humanBytes(st.BytesTransferred))
+	fmt.Fprintf(&b, "walk errors:  %d\n", st.WalkErrors)
+	if !st.StartedAt.IsZero() {
+		elapsed := now.Sub(st.StartedAt).Round(time.Second)
+		line := fmt.Sprintf("elapsed:      %s", elapsed)
+		if secs := elapsed.Seconds(); secs > 0 && st.BytesDone > 0 {
+			rate := float64(st.BytesDone) / secs
+			line += fmt.Sprintf(", %s/s", humanBytes(int64(rate)))
+			if st.WalkDone && !st.Finished && st.BytesWalked > st.BytesDone {
+				eta := time.Duration(float64(st.BytesWalked-st.BytesDone) / rate * float64(time.Second))
+				line += fmt.Sprintf(", ETA %s", eta.Round(time.Second))
+			}
+		}
+		b.WriteString(line + "\n")
+	}
+	for _, f := range st.Failed {
+		fmt.Fprintf(&b, "failed:       partition %d after %d attempts: %s\n", f.Partition, f.Attempts, strings.Join(strings.Fields(f.Error), " "))
+	}
+	return b.String()
+}
+
+func percent(done, total int64) string {
+	if total <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%.1f%%)", 100*float64(done)/float64(total))
+}

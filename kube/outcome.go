@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -68,6 +69,11 @@ func Summary(st leaseapi.Status, runErr error) string {
 // Finish records the outcome as an Event on the worker Job: Normal "Completed" or Warning
 // "Failed" (with the failed partitions).
 func (d *Driver) Finish(ctx context.Context, st leaseapi.Status, runErr error) {
+	if errors.Is(runErr, context.Canceled) {
+		d.event(ctx, corev1.EventTypeWarning, "Interrupted",
+			"the coordinator was stopped (SIGTERM); restarted on the same state directory it resumes; "+Summary(st, nil))
+		return
+	}
 	if runErr == nil && st.Partitions.Failed == 0 {
 		d.event(ctx, corev1.EventTypeNormal, "Completed", Summary(st, nil))
 		return
