@@ -38,7 +38,7 @@ func ProxyStatus(ctx context.Context, cs kubernetes.Interface, ns, service strin
 	var st leaseapi.Status
 	req := cs.CoreV1().RESTClient().Get().
 		Namespace(ns).Resource("services").
-		Name("http:" + service + ":" + strconv.Itoa(port)).
+		Name("http:"+service+":"+strconv.Itoa(port)).
 		SubResource("proxy").Suffix(leaseapi.PathStatus).
 		SetHeader(TokenHeader, token)
 	body, err := req.DoRaw(ctx)
