@@ -51,6 +51,7 @@ const (
 	reasonDryRun    = "krsync records partitions as done; a dry run would mark everything copied without copying it (preview with `krsync partition` or a plain rsync -n)"
 	reasonDirLinks  = "it makes rsync follow symlinks in the destination, which could write outside it"
 	reasonNotCopy   = "it does not copy anything"
+	reasonQuiet     = "it hides rsync's --stats report, from which krsync counts the files and bytes copied (errors are reported either way)"
 )
 
 // refusedLong maps long option names (without the leading dashes) to the reason they are
@@ -85,6 +86,7 @@ var refusedLong = map[string]string{
 	"detach":              reasonRemote,
 	"no-detach":           reasonRemote,
 	"keep-dirlinks":       reasonDirLinks,
+	"quiet":               reasonQuiet,
 	"help":                reasonNotCopy,
 	"version":             reasonNotCopy,
 }
@@ -109,6 +111,7 @@ var refusedShort = map[byte][2]string{
 	'e': {"-e (--rsh)", reasonRemote},
 	'M': {"-M (--remote-option)", reasonRemote},
 	'V': {"-V (--version)", reasonNotCopy},
+	'q': {"-q (--quiet)", reasonQuiet},
 }
 
 // shortWithValue are the single-letter options that take a value (rsync(1) OPTIONS SUMMARY):
@@ -138,9 +141,10 @@ var longWithValue = map[string]bool{
 // reason: deletions, recursion, moving (--remove-source-files), list options that conflict
 // with krsync's own --files-from/--from0, filter merge files (--from0 would make rsync read
 // them NUL-separated), dry runs (a partition would be recorded as done without being copied),
-// remote-shell and daemon options, and --keep-dirlinks. Paths are refused too: they come from
-// the partition list. Everything else (-S, -A, -X, -z, --bwlimit, --checksum, ...) passes
-// through to rsync, which reports options it does not know (exit 1).
+// --quiet (it hides the --stats report), remote-shell and daemon options, and --keep-dirlinks.
+// Paths are refused too: they come from the partition list. Everything else (-S, -A, -X, -z,
+// --bwlimit, --checksum, -v, ...) passes through to rsync, which reports options it does not
+// know (exit 1, not retryable).
 func ValidateArgs(args []string) error {
 	for i := 0; i < len(args); i++ {
 		arg := args[i]

@@ -61,6 +61,8 @@ func TestValidateArgs(t *testing.T) {
 		{"write-batch", []string{"--write-batch=b"}, "--write-batch"},
 		{"keep-dirlinks", []string{"-K"}, "-K"},
 		{"version", []string{"--version"}, "--version"},
+		{"quiet", []string{"-aq"}, "-aq"},
+		{"quiet long", []string{"--quiet"}, "--quiet"},
 		{"a path", []string{"-a", "/data"}, "/data"},
 		{"double dash", []string{"--", "x"}, "--"},
 		{"value missing", []string{"--bwlimit"}, "--bwlimit"},

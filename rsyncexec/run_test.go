@@ -477,3 +477,30 @@ func TestCleanList(t *testing.T) {
 		})
 	}
 }
+
+// TestRunNeverWritesOutsideDest: a symlink in the destination where the source now has a
+// directory (the tree changed between partitions) is replaced, not written through, and a
+// symlink pointing out of the source is copied as a link, not followed.
+func TestRunNeverWritesOutsideDest(t *testing.T) {
+	rsync := needRsync(t)
+	src, dst, outside := t.TempDir(), t.TempDir(), t.TempDir()
+	makeTree(t, src, []entry{
+		{path: "d/f", content: "new", mode: 0o644, uid: -1, gid: -1},
+		{path: "escape", mode: os.ModeSymlink, content: outside, uid: -1, gid: -1},
+	})
+	if err := os.Symlink(outside, filepath.Join(dst, "d")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("d/f", "escape")}); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if entries, err := os.ReadDir(outside); err != nil || len(entries) != 0 {
+		t.Errorf("something was written outside the destination: %v %v", entries, err)
+	}
+	if target, err := os.Readlink(filepath.Join(dst, "escape")); err != nil || target != outside {
+		t.Errorf("escape = %q, %v; want a symlink to %s", target, err, outside)
+	}
+	if info, err := os.Lstat(filepath.Join(dst, "d")); err != nil || !info.IsDir() {
+		t.Errorf("d is not a real directory: %v %v", info, err)
+	}
+}
