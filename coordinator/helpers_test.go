@@ -145,7 +145,9 @@ func newClient(t *testing.T, url, token string) *leaseapi.Client {
 	return cl
 }
 
-func testLogger(t *testing.T) zerolog.Logger {
+func testLogger(t *testing.T) zerolog.Logger { return testLoggerTB(t) }
+
+func testLoggerTB(t testing.TB) zerolog.Logger {
 	if os.Getenv("KRSYNC_TEST_LOG") != "" {
 		return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
 	}
