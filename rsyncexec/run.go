@@ -40,7 +40,10 @@ type Job struct {
 	// Dirs makes this the directory-metadata pass: List holds directories only, and each one's
 	// mode, owner, group and mtime are set to the source's without copying what is inside.
 	Dirs bool
-	// TempDir holds the list file while rsync runs; "" is os.TempDir().
+	// TempDir, when set, holds the list as a file (--files-from=FILE) while rsync runs; by
+	// default rsync reads the list from its standard input (--files-from=-), which needs no
+	// writable directory (pods often have a read-only root filesystem) and leaves nothing
+	// behind when the worker is killed.
 	TempDir string
 	// KillGrace is the time between SIGTERM and SIGKILL on cancellation; 0 is DefaultKillGrace.
 	KillGrace time.Duration
@@ -72,8 +75,9 @@ type Result struct {
 // Run copies the job's list from Source to Dest with one rsync (two for a directory pass that
 // includes the root), never through a shell:
 //
-//	rsync ARGS --from0 --files-from=LIST --stats -- SOURCE/ DEST/
+//	rsync ARGS --from0 --files-from=- --stats -- SOURCE/ DEST/
 //
+// with the list on rsync's standard input (or in a file in Job.TempDir).
 // --files-from implies --relative (the list's paths keep their directories, which rsync
 // creates as "implied directories" with the source's attributes) and --dirs (a listed
 // directory is copied as itself, not recursed into), and turns off -a's recursion (rsync(1),
@@ -242,21 +246,27 @@ type runner struct {
 // run executes one rsync and reads its output.
 func (r runner) run(ctx context.Context, rn run, tempDir string) (Result, error) {
 	argv := append([]string{r.binary}, rn.args...)
-	if rn.list != nil {
+	switch {
+	case rn.list != nil && tempDir != "":
 		listFile, err := writeList(tempDir, rn.list)
 		if err != nil {
 			return Result{}, err
 		}
 		defer func() { _ = os.Remove(listFile) }()
 		argv = append(argv, "--from0", "--files-from="+listFile)
+	case rn.list != nil:
+		argv = append(argv, "--from0", "--files-from=-")
 	}
-	argv = append(argv, "--stats", "--", r.source+"/", r.dest+"/")
+	argv = append(argv, "--stats", "--", dirArg(r.source), dirArg(r.dest))
 	r.log.Debug().Strs("argv", argv).Msg("running rsync")
 
 	var stats statsParser
 	stderr := newStderrReader(r.roots()...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C") // English messages and \#ooo escapes, for parsing
+	if rn.list != nil && tempDir == "" {
+		cmd.Stdin = bytes.NewReader(rn.list)
+	}
 	cmd.Stdout = &lineWriter{line: stats.line}
 	cmd.Stderr = &lineWriter{line: stderr.line}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // one group to signal: rsync forks
@@ -311,6 +321,15 @@ func (r runner) run(ctx context.Context, rn run, tempDir string) (Result, error)
 		e.Signal = status.Signal().String()
 	}
 	return res, e
+}
+
+// dirArg names a directory's contents for rsync: "dir/" (rsync(1): a trailing slash copies
+// the contents, not the directory by name).
+func dirArg(dir string) string {
+	if strings.HasSuffix(dir, "/") {
+		return dir
+	}
+	return dir + "/"
 }
 
 // roots are the prefixes rsync may print in front of a path: the source and destination as

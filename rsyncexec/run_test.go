@@ -69,32 +69,46 @@ func listOf(entries []entry) []string {
 
 func TestRunHostileTree(t *testing.T) {
 	rsync := needRsync(t)
-	src, dst := t.TempDir(), t.TempDir()
-	entries := nonRootOwners(hostileTree())
-	makeTree(t, src, entries)
-	paths := listOf(entries)
+	for _, listIn := range []string{"stdin", "file"} {
+		t.Run("list on "+listIn, func(t *testing.T) {
+			tempDir := ""
+			if listIn == "file" {
+				tempDir = t.TempDir()
+			}
+			src, dst := t.TempDir(), t.TempDir()
+			entries := nonRootOwners(hostileTree())
+			makeTree(t, src, entries)
+			paths := listOf(entries)
+			job := Job{Binary: rsync, Source: src, Dest: dst, List: list(paths...), TempDir: tempDir}
 
-	res, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list(paths...)})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if res.ExitCode != 0 || !res.Stats.Parsed || res.Stats.RegularFilesTransferred == 0 || res.FilesTransferred != res.Stats.RegularFilesTransferred {
-		t.Errorf("result %+v", res)
-	}
-	srcTree, dstTree := readTree(t, src), readTree(t, dst)
-	delete(srcTree, ".")
-	delete(dstTree, ".")
-	if diffs := diffTrees(srcTree, dstTree, nil, true); len(diffs) > 0 {
-		t.Errorf("destination differs from source:\n%s", strings.Join(diffs, "\n"))
-	}
+			res, err := Run(context.Background(), job)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if res.ExitCode != 0 || !res.Stats.Parsed || res.Stats.RegularFilesTransferred == 0 || res.FilesTransferred != res.Stats.RegularFilesTransferred {
+				t.Errorf("result %+v", res)
+			}
+			srcTree, dstTree := readTree(t, src), readTree(t, dst)
+			delete(srcTree, ".")
+			delete(dstTree, ".")
+			if diffs := diffTrees(srcTree, dstTree, nil, true); len(diffs) > 0 {
+				t.Errorf("destination differs from source:\n%s", strings.Join(diffs, "\n"))
+			}
 
-	// A second run over the unchanged tree transfers nothing.
-	res, err = Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list(paths...)})
-	if err != nil {
-		t.Fatalf("second Run: %v", err)
-	}
-	if res.Stats.RegularFilesTransferred != 0 || res.Stats.TotalTransferredSize != 0 {
-		t.Errorf("second run transferred %d files, %d bytes; want 0", res.Stats.RegularFilesTransferred, res.Stats.TotalTransferredSize)
+			// A second run over the unchanged tree transfers nothing.
+			res, err = Run(context.Background(), job)
+			if err != nil {
+				t.Fatalf("second Run: %v", err)
+			}
+			if res.Stats.RegularFilesTransferred != 0 || res.Stats.TotalTransferredSize != 0 {
+				t.Errorf("second run transferred %d files, %d bytes; want 0", res.Stats.RegularFilesTransferred, res.Stats.TotalTransferredSize)
+			}
+			if tempDir != "" {
+				if left, _ := os.ReadDir(tempDir); len(left) != 0 {
+					t.Errorf("list files left behind: %v", left)
+				}
+			}
+		})
 	}
 }
 
