@@ -157,7 +157,10 @@ func Run(ctx context.Context, job Job) (Result, error) {
 	var res Result
 	var firstErr error
 	for _, rn := range runs {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && firstErr == nil {
+			firstErr = fmt.Errorf("rsync not run: %w", ctx.Err())
+		}
+		if firstErr != nil && ctx.Err() != nil {
 			break
 		}
 		out, err := r.run(ctx, rn, job.TempDir)
@@ -177,9 +180,6 @@ func Run(ctx context.Context, job Job) (Result, error) {
 	res.Duration = time.Since(start)
 	res.FilesTransferred = res.Stats.RegularFilesTransferred
 	res.BytesTransferred = res.Stats.TotalTransferredSize
-	if firstErr == nil && ctx.Err() != nil {
-		firstErr = fmt.Errorf("rsync not run: %w", ctx.Err())
-	}
 	return res, firstErr
 }
 
