@@ -208,10 +208,11 @@ func TestRunUnreadableFiles(t *testing.T) {
 		{path: "ok1", content: "1", mode: 0o644, uid: -1, gid: -1},
 		{path: "secret", content: "s", mode: 0o000, uid: -1, gid: -1},
 		{path: "dir/also secret\n\xff", content: "s", mode: 0o000, uid: -1, gid: -1},
+		{path: `q"uote\#134 "x": (13)`, content: "s", mode: 0o000, uid: -1, gid: -1},
 		{path: "ok2", content: "2", mode: 0o644, uid: -1, gid: -1},
 	})
 	_, err := Run(context.Background(), Job{Binary: binary, Source: src, Dest: dst,
-		List: list("ok1", "secret", "dir/also secret\n\xff", "ok2")})
+		List: list("ok1", "secret", "dir/also secret\n\xff", `q"uote\#134 "x": (13)`, "ok2")})
 	var exitErr *ExitError
 	if !errors.As(err, &exitErr) {
 		t.Fatalf("Run = %v, want an *ExitError", err)
@@ -221,7 +222,7 @@ func TestRunUnreadableFiles(t *testing.T) {
 	}
 	got := append([]string(nil), exitErr.FailedPaths...)
 	sort.Strings(got)
-	if want := []string{"dir/also secret\n\xff", "secret"}; !reflect.DeepEqual(got, want) {
+	if want := []string{"dir/also secret\n\xff", `q"uote\#134 "x": (13)`, "secret"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("FailedPaths = %q, want %q (stderr %q)", got, want, exitErr.StderrTail)
 	}
 	msg := err.Error()
@@ -445,6 +446,12 @@ func TestRunBadJob(t *testing.T) {
 				t.Errorf("Run = %v (retryable %v)", err, Retryable(err))
 			}
 		})
+	}
+	// A job whose context is already done does not start rsync.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Run(ctx, Job{Binary: rsync, Source: src, Dest: dst, List: list("x")}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Run with a cancelled context = %v", err)
 	}
 	// An empty file list does not run rsync at all.
 	if res, err := Run(context.Background(), Job{Binary: "/bin/false", Source: src, Dest: dst, List: list(".", "")}); err != nil || res.Args != nil {
