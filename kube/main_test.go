@@ -1,0 +1,13 @@
+package kube_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/krsync/krsync/internal/kubeplane"
+)
+
+// cluster is the real control plane the integration tests share (started on first use).
+var cluster kubeplane.Shared
+
+func TestMain(m *testing.M) { os.Exit(cluster.Main(m)) }
