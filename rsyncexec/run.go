@@ -303,8 +303,12 @@ func (r runner) run(ctx context.Context, rn run, tempDir string) (Result, error)
 		}
 		return res, nil
 	case res.ExitCode == ExitVanished || vanishedOnly:
-		res.Warnings = append(res.Warnings, fmt.Sprintf("rsync exit %d: %d listed path(s) vanished after the walk, e.g. %q",
-			res.ExitCode, len(stderr.vanished), firstOr(stderr.vanished, "?")))
+		warning := fmt.Sprintf("rsync exit %d (%s): %s", res.ExitCode, ExitMeaning(res.ExitCode), stderr.lastMessage())
+		if len(stderr.vanished) > 0 {
+			warning = fmt.Sprintf("rsync exit %d: %d listed path(s) vanished after the walk, e.g. %q",
+				res.ExitCode, len(stderr.vanished), stderr.vanished[0])
+		}
+		res.Warnings = append(res.Warnings, warning)
 		return res, nil
 	}
 	e := &ExitError{
@@ -400,13 +404,6 @@ func writeList(dir string, list []byte) (string, error) {
 		return "", fmt.Errorf("rsync list file %s: %w", f.Name(), err)
 	}
 	return f.Name(), nil
-}
-
-func firstOr(s []string, def string) string {
-	if len(s) == 0 {
-		return def
-	}
-	return s[0]
 }
 
 // lineWriter splits what a process writes into lines (cut at maxLineBytes) for a callback.
