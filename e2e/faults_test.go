@@ -1,0 +1,362 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/krsync/krsync/leaseapi"
+)
+
+// The fault tests run the real binary as separate processes (one coordinator, several
+// workers) and hurt them with real signals. "In the middle of a partition" is observed, not
+// timed: the victim worker runs rsync through a wrapper that announces itself and then blocks
+// on a FIFO, so the victim provably holds a lease when the signal arrives.
+
+const faultToken = "fault-test-token"
+
+// faultRun is one coordinator process with its source, destination and API client.
+type faultRun struct {
+	bin, src, dest, url, tokenFile string
+	client                         *leaseapi.Client
+	coordinator                    *process
+}
+
+// startFaultRun generates a tree and starts `krsync coordinator` on it with the given lease TTL.
+func startFaultRun(t *testing.T, seed uint64, ttl time.Duration) *faultRun {
+	t.Helper()
+	bin := buildKrsync(t)
+	requireRsync(t)
+	r := &faultRun{bin: bin, src: filepath.Join(t.TempDir(), "src"), dest: filepath.Join(t.TempDir(), "dest")}
+	newHostileTree(t, r.src, hostileSpec(seed, 1200, 0))
+	if err := os.Mkdir(r.dest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.tokenFile = filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(r.tokenFile, []byte(faultToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeLoopbackAddr(t)
+	r.url = "http://" + addr
+	r.coordinator = startProcess(t, "coordinator", bin, "--log-format=json", "--log-level=debug", "coordinator",
+		"--source", r.src, "--listen", addr, "--fpart-opts=-f 60 -zz",
+		"--lease-ttl", ttl.String(), "--token-file", r.tokenFile,
+		"--state-dir", filepath.Join(t.TempDir(), "state"))
+	client, err := leaseapi.NewClient(r.url, leaseapi.ClientOptions{
+		Token: faultToken, GiveUpAfter: 30 * time.Second, RetryWaitMin: 20 * time.Millisecond, RetryWaitMax: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.client = client
+	return r
+}
+
+// startWorker starts `krsync worker` with rsync (or a wrapper of it) as its rsync binary.
+func (r *faultRun) startWorker(t *testing.T, name, rsync string, extra ...string) *process {
+	t.Helper()
+	args := []string{"--log-format=json", "--log-level=debug", "worker",
+		"--coordinator", r.url, "--source", r.src, "--dest", r.dest,
+		"--token-file", r.tokenFile, "--name", name, "--rsync", rsync}
+	return startProcess(t, name, r.bin, append(args, extra...)...)
+}
+
+// status polls the coordinator until cond holds for its status; the deadline guards a hang.
+func (r *faultRun) waitStatus(t *testing.T, what string, cond func(leaseapi.Status) bool) leaseapi.Status {
+	t.Helper()
+	var last leaseapi.Status
+	var lastErr error
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		st, err := r.client.Status(ctx)
+		cancel()
+		if err == nil && cond(st) {
+			return st
+		}
+		last, lastErr = st, err
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s; last status %+v (error %v)\ncoordinator log:\n%s", what, last.Partitions, lastErr, r.coordinator.output())
+	return last
+}
+
+// finish waits for the coordinator and the given workers to exit 0 and compares the trees.
+func (r *faultRun) finish(t *testing.T, workers ...*process) {
+	t.Helper()
+	for _, w := range workers {
+		if code := w.wait(t); code != 0 {
+			t.Errorf("%s exited %d:\n%s", w.name, code, w.output())
+		}
+	}
+	if code := r.coordinator.wait(t); code != 0 {
+		t.Fatalf("coordinator exited %d:\n%s", code, r.coordinator.output())
+	}
+	compareTrees(t, r.src, r.dest)
+}
+
+func TestFaultWorkerKilledMidPartitionIsReleasedAfterTTL(t *testing.T) {
+	r := startFaultRun(t, 3101, 2*time.Second)
+	gate := newRsyncGate(t, requireRsync(t))
+	victim := r.startWorker(t, "victim", gate.wrapper)
+	gate.waitStarted(t, victim)
+	held := r.waitStatus(t, "the victim's lease", func(st leaseapi.Status) bool { return st.Partitions.Leased >= 1 })
+
+	var workers []*process
+	for i := range 3 {
+		workers = append(workers, r.startWorker(t, fmt.Sprintf("worker-%d", i+1), requireRsync(t)))
+	}
+	// The others make progress while the victim still holds its partition.
+	r.waitStatus(t, "progress by the other workers", func(st leaseapi.Status) bool {
+		return st.Partitions.Done > held.Partitions.Done
+	})
+	victim.signal(t, syscall.SIGKILL)
+	if code := victim.wait(t); code == 0 {
+		t.Fatalf("the killed worker exited 0")
+	}
+	gate.killWrapper(t) // its rsync wrapper is an orphan now; it must not copy anything late
+	// Only the TTL can free the victim's partition; the sync must still complete.
+	r.finish(t, workers...)
+}
+
+func TestFaultWorkerTerminatedHandsLeaseBackAtOnce(t *testing.T) {
+	// A TTL far beyond the test's deadline: only a hand-back can put the partition back.
+	r := startFaultRun(t, 3102, time.Hour)
+	gate := newRsyncGate(t, requireRsync(t))
+	victim := r.startWorker(t, "victim", gate.wrapper)
+	gate.waitStarted(t, victim)
+	r.waitStatus(t, "the victim's lease", func(st leaseapi.Status) bool { return st.Partitions.Leased == 1 })
+
+	victim.signal(t, syscall.SIGTERM)
+	r.waitStatus(t, "the lease handed back", func(st leaseapi.Status) bool {
+		return st.Partitions.Leased == 0 && st.Partitions.Done == 0 && st.Partitions.Pending >= 1
+	})
+	if code := victim.wait(t); code == 0 {
+		t.Errorf("a worker stopped by SIGTERM exited 0; the Job would stop replacing it")
+	}
+	if out := victim.output(); !strings.Contains(out, "handed back") {
+		t.Errorf("the worker's log does not say it handed its lease back:\n%s", out)
+	}
+	gate.killWrapper(t)
+
+	// The partition is not lost: a fresh worker finishes the sync.
+	r.finish(t, r.startWorker(t, "successor", requireRsync(t)))
+}
+
+func TestFaultWorkerGivesUpOnUnreachableCoordinator(t *testing.T) {
+	bin := buildKrsync(t)
+	rsync := requireRsync(t)
+	src, dest := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "file"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := startProcess(t, "worker", bin, "worker", "--coordinator", "http://"+freeLoopbackAddr(t),
+		"--source", src, "--dest", dest, "--rsync", rsync, "--give-up-after", "1s", "--name", "lonely")
+	if code := w.wait(t); code == 0 {
+		t.Fatalf("worker exited 0 without a coordinator:\n%s", w.output())
+	}
+	last := lastLine(w.output())
+	if !strings.Contains(last, "unreachable") || !strings.Contains(last, "krsync:") {
+		t.Errorf("last line %q does not say the coordinator is unreachable", last)
+	}
+	if entries, _ := os.ReadDir(dest); len(entries) != 0 {
+		t.Errorf("the destination got %d entries", len(entries))
+	}
+}
+
+func TestFaultWorkerRefusesBadSetupBeforeLeasing(t *testing.T) {
+	bin := buildKrsync(t)
+	rsync := requireRsync(t)
+	src := t.TempDir()
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing listens at the coordinator URL: a worker that got past its checks would wait
+	// --give-up-after and then complain about the coordinator instead.
+	url := "http://" + freeLoopbackAddr(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing destination", []string{"--dest", filepath.Join(t.TempDir(), "missing"), "--source", src}, "destination"},
+		{"destination is a file", []string{"--dest", file, "--source", src}, "not a directory"},
+		{"missing source", []string{"--dest", t.TempDir(), "--source", filepath.Join(src, "missing")}, "source"},
+		{"rsync missing", []string{"--dest", t.TempDir(), "--source", src, "--rsync", "/nonexistent/rsync"}, "rsync"},
+		{"refused rsync option", []string{"--dest", t.TempDir(), "--source", src, "--rsync-opts=-a --delete"}, "--delete"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"worker", "--coordinator", url, "--give-up-after", "1m", "--rsync", rsync}, tt.args...)
+			p := startProcess(t, "worker", bin, args...)
+			code := p.wait(t)
+			out := strings.TrimSpace(p.output())
+			if code == 0 || strings.Count(out, "\n") != 0 || !strings.Contains(out, tt.want) || strings.Contains(out, "unreachable") {
+				t.Errorf("exit %d, output %q: want a non-zero exit and one line naming %q", code, out, tt.want)
+			}
+		})
+	}
+}
+
+// rsyncGate is an rsync wrapper that records its pid and then blocks on a FIFO forever, so a
+// worker using it holds its lease until the test acts.
+type rsyncGate struct {
+	wrapper, pidFile string
+}
+
+func newRsyncGate(t *testing.T, rsync string) rsyncGate {
+	t.Helper()
+	dir := t.TempDir()
+	g := rsyncGate{wrapper: filepath.Join(dir, "rsync-gate"), pidFile: filepath.Join(dir, "pid")}
+	fifo := filepath.Join(dir, "gate")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The pid file appears whole (rename), then the wrapper blocks opening the FIFO.
+	script := fmt.Sprintf("#!/bin/sh\necho $$ > '%[1]s.tmp' && mv '%[1]s.tmp' '%[1]s'\nread line < '%[2]s'\nexec '%[3]s' \"$@\"\n",
+		g.pidFile, fifo, rsync)
+	if err := os.WriteFile(g.wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.killWrapper(t) })
+	return g
+}
+
+// waitStarted waits until the wrapper runs for worker w.
+func (g rsyncGate) waitStarted(t *testing.T, w *process) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(g.pidFile); err == nil {
+			return
+		}
+		select {
+		case <-w.done:
+			t.Fatalf("%s exited before its rsync started:\n%s", w.name, w.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for the gated rsync of %s:\n%s", w.name, w.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// killWrapper kills the blocked wrapper, if it still runs.
+func (g rsyncGate) killWrapper(t *testing.T) {
+	t.Helper()
+	b, err := os.ReadFile(g.pidFile)
+	if err != nil {
+		return
+	}
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// process is a child process whose combined output is kept for failure messages.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan struct{}
+	err  error
+}
+
+func startProcess(t *testing.T, name, bin string, args ...string) *process {
+	t.Helper()
+	p := &process{name: name, cmd: exec.Command(bin, args...), out: &lockedBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.Env = append(os.Environ(), "KRSYNC_TOKEN=") // only the token file counts
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *process) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %s: %v", p.name, err)
+	}
+}
+
+// wait returns the exit code; the deadline only guards against a hang.
+func (p *process) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("%s did not exit:\n%s", p.name, p.output())
+	}
+	var exit *exec.ExitError
+	switch {
+	case p.err == nil:
+		return 0
+	case errors.As(p.err, &exit):
+		return exit.ExitCode()
+	default:
+		t.Fatalf("%s: %v", p.name, p.err)
+		return -1
+	}
+}
+
+func (p *process) output() string { return p.out.String() }
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// freeLoopbackAddr returns a loopback address nothing listens on right now.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
