@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string, streams Streams) int {
 		fmt.Fprintf(streams.Stderr, "krsync: %v\n", err)
 		return 2
 	}
-	kctx, code, done := parse(parser, args, &exited)
+	kctx, code, done := parse(parser, joinOptionStrings(args), &exited)
 	if done {
 		return code
 	}
@@ -94,6 +94,26 @@ func run(ctx context.Context, args []string, streams Streams) int {
 		fmt.Fprintf(streams.Stderr, "krsync: %s\n", msg)
 	}
 	return code
+}
+
+// joinOptionStrings turns `--rsync-opts "-aS"` into `--rsync-opts=-aS` (and the same for
+// --fpart-opts): their values start with a hyphen, which kong would read as the next flag.
+// kong's WithHyphenPrefixedParameters is not used because it makes a flag at the end of the
+// line take "" (so `--dest` alone would mean the current directory).
+func joinOptionStrings(args []string) []string {
+	joined := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		switch {
+		case args[i] == "--":
+			return append(joined, args[i:]...)
+		case (args[i] == "--rsync-opts" || args[i] == "--fpart-opts") && i+1 < len(args):
+			joined = append(joined, args[i]+"="+args[i+1])
+			i++
+		default:
+			joined = append(joined, args[i])
+		}
+	}
+	return joined
 }
 
 // kongExit carries kong's request to exit (after --help, or a parse error) out of kong.
