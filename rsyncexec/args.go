@@ -58,6 +58,8 @@ const (
 // refused. Names that rsync accepts as --no-NAME are checked separately in refusedNegated.
 var refusedLong = map[string]string{
 	"recursive":           reasonRecursive,
+	"old-dirs":            reasonRecursive, // emulates --dirs with -r --exclude='/*/*'
+	"old-d":               reasonRecursive,
 	"remove-source-files": "each worker would delete its partition's source files; krsync copies, it does not move",
 	"remove-sent-files":   "each worker would delete its partition's source files; krsync copies, it does not move",
 	"files-from":          reasonList,
@@ -178,7 +180,7 @@ func ValidateArgs(args []string) error {
 
 // checkLong checks one long option; value is its value when it takes one.
 func checkLong(arg, name, value string) error {
-	if strings.HasPrefix(name, "del") { // --del, --delete, --delete-before, --delete-missing-args, ...
+	if name == "del" || strings.HasPrefix(name, "delete") { // --delete, --delete-after, --delete-missing-args, ... (not --delay-updates)
 		return &OptionError{Option: arg, Reason: reasonDelete}
 	}
 	if reason, ok := refusedLong[name]; ok {
