@@ -263,6 +263,7 @@ func TestLocalBadInput(t *testing.T) {
 		setup  func(t *testing.T, w localWorld) []string
 		env    []string
 		asUser bool // run as an unprivileged user when the tests run as root
+		dir    bool // run in the destination's parent, where "" would resolve
 		want   []string
 	}{
 		{name: "missing source", setup: func(t *testing.T, w localWorld) []string {
@@ -309,6 +310,12 @@ func TestLocalBadInput(t *testing.T) {
 		{name: "source inside the destination", setup: func(t *testing.T, w localWorld) []string {
 			return []string{"--source", filepath.Join(w.src, "d02"), "--dest", w.src}
 		}, want: []string{"inside"}},
+		{name: "empty destination (an unset shell variable)", dir: true, setup: func(t *testing.T, w localWorld) []string {
+			return []string{"--source", w.src, "--dest", ""}
+		}, want: []string{"dest"}},
+		{name: "empty source (an unset shell variable)", dir: true, setup: func(t *testing.T, w localWorld) []string {
+			return []string{"--source", "", "--dest", w.dest}
+		}, want: []string{"source"}},
 		{name: "rsync missing from PATH", env: []string{"PATH=" + noRsync}, setup: func(t *testing.T, w localWorld) []string {
 			return []string{"--source", w.src, "--dest", w.dest}
 		}, want: []string{"rsync"}},
@@ -346,6 +353,9 @@ func TestLocalBadInput(t *testing.T) {
 			opts := runOptions{env: append(w.env(), tt.env...)}
 			if tt.asUser {
 				opts.attr = unprivileged()
+			}
+			if tt.dir {
+				opts.dir = w.out
 			}
 			world := snapshotTree(t, w.world)
 			state := snapshotTree(t, w.stateHome)
