@@ -196,6 +196,12 @@ func (r *stderrReader) line(line string) {
 		return
 	}
 	rel := m.Relative(r.roots...)
+	if r.isRoot(rel) {
+		// The source or destination itself (change_dir, mkdir of the root): not a path of
+		// the list; the exit code and the message say what went wrong.
+		r.otherErrors++
+		return
+	}
 	if m.Vanished {
 		if !r.seenVanished[rel] && len(r.vanished) < maxFailedPaths {
 			r.seenVanished[rel] = true
@@ -212,6 +218,19 @@ func (r *stderrReader) line(line string) {
 	if len(r.failed) < maxFailedPaths {
 		r.failed = append(r.failed, rel)
 	}
+}
+
+// isRoot says whether rel, as returned by Message.Relative, names a root itself.
+func (r *stderrReader) isRoot(rel string) bool {
+	if rel == "" || rel == "." || rel == "./" {
+		return true
+	}
+	for _, root := range r.roots {
+		if rel == root || rel == root+"/" {
+			return true
+		}
+	}
+	return false
 }
 
 // lastMessage is the last line worth showing a user: the last complaint before rsync's

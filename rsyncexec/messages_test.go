@@ -91,6 +91,8 @@ func TestStderrReader(t *testing.T) {
 		`rsync: [sender] send_files failed to open "/src/secret": Permission denied (13)`,
 		`rsync: [receiver] write failed on "/dst/big": No space left on device (28)`,
 		`rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1394) [sender=3.5.0]`,
+		`rsync: [sender] change_dir "/src/" failed: No such file or directory (2)`,
+		`rsync: [Receiver] mkdir "/dst" failed: No such file or directory (2)`,
 	} {
 		r.line(l)
 	}
@@ -103,7 +105,7 @@ func TestStderrReader(t *testing.T) {
 	if !r.noSpace {
 		t.Error("noSpace not seen")
 	}
-	if got := r.lastMessage(); !strings.Contains(got, "write failed") {
+	if got := r.lastMessage(); !strings.Contains(got, "mkdir") {
 		t.Errorf("lastMessage = %q", got)
 	}
 	for i := 0; i < 100; i++ {
