@@ -349,31 +349,52 @@ func (c *Coordinator) restore(st journalState) {
 // dirFlush is how many walked directories are buffered before they go to the journal.
 const dirFlush = 10000
 
-// walk runs the walk, journals and queues every new partition and records the directories.
+// walkBatchMax bounds how many walk items one journal commit takes.
+const walkBatchMax = 1024
+
+// walkItem is what the walk hands to the journal writer: a partition, or directories.
+type walkItem struct {
+	part WalkPartition // List is nil when the item carries directories only
+	dirs []string
+}
+
+// walk runs the walk and records its partitions and directories through a journal writer
+// goroutine that commits whatever has queued up in one transaction (group commit): a
+// slow walk gets each partition journaled and leasable at once, a fast one is not held
+// back by one commit per partition.
 func (c *Coordinator) walk(ctx context.Context, j *journal) error {
+	items := make(chan walkItem, walkBatchMax)
+	writerDone := make(chan struct{})
+	var writerErr error
+	var replayed int64
+	go func() {
+		defer close(writerDone)
+		replayed, writerErr = c.journalWalk(j, items)
+	}()
+	send := func(it walkItem) error {
+		select {
+		case items <- it:
+			return nil
+		case <-writerDone:
+			return errors.New("journal writer stopped")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	var dirs []string
-	var walkErrors, replayed int64
+	var walkErrors int64
 	h := WalkHandler{
 		Partition: func(p WalkPartition) error {
 			if len(p.List) == 0 {
 				return nil
 			}
-			rp, isNew, err := j.addPartition(leaseapi.KindFiles, p.List, p.Entries, p.Bytes)
-			if err != nil {
-				return err
-			}
-			if !isNew {
-				replayed++
-				return nil
-			}
-			c.q.add(rp)
-			return nil
+			return send(walkItem{part: p})
 		},
 		Dir: func(rel string) error {
 			dirs = append(dirs, rel)
 			if len(dirs) >= dirFlush {
-				err := j.addDirs(dirs)
-				dirs = dirs[:0]
+				err := send(walkItem{dirs: dirs})
+				dirs = nil
 				return err
 			}
 			return nil
@@ -384,14 +405,19 @@ func (c *Coordinator) walk(ctx context.Context, j *journal) error {
 			c.log.Warn().Str("path", rel).Err(err).Msg("walk")
 		},
 	}
-	if err := c.cfg.Walk(ctx, h); err != nil {
-		if ctx.Err() != nil {
-			return nil // the run is ending anyway
-		}
-		return fmt.Errorf("walk %s: %w", c.cfg.Source, err)
+	err := c.cfg.Walk(ctx, h)
+	if err == nil && len(dirs) > 0 {
+		err = send(walkItem{dirs: dirs})
 	}
-	if err := j.addDirs(dirs); err != nil {
-		return err
+	close(items)
+	<-writerDone
+	switch {
+	case writerErr != nil:
+		return writerErr
+	case err != nil && ctx.Err() != nil:
+		return nil // the run is ending anyway
+	case err != nil:
+		return fmt.Errorf("walk %s: %w", c.cfg.Source, err)
 	}
 	if err := j.setWalkDone(walkErrors); err != nil {
 		return err
@@ -403,6 +429,47 @@ func (c *Coordinator) walk(ctx context.Context, j *journal) error {
 	}
 	ev.Msg("walk done")
 	return nil
+}
+
+// journalWalk commits the walk's items in groups and queues the new partitions. It returns
+// how many partitions were already in the journal (a replayed walk).
+func (c *Coordinator) journalWalk(j *journal, items <-chan walkItem) (replayed int64, err error) {
+	var parts []WalkPartition
+	var dirs []string
+	for it := range items {
+		parts, dirs = parts[:0], dirs[:0]
+		for n := 0; ; n++ {
+			if it.part.List != nil {
+				parts = append(parts, it.part)
+			}
+			dirs = append(dirs, it.dirs...)
+			if n == walkBatchMax {
+				break
+			}
+			var ok bool
+			select {
+			case it, ok = <-items:
+			default:
+			}
+			if !ok {
+				break
+			}
+		}
+		got, err := j.addPartitions(leaseapi.KindFiles, parts, dirs)
+		if err != nil {
+			return replayed, err
+		}
+		var fresh []restoredPartition
+		for _, p := range got {
+			if p.isNew {
+				fresh = append(fresh, p.restoredPartition)
+			} else {
+				replayed++
+			}
+		}
+		c.q.add(fresh...)
+	}
+	return replayed, nil
 }
 
 // issueDirs adds the directory-metadata partitions, once every file partition is settled.

@@ -197,50 +197,86 @@ func (j *journal) load() (journalState, error) {
 	return st, nil
 }
 
-// addPartition records a partition unless one with the same kind and list is there already
-// (a replayed walk, a re-issued directory pass). It returns the partition and whether it is new.
+// journaled is a partition as addPartitions left it: new, or found already in the journal.
+type journaled struct {
+	restoredPartition
+	isNew bool
+}
+
+// addPartition records one partition; see addPartitions.
 func (j *journal) addPartition(kind leaseapi.Kind, list []byte, entries, size int64) (restoredPartition, bool, error) {
-	sum := partitionHash(kind, list)
-	rec, err := encodePartitionRecord(partitionRecord{kind: kind, entries: entries, bytes: size, list: list})
+	got, err := j.addPartitions(kind, []WalkPartition{{List: list, Entries: entries, Bytes: size}}, nil)
 	if err != nil {
 		return restoredPartition{}, false, err
 	}
-	p := restoredPartition{kind: kind, entries: entries, bytes: size}
-	isNew := false
-	err = j.db.Update(func(tx *bolt.Tx) error {
-		hashes := tx.Bucket(bucketHashes)
-		if v := hashes.Get(sum[:]); v != nil {
-			id, err := decodeID(v)
+	return got[0].restoredPartition, got[0].isNew, nil
+}
+
+// addPartitions records partitions of one kind and walked directories in one commit. A
+// partition with the same kind and list as one already there (a replayed walk, a re-issued
+// directory pass) is not added again: it comes back with its id and state and isNew false.
+func (j *journal) addPartitions(kind leaseapi.Kind, parts []WalkPartition, dirs []string) ([]journaled, error) {
+	recs := make([][]byte, len(parts))
+	for i, p := range parts {
+		rec, err := encodePartitionRecord(partitionRecord{kind: kind, entries: p.Entries, bytes: p.Bytes, list: p.List})
+		if err != nil {
+			return nil, err
+		}
+		recs[i] = rec
+	}
+	var out []journaled
+	err := j.db.Update(func(tx *bolt.Tx) error {
+		out = out[:0] // bbolt may not retry, but keep the function idempotent anyway
+		hashes, partsB, states := tx.Bucket(bucketHashes), tx.Bucket(bucketPartitions), tx.Bucket(bucketStates)
+		for i, wp := range parts {
+			sum := partitionHash(kind, wp.List)
+			p := journaled{restoredPartition: restoredPartition{kind: kind, entries: wp.Entries, bytes: wp.Bytes}}
+			if v := hashes.Get(sum[:]); v != nil {
+				id, err := decodeID(v)
+				if err != nil {
+					return err
+				}
+				p.id = id
+				if sv := states.Get(v); sv != nil {
+					s, err := decodeStateRecord(sv)
+					if err != nil {
+						return fmt.Errorf("partition %d: %w", id, err)
+					}
+					p.done = s.state == stateDone
+					p.stats = leaseapi.TransferStats{FilesTransferred: s.files, BytesTransferred: s.bytes}
+				}
+				out = append(out, p)
+				continue
+			}
+			seq, err := partsB.NextSequence()
 			if err != nil {
 				return err
 			}
-			p.id = id
-			if sv := tx.Bucket(bucketStates).Get(v); sv != nil {
-				s, err := decodeStateRecord(sv)
-				if err != nil {
-					return fmt.Errorf("partition %d: %w", id, err)
-				}
-				p.done = s.state == stateDone
-				p.stats = leaseapi.TransferStats{FilesTransferred: s.files, BytesTransferred: s.bytes}
+			p.id, p.isNew = int64(seq), true
+			key := encodeID(p.id)
+			if err := partsB.Put(key, recs[i]); err != nil {
+				return err
 			}
-			return nil
+			if err := hashes.Put(sum[:], key); err != nil {
+				return err
+			}
+			out = append(out, p)
 		}
-		parts := tx.Bucket(bucketPartitions)
-		seq, err := parts.NextSequence()
-		if err != nil {
-			return err
+		dirsB := tx.Bucket(bucketDirs)
+		for _, d := range dirs {
+			if d == "" || len(d) > bolt.MaxKeySize {
+				continue
+			}
+			if err := dirsB.Put([]byte(d), nil); err != nil {
+				return err
+			}
 		}
-		p.id, isNew = int64(seq), true
-		key := encodeID(p.id)
-		if err := parts.Put(key, rec); err != nil {
-			return err
-		}
-		return hashes.Put(sum[:], key)
+		return nil
 	})
 	if err != nil {
-		return restoredPartition{}, false, fmt.Errorf("journal: add partition: %w", err)
+		return nil, fmt.Errorf("journal: add partitions: %w", err)
 	}
-	return p, isNew, nil
+	return out, nil
 }
 
 // list returns partition id's NUL-terminated list.
@@ -269,22 +305,8 @@ func (j *journal) addDirs(dirs []string) error {
 	if len(dirs) == 0 {
 		return nil
 	}
-	err := j.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDirs)
-		for _, d := range dirs {
-			if d == "" || len(d) > bolt.MaxKeySize {
-				continue
-			}
-			if err := b.Put([]byte(d), nil); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("journal: add directories: %w", err)
-	}
-	return nil
+	_, err := j.addPartitions(leaseapi.KindFiles, nil, dirs)
+	return err
 }
 
 // dirChunk returns up to n directories after the key after (from the start when nil) as a

@@ -134,10 +134,17 @@ type restoredPartition struct {
 	stats   leaseapi.TransferStats
 }
 
-// add puts a new partition in the queue: pending, or done when the journal says so.
-func (q *queue) add(r restoredPartition) {
+// add puts new partitions in the queue: pending, or done when the journal says so.
+func (q *queue) add(parts ...restoredPartition) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	for _, r := range parts {
+		q.addLocked(r)
+	}
+	q.checkPhaseLocked()
+}
+
+func (q *queue) addLocked(r restoredPartition) {
 	if _, ok := q.parts[r.id]; ok {
 		return
 	}
@@ -155,7 +162,6 @@ func (q *queue) add(r restoredPartition) {
 		return
 	}
 	q.pushPendingLocked(p)
-	q.checkPhaseLocked()
 }
 
 // addWalkError counts one non-fatal walk error.
