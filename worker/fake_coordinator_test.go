@@ -23,8 +23,13 @@ type fakeCoordinator struct {
 	renews    map[int64]int
 	completes map[int64]leaseapi.TransferStats
 	fails     map[int64]leaseapi.FailRequest
+	releases  map[string]int
 	// staleOnRenew answers every renewal with 409, as when the lease expired meanwhile.
 	staleOnRenew bool
+	// noRelease answers the release route with 404, like a coordinator without it.
+	noRelease bool
+	// held is the lease handed out last and not yet settled, for release.
+	held *leaseapi.Lease
 }
 
 const fakeToken = "secret-token"
@@ -36,8 +41,10 @@ func newFakeCoordinator(t *testing.T, leases ...leaseapi.Lease) (*fakeCoordinato
 		renews:    map[int64]int{},
 		completes: map[int64]leaseapi.TransferStats{},
 		fails:     map[int64]leaseapi.FailRequest{},
+		releases:  map[string]int{},
 	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+leaseapi.PathRelease, f.release)
 	mux.HandleFunc("POST "+leaseapi.PathLease, f.lease)
 	mux.HandleFunc("POST "+leaseapi.PathRenew, f.renew)
 	mux.HandleFunc("POST "+leaseapi.PathComplete, f.complete)
@@ -71,6 +78,7 @@ func (f *fakeCoordinator) lease(w http.ResponseWriter, r *http.Request) {
 		l := f.queue[0]
 		f.queue = f.queue[1:]
 		f.leased++
+		f.held = &l
 		writeJSON(w, http.StatusOK, leaseapi.LeaseResponse{State: leaseapi.LeaseGranted, Lease: &l})
 	}
 }
@@ -87,6 +95,21 @@ func (f *fakeCoordinator) renew(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, leaseapi.RenewResponse{TTLMS: 150})
 }
 
+func (f *fakeCoordinator) release(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.noRelease {
+		writeJSON(w, http.StatusNotFound, leaseapi.ErrorResponse{Error: "no such route"})
+		return
+	}
+	n := 0
+	if f.held != nil {
+		n, f.held = 1, nil
+	}
+	f.releases[r.PathValue("worker")] += n
+	writeJSON(w, http.StatusOK, leaseapi.ReleaseResponse{Released: n})
+}
+
 func (f *fakeCoordinator) complete(w http.ResponseWriter, r *http.Request) {
 	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	var req leaseapi.CompleteRequest
@@ -97,6 +120,7 @@ func (f *fakeCoordinator) complete(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.completes[id] = req.Stats
+	f.held = nil
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -110,11 +134,18 @@ func (f *fakeCoordinator) fail(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fails[id] = req
+	f.held = nil
 	w.WriteHeader(http.StatusNoContent)
 }
 
 // snapshot returns copies of the recorded reports.
 func (f *fakeCoordinator) snapshot() (leased int, renews map[int64]int, completes map[int64]leaseapi.TransferStats, fails map[int64]leaseapi.FailRequest) {
+	leased, renews, completes, fails, _ = f.snapshotAll()
+	return leased, renews, completes, fails
+}
+
+// snapshotAll is snapshot with the releases by worker name.
+func (f *fakeCoordinator) snapshotAll() (leased int, renews map[int64]int, completes map[int64]leaseapi.TransferStats, fails map[int64]leaseapi.FailRequest, releases map[string]int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	renews, completes, fails = map[int64]int{}, map[int64]leaseapi.TransferStats{}, map[int64]leaseapi.FailRequest{}
@@ -127,7 +158,11 @@ func (f *fakeCoordinator) snapshot() (leased int, renews map[int64]int, complete
 	for k, v := range f.fails {
 		fails[k] = v
 	}
-	return f.leased, renews, completes, fails
+	releases = map[string]int{}
+	for k, v := range f.releases {
+		releases[k] = v
+	}
+	return f.leased, renews, completes, fails, releases
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -66,8 +66,9 @@ type Config struct {
 // destination) is reported and then ends Run with an error wrapping ErrFatal, so one bad
 // --rsync-opts costs one partition attempt, not all of them.
 //
-// When ctx is cancelled (SIGTERM) Run stops rsync, hands its lease back as a retryable failure
-// with the message StopMessage (within StopGrace), and returns an error wrapping ctx.Err().
+// When ctx is cancelled (SIGTERM) Run stops rsync, hands its lease back (within StopGrace: a
+// release of this worker, else a retryable failure with the message StopMessage), and returns
+// an error wrapping ctx.Err().
 func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err := cfg.validate(); err != nil {
 		return err
@@ -312,16 +313,27 @@ func (w *worker) fail(ctx context.Context, l leaseapi.Lease, runErr error, log z
 	return nil
 }
 
-// handBack gives the lease back as a retryable failure when the worker stops, within StopGrace.
+// handBack gives the lease back when the worker stops, within StopGrace. It asks the
+// coordinator to release this worker (the lease goes back to the queue without counting as an
+// attempt, and the coordinator stops waiting for this worker at the end), and falls back to
+// failing the lease as retryable with StopMessage.
 func (w *worker) handBack(ctx context.Context, l leaseapi.Lease, log zerolog.Logger) {
 	reportCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.StopGrace)
 	defer cancel()
-	err := w.cfg.Client.Fail(reportCtx, l.Partition, leaseapi.FailRequest{Token: l.Token, Error: StopMessage, Retryable: true})
-	if err != nil {
-		log.Warn().Err(err).Msg("could not hand the lease back; it will expire after its TTL")
+	released, err := w.cfg.Client.Release(reportCtx, w.cfg.Name)
+	if err == nil && released > 0 {
+		log.Info().Msg("lease handed back")
 		return
 	}
-	log.Info().Msg("lease handed back")
+	err = w.cfg.Client.Fail(reportCtx, l.Partition, leaseapi.FailRequest{Token: l.Token, Error: StopMessage, Retryable: true})
+	switch {
+	case err == nil:
+		log.Info().Msg("lease handed back")
+	case errors.Is(err, leaseapi.ErrStaleLease), errors.Is(err, leaseapi.ErrUnknownPartition):
+		log.Info().Msg("lease had already ended")
+	default:
+		log.Warn().Err(err).Msg("could not hand the lease back; it will expire after its TTL")
+	}
 }
 
 // reportContext is the context of a report after rsync: it survives the cancellation of ctx

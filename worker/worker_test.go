@@ -241,27 +241,41 @@ func TestRunStopsRsyncWhenLeaseGoesStale(t *testing.T) {
 
 func TestRunHandsLeaseBackWhenStopped(t *testing.T) {
 	rsync := findRsync(t)
-	src := sourceTree(t)
-	gated := newGatedRsync(t, rsync)
-	fake, srv := newFakeCoordinator(t, fileLease(1, "a"), fileLease(2, "d"))
-	cfg := baseConfig(t, srv.URL, src)
-	cfg.RsyncBinary = gated.binary
+	tests := []struct {
+		name      string
+		noRelease bool
+	}{
+		{"by releasing the worker", false},
+		{"by failing the lease when the coordinator cannot release", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gated := newGatedRsync(t, rsync)
+			fake, srv := newFakeCoordinator(t, fileLease(1, "a"), fileLease(2, "d"))
+			fake.noRelease = tt.noRelease
+			cfg := baseConfig(t, srv.URL, sourceTree(t))
+			cfg.RsyncBinary = gated.binary
 
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	wait := startWorker(t, ctx, cfg)
-	waitFor(t, "rsync to start", gated.hasStarted)
-	stop()
-	err := wait()
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run = %v, want context.Canceled", err)
-	}
-	leased, _, completes, fails := fake.snapshot()
-	if got := fails[1]; !got.Retryable || got.Error != StopMessage || got.Token != "lease-1" {
-		t.Errorf("hand-back = %+v, want retryable %q with the lease token", got, StopMessage)
-	}
-	if leased != 1 || len(completes) != 0 {
-		t.Errorf("leased %d, completes %v: a stopping worker must not take more work", leased, completes)
+			ctx, stop := context.WithCancel(t.Context())
+			defer stop()
+			wait := startWorker(t, ctx, cfg)
+			waitFor(t, "rsync to start", gated.hasStarted)
+			stop()
+			if err := wait(); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Run = %v, want context.Canceled", err)
+			}
+			leased, _, completes, fails, releases := fake.snapshotAll()
+			if leased != 1 || len(completes) != 0 {
+				t.Errorf("leased %d, completes %v: a stopping worker must not take more work", leased, completes)
+			}
+			if tt.noRelease {
+				if got := fails[1]; !got.Retryable || got.Error != StopMessage || got.Token != "lease-1" {
+					t.Errorf("hand-back = %+v, want retryable %q with the lease token", got, StopMessage)
+				}
+			} else if releases[cfg.Name] != 1 || len(fails) != 0 {
+				t.Errorf("releases %v, fails %v: want one release of %s and no failure", releases, fails, cfg.Name)
+			}
+		})
 	}
 }
 
