@@ -269,7 +269,12 @@ func (r runner) run(ctx context.Context, rn run, tempDir string) (Result, error)
 	}
 	cmd.Stdout = &lineWriter{line: stats.line}
 	cmd.Stderr = &lineWriter{line: stderr.line}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // one group to signal: rsync forks
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid: true, // one group to signal (rsync forks), and no terminal's Ctrl-C: ctx decides
+		// If this process dies without stopping rsync (SIGKILL, OOM), rsync must not go on
+		// copying a partition that the coordinator will hand to someone else.
+		Pdeathsig: syscall.SIGTERM,
+	}
 	cmd.WaitDelay = r.grace                               // a child holding the pipes cannot hang Wait
 
 	start := time.Now()

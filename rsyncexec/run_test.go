@@ -525,3 +525,41 @@ func TestRunNeverWritesOutsideDest(t *testing.T) {
 		t.Errorf("d is not a real directory: %v %v", info, err)
 	}
 }
+
+// killedParentEnv tells the test binary, re-run as a stand-in worker, where to copy.
+const killedParentEnv = "RSYNCEXEC_KILLED_PARENT_DIRS"
+
+// TestRunDiesWithItsParent SIGKILLs a process in the middle of Run (a worker killed by the
+// kubelet or the OOM killer) and checks that its rsync does not go on copying.
+func TestRunDiesWithItsParent(t *testing.T) {
+	rsync := needRsync(t)
+	src, dst := t.TempDir(), t.TempDir()
+	makeTree(t, src, []entry{{path: "big", content: strings.Repeat("x", 4<<20), mode: 0o644, uid: -1, gid: -1}})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledParentHelper$")
+	cmd.Env = append(os.Environ(), killedParentEnv+"="+rsync+"\n"+src+"\n"+dst)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // whatever happened, leave no copier behind
+		for _, pid := range processesMentioning(t, dst) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	waitFor(t, "rsync to start", 20*time.Second, func() bool { return len(processesMentioning(t, dst)) >= 2 })
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	waitFor(t, "rsync to die with its parent", 10*time.Second, func() bool { return len(processesMentioning(t, dst)) == 0 })
+}
+
+// TestKilledParentHelper is TestRunDiesWithItsParent's stand-in worker; on its own it has
+// nothing to do.
+func TestKilledParentHelper(t *testing.T) {
+	dirs := strings.Split(os.Getenv(killedParentEnv), "\n")
+	if len(dirs) != 3 {
+		return
+	}
+	_, err := Run(context.Background(), Job{Binary: dirs[0], Args: []string{"-a", "--bwlimit=1"}, Source: dirs[1], Dest: dirs[2], List: list("big")})
+	t.Fatalf("Run returned before being killed: %v", err)
+}
