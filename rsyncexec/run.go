@@ -275,7 +275,7 @@ func (r runner) run(ctx context.Context, rn run, tempDir string) (Result, error)
 		// copying a partition that the coordinator will hand to someone else.
 		Pdeathsig: syscall.SIGTERM,
 	}
-	cmd.WaitDelay = r.grace                               // a child holding the pipes cannot hang Wait
+	cmd.WaitDelay = r.grace // a child holding the pipes cannot hang Wait
 
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
