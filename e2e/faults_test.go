@@ -51,7 +51,7 @@ func startFaultRun(t *testing.T, seed uint64, ttl time.Duration) *faultRun {
 	r.url = "http://" + addr
 	r.coordinator = startProcess(t, "coordinator", bin, "--log-format=json", "--log-level=debug", "coordinator",
 		"--source", r.src, "--listen", addr, "--fpart-opts=-f 60 -zz",
-		"--lease-ttl", ttl.String(), "--token-file", r.tokenFile,
+		"--lease-ttl", ttl.String(), "--token-file", r.tokenFile, "--linger=5s",
 		"--state-dir", filepath.Join(t.TempDir(), "state"))
 	client, err := leaseapi.NewClient(r.url, leaseapi.ClientOptions{
 		Token: faultToken, GiveUpAfter: 30 * time.Second, RetryWaitMin: 20 * time.Millisecond, RetryWaitMax: 200 * time.Millisecond,
