@@ -9,12 +9,13 @@ import (
 
 // Exit codes of rsync (rsync(1), EXIT VALUES) that krsync treats specially.
 const (
-	ExitOK          = 0
-	ExitPartial     = 23 // some files/attrs were not transferred
-	ExitVanished    = 24 // source files vanished before they could be transferred
-	ExitKilled      = -1 // rsync was killed by a signal (ExitError.Signal names it)
-	exitUnknownCode = "unknown exit code"
+	ExitOK       = 0
+	ExitPartial  = 23 // some files/attrs were not transferred
+	ExitVanished = 24 // source files vanished before they could be transferred
+	ExitKilled   = -1 // rsync was killed by a signal (ExitError.Signal names it)
 )
+
+const exitUnknownCode = "unknown exit code"
 
 // exitMeaning is rsync(1) EXIT VALUES, and whether another attempt can help.
 var exitMeaning = map[int]struct {

@@ -96,7 +96,10 @@ type Result struct {
 // pass then sets the real modes.
 //
 // On ctx cancellation rsync's process group gets SIGTERM, then SIGKILL after KillGrace, and
-// the error wraps ctx.Err(). An rsync failure is an *ExitError; a Result is returned either way.
+// the error wraps ctx.Err(). rsync runs in a process group of its own (a terminal's Ctrl-C
+// reaches krsync, which decides) and gets SIGTERM if the calling process dies first (Linux
+// PR_SET_PDEATHSIG), so a SIGKILLed worker leaves no rsync copying a partition that the
+// coordinator hands to someone else. An rsync failure is an *ExitError; a Result is returned either way.
 func Run(ctx context.Context, job Job) (Result, error) {
 	log := zerolog.Nop()
 	if job.Logger != nil {
