@@ -187,17 +187,17 @@ func (c *Coordinator) handleComplete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if changed {
-		ev := c.log.Debug()
-		if len(req.Stats.Warnings) > 0 {
-			ev = c.log.Warn().Strs("warnings", req.Stats.Warnings[:min(len(req.Stats.Warnings), 10)])
-		}
-		ev.Int64("partition", id).Int64("files_transferred", req.Stats.FilesTransferred).Msg("partition done")
 		err := c.journal.setState(id, stateRecord{state: stateDone, files: req.Stats.FilesTransferred, bytes: req.Stats.BytesTransferred})
 		if err != nil {
 			c.log.Error().Err(err).Msg("complete")
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
+		ev := c.log.Debug()
+		if len(req.Stats.Warnings) > 0 {
+			ev = c.log.Warn().Strs("warnings", req.Stats.Warnings[:min(len(req.Stats.Warnings), 10)])
+		}
+		ev.Int64("partition", id).Int64("files_transferred", req.Stats.FilesTransferred).Msg("partition done")
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
