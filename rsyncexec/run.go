@@ -266,7 +266,7 @@ func (r runner) run(ctx context.Context, rn run, tempDir string) (Result, error)
 	var stats statsParser
 	stderr := newStderrReader(r.roots()...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C") // English messages and \#ooo escapes, for parsing
+	cmd.Env = rsyncEnv(os.Environ())
 	if rn.list != nil && tempDir == "" {
 		cmd.Stdin = bytes.NewReader(rn.list)
 	}
@@ -333,6 +333,19 @@ func (r runner) run(ctx context.Context, rn run, tempDir string) (Result, error)
 		e.Signal = status.Signal().String()
 	}
 	return res, e
+}
+
+// rsyncEnv is rsync's environment: krsync's own, without KRSYNC_* (the lease token has no
+// business in a child process), with LC_ALL=C so that rsync's messages are in English and
+// escape every non-ASCII byte of a name as \#ooo, which ParseMessage reads back.
+func rsyncEnv(env []string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "KRSYNC_") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, "LC_ALL=C")
 }
 
 // dirArg names a directory's contents for rsync: "dir/" (rsync(1): a trailing slash copies

@@ -563,3 +563,11 @@ func TestKilledParentHelper(t *testing.T) {
 	_, err := Run(context.Background(), Job{Binary: dirs[0], Args: []string{"-a", "--bwlimit=1"}, Source: dirs[1], Dest: dirs[2], List: list("big")})
 	t.Fatalf("Run returned before being killed: %v", err)
 }
+
+func TestRsyncEnv(t *testing.T) {
+	got := rsyncEnv([]string{"PATH=/bin", "KRSYNC_TOKEN=secret", "LC_ALL=de_DE.UTF-8", "HOME=/root"})
+	want := []string{"PATH=/bin", "LC_ALL=de_DE.UTF-8", "HOME=/root", "LC_ALL=C"} // the last LC_ALL wins (os/exec)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("rsyncEnv = %q, want %q", got, want)
+	}
+}
