@@ -136,7 +136,7 @@ var longWithValue = map[string]bool{
 	"write-batch": true, "only-write-batch": true, "read-batch": true, "protocol": true,
 	"iconv": true, "rsh": true, "rsync-path": true, "remote-option": true, "outbuf": true,
 	"early-input": true, "config": true, "dparam": true, "stop-after": true, "time-limit": true,
-	"stop-at": true,
+	"stop-at": true, "compress-threads": true, "zt": true, "confine-root": true,
 }
 
 // ValidateArgs refuses rsync options that break a parallel, list-driven copy, with a one-line
