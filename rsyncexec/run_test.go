@@ -253,6 +253,49 @@ func TestRunVanishedFiles(t *testing.T) {
 	}
 }
 
+// TestRunVanishedDuringTransfer deletes a listed file after rsync has built its file list
+// and before it sends the file: rsync's own "file has vanished" and exit 24, a success.
+func TestRunVanishedDuringTransfer(t *testing.T) {
+	rsync := needRsync(t)
+	src, dst := t.TempDir(), t.TempDir()
+	makeTree(t, src, []entry{
+		{path: "a-slow", content: strings.Repeat("s", 128<<10), mode: 0o644, uid: -1, gid: -1},
+		{path: "z-victim", content: "v", mode: 0o644, uid: -1, gid: -1},
+	})
+	type outcome struct {
+		res Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		// rsync sends in sorted order: z-victim waits behind the throttled a-slow.
+		res, err := Run(context.Background(), Job{Binary: rsync, Args: append([]string{"--bwlimit=64"}, DefaultArgs...), Source: src, Dest: dst, List: list("a-slow", "z-victim")})
+		done <- outcome{res, err}
+	}()
+	waitFor(t, "a-slow's temporary file", 30*time.Second, func() bool {
+		entries, _ := os.ReadDir(dst)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".a-slow.") {
+				return true
+			}
+		}
+		return false
+	})
+	if err := os.Remove(filepath.Join(src, "z-victim")); err != nil {
+		t.Fatal(err)
+	}
+	out := <-done
+	if out.err != nil {
+		t.Fatalf("Run = %v, want success with a warning", out.err)
+	}
+	if out.res.ExitCode != ExitVanished || !reflect.DeepEqual(out.res.Vanished, []string{"z-victim"}) || len(out.res.Warnings) == 0 {
+		t.Errorf("exit %d, vanished %q, warnings %q; want 24, [z-victim], a warning", out.res.ExitCode, out.res.Vanished, out.res.Warnings)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "a-slow")); err != nil {
+		t.Errorf("a-slow not copied: %v", err)
+	}
+}
+
 // TestRunExitCodes drives the classification with the real rsync where a fault can be made
 // for real, and with a stand-in script for the codes that need a broken network or kernel.
 func TestRunExitCodes(t *testing.T) {
