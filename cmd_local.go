@@ -115,6 +115,12 @@ func (c LocalCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) 
 func (c LocalCmd) check() (localPaths, error) {
 	var p localPaths
 	var err error
+	switch {
+	case c.Source == "":
+		return p, usagef("--source is empty: name the directory to copy from")
+	case c.Dest == "":
+		return p, usagef("--dest is empty: name the directory to copy into")
+	}
 	if c.Workers < 1 {
 		return p, usagef("--workers %d: need at least 1", c.Workers)
 	}

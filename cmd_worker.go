@@ -33,6 +33,12 @@ type WorkerCmd struct {
 // Run checks the configuration, then leases and copies partitions until the coordinator says
 // all work is done. Nothing is leased before the destination, the source and rsync are known good.
 func (c WorkerCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) error {
+	switch {
+	case c.Source == "":
+		return usagef("--source is empty: name the source root")
+	case c.Dest == "":
+		return usagef("--dest is empty: name the destination root")
+	}
 	args, err := rsyncArgs(c.RsyncOpts)
 	if err != nil {
 		return err
