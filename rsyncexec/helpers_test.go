@@ -136,7 +136,7 @@ type fileInfo struct {
 	inode    uint64 // compared as a grouping, not as a number
 }
 
-// readTree lstat()s every entry under root (excluding root itself when skipRoot).
+// readTree lstat()s every entry under root, the root itself as ".".
 func readTree(t *testing.T, root string) map[string]fileInfo {
 	t.Helper()
 	tree := map[string]fileInfo{}
