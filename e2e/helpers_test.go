@@ -275,3 +275,9 @@ func dirNames(t *testing.T, dir string) []string {
 	}
 	return names
 }
+
+// finalLine is the last non-empty line of a program's output: krsync's one-line error.
+func finalLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}

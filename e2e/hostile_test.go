@@ -1,0 +1,240 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/krsync/krsync/internal/treecmp"
+	"github.com/krsync/krsync/internal/treegen"
+)
+
+// Issue 6, item 4: hostile trees and faults that a real volume brings, seen from the
+// command line: unreadable entries, a full destination, a destination holding symlinks
+// that point elsewhere, and a source that changes under the walk.
+
+// plainTree writes a small world-readable tree (dirs ., d00, d01, d02).
+func plainTree(t *testing.T, dir string, seed uint64, files int) {
+	t.Helper()
+	if _, err := treegen.Generate(dir, treegen.Spec{Seed: seed, Files: files, FanOut: 3, Depth: 1}); err != nil {
+		t.Fatalf("generate (seed %d): %v", seed, err)
+	}
+}
+
+func writeFile(t *testing.T, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// diffsExcept returns the differences whose kind is not ignored and whose path does not
+// contain any of the given fragments.
+func diffsExcept(diffs []treecmp.Difference, kinds []treecmp.Kind, fragments ...string) []treecmp.Difference {
+	var kept []treecmp.Difference
+next:
+	for _, d := range diffs {
+		for _, k := range kinds {
+			if d.Kind == k {
+				continue next
+			}
+		}
+		for _, f := range fragments {
+			if strings.Contains(d.Path, f) {
+				continue next
+			}
+		}
+		kept = append(kept, d)
+	}
+	return kept
+}
+
+// TestLocalUnreadableEntries runs krsync as an unprivileged user over a tree with a file and
+// a directory it may not read: the rest is copied, the exit code says the copy is
+// incomplete, the failed paths are named, and a rerun after fixing the permissions completes.
+func TestLocalUnreadableEntries(t *testing.T) {
+	requireRsync(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to own files an unprivileged krsync cannot read")
+	}
+	w := newLocalWorld(t)
+	plainTree(t, w.src, 4001, 120)
+	secretFile := filepath.Join(w.src, "d00", "secret-file")
+	secretDir := filepath.Join(w.src, "secret-dir")
+	writeFile(t, secretFile, "top secret", 0o600)
+	writeFile(t, filepath.Join(secretDir, "inner", "file"), "inner secret", 0o644)
+	chmod(t, secretDir, 0o700)
+	mkdir(t, w.dest)
+	for _, dir := range []string{w.dest, w.stateHome} {
+		if err := os.Chown(dir, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := runOptions{env: w.env(), attr: unprivileged()}
+	args := []string{"--log-format=json", "local", "--source", w.src, "--dest", w.dest, "--workers", "2"}
+
+	run := runKrsync(t, opts, args...)
+	if run.code == 0 {
+		t.Fatalf("exit 0 although two entries were unreadable:\n%s", truncateLines(run.stderr, 40))
+	}
+	for _, name := range []string{"secret-file", "secret-dir"} {
+		if !strings.Contains(run.stderr, name) {
+			t.Errorf("the output never names the unreadable %s:\n%s", name, truncateLines(run.stderr, 40))
+		}
+	}
+	_, plain := logLines(run.stderr)
+	if len(plain) != 1 || !strings.HasPrefix(plain[0], "krsync: ") {
+		t.Errorf("want one final krsync: line besides the JSON log, got %q", plain)
+	}
+	// An unprivileged rsync cannot keep foreign owners; everything else must be there.
+	ownerKinds := []treecmp.Kind{treecmp.UID, treecmp.GID}
+	diffs, err := treecmp.Compare(w.src, w.dest, treecmp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rest := diffsExcept(diffs, ownerKinds, "secret"); len(rest) > 0 {
+		t.Errorf("the readable part was not copied whole:\n%s", treecmp.Format(rest, 30))
+	}
+	if _, err := os.Lstat(filepath.Join(w.dest, "d00", "secret-file")); err == nil {
+		t.Errorf("the unreadable file exists in the destination")
+	}
+
+	t.Run("rerun after fixing permissions completes", func(t *testing.T) {
+		chmod(t, secretFile, 0o644)
+		chmod(t, secretDir, 0o755)
+		run := runKrsync(t, opts, args...)
+		if run.code != 0 {
+			t.Fatalf("rerun exited %d:\n%s", run.code, truncateLines(run.stderr, 40))
+		}
+		diffs, err := treecmp.Compare(w.src, w.dest, treecmp.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rest := diffsExcept(diffs, ownerKinds); len(rest) > 0 {
+			t.Errorf("after the rerun the copy differs:\n%s", treecmp.Format(rest, 30))
+		}
+		if left := w.leftovers(t); len(left) > 0 {
+			t.Errorf("a successful run left state behind: %q", left)
+		}
+	})
+}
+
+// TestLocalNeverWritesThroughDestinationSymlinks: a destination that already holds symlinks
+// where the source has a directory and a file must get them replaced, never followed.
+func TestLocalNeverWritesThroughDestinationSymlinks(t *testing.T) {
+	requireRsync(t)
+	w := newLocalWorld(t)
+	plainTree(t, w.src, 4002, 90)
+	outsideDir := filepath.Join(w.world, "outside-dir")
+	outsideFile := filepath.Join(w.world, "outside-file")
+	mkdir(t, outsideDir)
+	writeFile(t, outsideFile, "precious", 0o644)
+	mkdir(t, w.dest)
+	mkdir(t, filepath.Join(w.dest, "d01"))
+	for link, target := range map[string]string{
+		filepath.Join(w.dest, "d00"):                   outsideDir,
+		filepath.Join(w.dest, "d01", "f0000002"):       outsideFile,
+		filepath.Join(w.dest, "d02"):                   "../../outside-dir",
+		filepath.Join(w.dest, "not-in-source-symlink"): outsideDir,
+	} {
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outside := snapshotTree(t, outsideDir)
+	syncLocal(t, w, runOptions{}, "--source", w.src, "--dest", w.dest, "--workers", "3")
+	requireUnchanged(t, outside, "a directory outside the destination")
+	if b, err := os.ReadFile(outsideFile); err != nil || string(b) != "precious" {
+		t.Errorf("a file outside the destination was written through a symlink: %q, %v", b, err)
+	}
+	diffs, err := treecmp.Compare(w.src, w.dest, treecmp.Options{SymlinkTimes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The extra symlink stays (krsync never deletes); the root's mtime changed with it.
+	if rest := diffsExcept(diffs, nil, "not-in-source-symlink"); len(rest) > 1 || (len(rest) == 1 && rest[0].Path != ".") {
+		t.Errorf("destination differs from the source:\n%s", treecmp.Format(rest, 30))
+	}
+}
+
+// TestLocalDestinationFull fills a small tmpfs: a clear error and a non-zero exit, then a
+// rerun after making room completes.
+func TestLocalDestinationFull(t *testing.T) {
+	requireRsync(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs as the destination")
+	}
+	w := newLocalWorld(t)
+	plainTree(t, w.src, 4003, 300)
+	writeFile(t, filepath.Join(w.src, "d01", "big"), strings.Repeat("0123456789abcdef", 512<<10), 0o644) // 8 MiB
+	mkdir(t, w.dest)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=3m", "krsync-e2e", w.dest).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", w.dest).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", w.dest, err, out)
+		}
+	})
+	args := []string{"--source", w.src, "--dest", w.dest, "--workers", "2"}
+	run := runKrsync(t, runOptions{env: w.env()}, append([]string{"--log-format=json", "local"}, args...)...)
+	if run.code == 0 {
+		t.Fatalf("exit 0 on a full destination:\n%s", truncateLines(run.stderr, 40))
+	}
+	_, plain := logLines(run.stderr)
+	if last := strings.ToLower(finalLine(run.stderr)); !strings.Contains(last, "full") && !strings.Contains(last, "no space left") {
+		t.Errorf("the last line does not say the destination is full: %s", last)
+	}
+	if len(plain) != 1 || !strings.HasPrefix(plain[0], "krsync: ") {
+		t.Errorf("want one final krsync: line besides the JSON log, got %q", plain)
+	}
+	t.Logf("full destination: exit %d, %s", run.code, strings.Join(plain, " "))
+
+	if out, err := exec.Command("mount", "-o", "remount,size=64m", w.dest).CombinedOutput(); err != nil {
+		t.Fatalf("remount bigger: %v: %s", err, out)
+	}
+	syncLocal(t, w, runOptions{}, args...)
+	compareTrees(t, w.src, w.dest)
+	rsyncSeesNoChanges(t, w.src, w.dest)
+}
+
+// TestLocalSourceChangesDuringRun deletes files and a directory and grows a file after the
+// walk listed them, just before the first rsync starts (through an rsync wrapper): vanished
+// files are a warning, not a failure, and the destination ends equal to the final source.
+func TestLocalSourceChangesDuringRun(t *testing.T) {
+	rsync := requireRsync(t)
+	w := newLocalWorld(t)
+	plainTree(t, w.src, 4004, 400)
+	once := filepath.Join(w.world, "changed-once")
+	wrapper := filepath.Join(w.world, "rsync-changing-source")
+	script := fmt.Sprintf(`#!/bin/sh
+if mkdir '%[1]s' 2>/dev/null; then
+	rm -f '%[2]s'/d01/f00000*
+	rm -rf '%[2]s/d02'
+	echo grown >> '%[2]s/d00/f0000005'
+fi
+exec '%[3]s' "$@"
+`, once, w.src, rsync)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := syncLocal(t, w, runOptions{}, "--source", w.src, "--dest", w.dest, "--workers", "2",
+		"--rsync", wrapper, "--fpart-opts=-f 40 -zz")
+	if _, err := os.Stat(once); err != nil {
+		t.Fatalf("the wrapper never ran: %v", err)
+	}
+	compareTrees(t, w.src, w.dest)
+	rsyncSeesNoChanges(t, w.src, w.dest)
+	if n := summaryInt(t, summaryOf(t, run), "partitions_failed"); n != 0 {
+		t.Errorf("%d partitions failed because files vanished", n)
+	}
+}
