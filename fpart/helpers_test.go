@@ -310,21 +310,40 @@ func inodeOf(t *testing.T, path string) [2]uint64 {
 	return [2]uint64{st.Dev, st.Ino}
 }
 
-// checkLinksTogether fails when two paths of one inode are in different partitions.
-func checkLinksTogether(t *testing.T, root string, parts []fpart.Partition) {
+// hardLinks maps each path (relative to root) of an inode with nlink > 1 to its inode.
+func hardLinks(t *testing.T, root string) map[string][2]uint64 {
 	t.Helper()
+	links := map[string][2]uint64{}
+	mustDo(t, filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			rel, _ := filepath.Rel(root, path)
+			links[rel] = [2]uint64{st.Dev, st.Ino}
+		}
+		return nil
+	}))
+	return links
+}
+
+// checkLinksTogether fails when two paths of one inode are in different partitions.
+func checkLinksTogether(t *testing.T, links map[string][2]uint64, parts []fpart.Partition) {
+	t.Helper()
+	if len(links) == 0 {
+		t.Fatal("the tree has no hard links to check")
+	}
 	where := map[[2]uint64]int{}
 	for i, p := range parts {
 		for _, e := range p.Entries {
-			if e.Dir {
+			key, ok := links[e.Path]
+			if !ok || e.Dir {
 				continue
 			}
-			var st syscall.Stat_t
-			mustDo(t, syscall.Lstat(filepath.Join(root, e.Path), &st))
-			if st.Nlink <= 1 {
-				continue
-			}
-			key := [2]uint64{st.Dev, st.Ino}
 			if j, ok := where[key]; ok && j != i {
 				t.Errorf("hard link %q is in partition %d, another name of its inode in %d", e.Path, i, j)
 			}

@@ -145,6 +145,7 @@ func TestHardLinksTogether(t *testing.T) {
 	root := t.TempDir()
 	makeTree(t, root, treeSpec{seed: 11, files: 400, dirs: 40, maxSize: 50_000, links: 80, outside: 10, symlinks: 5})
 	want := expectedEntries(t, root, nil, nil)
+	links := hardLinks(t, root)
 	tests := []struct {
 		name string
 		opts fpart.Options
@@ -158,7 +159,7 @@ func TestHardLinksTogether(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			parts, sum := walkAll(t, root, tt.opts)
-			checkLinksTogether(t, root, parts)
+			checkLinksTogether(t, links, parts)
 			compareSets(t, entrySet(t, ourLines(parts, "."), "krsync"), prefixed(want, "."))
 			for _, p := range parts {
 				if tt.opts.MaxFiles > 0 && int64(len(p.Entries)) > tt.opts.MaxFiles {
@@ -196,6 +197,7 @@ func TestHundredThousand(t *testing.T) {
 		return name == ".zfs" || strings.HasPrefix(name, ".snapshot") || name == ".ckpt"
 	}
 	want := expectedEntries(t, root, skip, func(rel string, empty bool) bool { return empty })
+	links := hardLinks(t, root)
 	chart, err := fpart.ParseOptionString("-zz -x .zfs -x .snapshot* -x .ckpt")
 	mustDo(t, err)
 	tests := []struct {
@@ -216,7 +218,7 @@ func TestHundredThousand(t *testing.T) {
 			opts.MaxFiles, opts.MaxBytes, opts.Parts, opts.Live = int64(tt.maxFiles), tt.maxBytes, tt.parts, tt.live
 			parts, _ := walkAll(t, root, opts)
 			compareSets(t, entrySet(t, ourLines(parts, "."), "krsync"), prefixed(want, "."))
-			checkLinksTogether(t, root, parts)
+			checkLinksTogether(t, links, parts)
 			for _, p := range parts {
 				if tt.maxFiles > 0 && len(p.Entries) > tt.maxFiles {
 					t.Errorf("partition %d: %d entries > %d", p.Index, len(p.Entries), tt.maxFiles)
