@@ -36,6 +36,14 @@ const StopMessage = "worker stopping"
 // fail the same way (a bad rsync option, a missing rsync, a full or read-only destination).
 var ErrFatal = errors.New("stopping this worker")
 
+// fatalError reads as its message and matches ErrFatal with errors.Is.
+type fatalError struct{ msg string }
+
+func (e fatalError) Error() string        { return e.msg }
+func (e fatalError) Is(target error) bool { return target == ErrFatal }
+
+func fatalf(format string, args ...any) error { return fatalError{fmt.Sprintf(format, args...)} }
+
 // Config is what one worker needs. Client, Name, Source and Dest are required.
 type Config struct {
 	// Client talks to the coordinator; its GiveUpAfter bounds how long the worker waits for an
@@ -62,9 +70,10 @@ type Config struct {
 // failed paths and the loop goes on: the coordinator re-issues it, maybe to another worker.
 // A lease that goes stale while rsync runs (the coordinator gave it away) stops that rsync
 // and the loop goes on without a report. A failure that would repeat on every partition
-// (rsync's exit 1-4: syntax, usage, protocol, unsupported; rsync not starting; a full
-// destination) is reported and then ends Run with an error wrapping ErrFatal, so one bad
-// --rsync-opts costs one partition attempt, not all of them.
+// (rsync's exit 1-4: syntax, usage, protocol, unsupported; rsync not starting) is reported
+// and then ends Run with an error wrapping ErrFatal, so one bad --rsync-opts costs one
+// partition attempt, not all of them. A full destination (ENOSPC, quota) ends Run the same
+// way, but its lease is handed back unspent: the partition stays pending for a rerun.
 //
 // When ctx is cancelled (SIGTERM) Run stops rsync, hands its lease back (within StopGrace: a
 // release of this worker, else a retryable failure with the message StopMessage), and returns
@@ -278,15 +287,15 @@ func (w *worker) fail(ctx context.Context, l leaseapi.Lease, runErr error, log z
 	var exitErr *rsyncexec.ExitError
 	switch {
 	case errors.As(runErr, &exitErr) && exitErr.NoSpace():
-		// Every partition would fail the same way; the partition is handed back as retryable
-		// so that a rerun after freeing space completes it.
-		fatal = fmt.Errorf("destination %s is full (%s): free some space and run again: %w", w.cfg.Dest, req.Error, ErrFatal)
-		req.FailedPaths = exitErr.FailedPaths
+		// Every partition would fail the same way, and it is not the partition's fault: hand
+		// it back without spending an attempt, so a rerun after freeing space completes it.
+		w.handBack(ctx, l, log)
+		return fatalf("worker %s: destination %s is full: free some space and run again (%s)", w.cfg.Name, w.cfg.Dest, req.Error)
 	case errors.As(runErr, &exitErr):
 		req.Retryable = exitErr.Retryable()
 		req.FailedPaths = exitErr.FailedPaths
 		if !req.Retryable {
-			fatal = fmt.Errorf("partition %d: %s: %w", l.Partition, req.Error, ErrFatal)
+			fatal = fatalf("partition %d: %s", l.Partition, req.Error)
 		}
 	case errors.Is(runErr, rsyncexec.ErrBadList):
 		// This partition's list is wrong, not this worker: no retry, but go on.
@@ -295,7 +304,7 @@ func (w *worker) fail(ctx context.Context, l leaseapi.Lease, runErr error, log z
 		// rsync did not run at all (missing binary, refused option, no temporary file):
 		// nothing this worker runs will work, but another worker may be fine, so the
 		// partition stays retryable.
-		fatal = fmt.Errorf("partition %d: %s: %w", l.Partition, req.Error, ErrFatal)
+		fatal = fatalf("partition %d: %s", l.Partition, req.Error)
 	}
 	reportCtx, cancel := w.reportContext(ctx)
 	defer cancel()
