@@ -293,3 +293,28 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestWalkErrors(t *testing.T) {
+	t.Run("a fatal walk error ends the run", func(t *testing.T) {
+		boom := errors.New("boom")
+		r := start(t, Config{Walk: func(context.Context, WalkHandler) error { return boom }})
+		if _, err := r.wait(t); !errors.Is(err, boom) || errors.Is(err, ErrPartitionsFailed) {
+			t.Fatalf("Run = %v; want the walk's error", err)
+		}
+	})
+	t.Run("non-fatal walk errors are counted and the run goes on", func(t *testing.T) {
+		walk := func(ctx context.Context, h WalkHandler) error {
+			h.Error("unreadable", errors.New("permission denied"))
+			if err := h.Partition(part("a")); err != nil {
+				return err
+			}
+			return h.Dir(".")
+		}
+		r := start(t, Config{Walk: walk})
+		drain(t, r.client, "w")
+		st, err := r.wait(t)
+		if err != nil || st.WalkErrors != 1 || st.Partitions.Done != 2 {
+			t.Fatalf("Run = %+v, %v; want 1 walk error and everything done", st, err)
+		}
+	})
+}

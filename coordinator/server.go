@@ -137,6 +137,10 @@ func (c *Coordinator) handleLease(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, leaseapi.LeaseResponse{State: state})
 		return
 	}
+	if r.Context().Err() != nil {
+		c.q.release(g.id, g.token) // the worker hung up while its lease was being granted
+		return
+	}
 	list, err := c.journal.list(g.id)
 	if err != nil {
 		c.q.release(g.id, g.token)
