@@ -42,7 +42,9 @@ var ErrNotDir = errors.New("not a directory")
 // Directories are read ahead concurrently (bounded), but the result depends only on the
 // tree and opts. Every path of one inode with nlink > 1 lands in the same partition: a
 // group is packed as soon as all its links are seen, and groups with links outside the
-// walk are packed at the end, in the last partitions.
+// walk are packed at the end, in the last partitions. A group closes the current
+// partition first when it would push it over -f; a group bigger than -f is a partition
+// of its own, over the limit.
 func Walk(ctx context.Context, root string, opts Options, h Handler) (Summary, error) {
 	return WalkRoots(ctx, []string{root}, opts, h)
 }
@@ -283,6 +285,11 @@ func (w *walker) visitDir(job *dirJob, self *dirEntry, parent *dirState) error {
 // visitEntries handles a directory's entries in order, descending into subdirectories.
 func (w *walker) visitEntries(root int, dirRel string, res listing, state *dirState) error {
 	for k := range res.entries {
+		if k%4096 == 4095 {
+			if err := w.ctx.Err(); err != nil {
+				return err // a huge directory is checked as it goes
+			}
+		}
 		e := &res.entries[k]
 		rel := joinRel(dirRel, e.name)
 		if e.err != nil {
