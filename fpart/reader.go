@@ -144,13 +144,18 @@ func (p *prefetcher) take(ctx context.Context, job *dirJob) (listing, error) {
 }
 
 // readDir lists a directory with getdents(2) and lstat(2)s its entries relative to the
-// directory's descriptor (fstatat(2), AT_SYMLINK_NOFOLLOW). It never follows a symlink:
-// the directory itself is opened with O_NOFOLLOW. needStat says whether an entry of the
-// given d_type needs lstat; directories only do for -b (device numbers).
-func readDir(path string, needDirStat bool) listing {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+// directory's descriptor (fstatat(2), AT_SYMLINK_NOFOLLOW). It never follows a symlink
+// below the root: directories are opened with O_NOFOLLOW, except the root itself, which
+// may be a symlink given on the command line (fts's FTS_COMFOLLOW). Directories are only
+// lstat'ed when needDirStat (-b needs their device numbers).
+func readDir(path string, isRoot, needDirStat bool) listing {
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	if !isRoot {
+		flags |= unix.O_NOFOLLOW
+	}
+	fd, err := unix.Open(path, flags, 0)
 	for errors.Is(err, unix.EINTR) {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err = unix.Open(path, flags, 0)
 	}
 	if err != nil {
 		return listing{err: fmt.Errorf("open: %w", err)}

@@ -159,7 +159,7 @@ func joinRel(dir, name string) string {
 // that their reads can start at once.
 func (w *walker) readJob(job *dirJob) listing {
 	root := job.root
-	res := readDir(job.path, w.opts.OneFileSystem)
+	res := readDir(job.path, job.rel == ".", w.opts.OneFileSystem)
 	if w.opts.DirsOnly || w.opts.LeafDirs {
 		// fpart sorts directories first in these modes (fts_dirsfirst), so a directory's
 		// size and leaf status are known when its files are seen.

@@ -349,6 +349,9 @@ func TestSymlinksNotFollowed(t *testing.T) {
 			}
 		}
 	}
+	// A root given as a symlink is followed, as fts does for its arguments.
+	parts, _ = walkAll(t, filepath.Join(root, "link-to-dir"), fpart.Options{MaxFiles: 100})
+	compareSets(t, entrySet(t, ourLines(parts, "."), "krsync"), map[string]int64{"./sub/f": 3, "./loop": 0})
 }
 
 // TestDirCallbacks: Dir is called for every kept directory, the root as ".", parents
