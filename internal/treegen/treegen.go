@@ -291,6 +291,11 @@ func (g *generator) writeFile(rel string, size int64, stream uint64, r *rand.Ran
 	if err != nil {
 		return err
 	}
+	// The umask must not decide the mode: fchmod on the open file is cheap.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
 	if size > 0 {
 		buf := make([]byte, min(size, 1<<20))
 		src := g.contentSource(stream)
