@@ -360,9 +360,7 @@ func (c LocalCmd) outcome(ctx context.Context, res localResult, status leaseapi.
 	resume := fmt.Sprintf("state kept in %s; run the same command again to resume", stateDir)
 	switch {
 	case res.coordErr == nil && res.workerErr == nil:
-		if err := os.RemoveAll(stateDir); err != nil {
-			log.Warn().Err(err).Str("state_dir", stateDir).Msg("could not remove the state directory")
-		}
+		c.removeState(stateDir, log)
 		return nil
 	case ctx.Err() != nil:
 		return interruptedError{msg: "interrupted; " + resume, err: ctx.Err()}
@@ -373,6 +371,22 @@ func (c LocalCmd) outcome(ctx context.Context, res localResult, status leaseapi.
 			status.Partitions.Failed, status.Partitions.Total, resume)}
 	default:
 		return exitStatus{1, fmt.Errorf("%w; %s", res.coordErr, resume)}
+	}
+}
+
+// removeState forgets a finished run, so the next run starts clean. A default state
+// directory is krsync's own and goes whole; in a --state-dir only the journal goes, and the
+// directory too when that leaves it empty.
+func (c LocalCmd) removeState(stateDir string, log zerolog.Logger) {
+	var err error
+	if c.StateDir == "" {
+		err = os.RemoveAll(stateDir)
+	} else if err = os.Remove(filepath.Join(stateDir, coordinator.JournalFile)); err == nil || errors.Is(err, fs.ErrNotExist) {
+		err = nil
+		_ = os.Remove(stateDir) // fails, harmlessly, when something else is in it
+	}
+	if err != nil {
+		log.Warn().Err(err).Str("state_dir", stateDir).Msg("could not remove the state of the finished run")
 	}
 }
 

@@ -210,6 +210,143 @@ func TestFaultWorkerRefusesBadSetupBeforeLeasing(t *testing.T) {
 	}
 }
 
+func TestFaultLocalInterruptedRunResumes(t *testing.T) {
+	tests := []struct {
+		name     string
+		sig      syscall.Signal
+		stateDir bool // pass --state-dir instead of using the default one
+		wantCode int
+	}{
+		{"Ctrl-C, default state directory", syscall.SIGINT, false, 130},
+		{"SIGKILL, --state-dir", syscall.SIGKILL, true, -1},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bin := buildKrsync(t)
+			rsync := requireRsync(t)
+			w := newLocalWorld(t)
+			newHostileTree(t, w.src, hostileSpec(uint64(3200+i), 800, 0))
+			args := []string{"--log-format=json", "local", "--source", w.src, "--dest", w.dest,
+				"--workers", "2", "--fpart-opts=-f 40 -zz"}
+			stateDir := ""
+			if tt.stateDir {
+				stateDir = filepath.Join(t.TempDir(), "state")
+				args = append(args, "--state-dir", stateDir)
+			}
+
+			// Three rsync runs pass, the later ones block: the run is provably in the middle.
+			const passing = 3
+			first := newCountingRsync(t, rsync, passing)
+			run := startProcessEnv(t, "krsync local", w.env(), bin, append(args, "--rsync", first.wrapper)...)
+			waitUntilFor(t, run, "a worker blocked in the middle of a partition", func() bool { return first.blocked() > 0 })
+			run.signal(t, tt.sig)
+			if code := run.wait(t); code != tt.wantCode {
+				t.Fatalf("interrupted run exited %d, want %d:\n%s", code, tt.wantCode, run.output())
+			}
+			if tt.sig == syscall.SIGINT {
+				if last := lastLine(run.output()); !strings.Contains(last, "resume") {
+					t.Errorf("last line %q does not say how to resume", last)
+				}
+			}
+			if tt.stateDir {
+				if _, err := os.Stat(filepath.Join(stateDir, "journal.db")); err != nil {
+					t.Fatalf("the interrupted run left no journal in --state-dir: %v", err)
+				}
+			} else if len(w.leftovers(t)) == 0 {
+				t.Fatalf("the interrupted run left no state to resume from")
+			}
+
+			second := newCountingRsync(t, rsync, 1<<30)
+			again := runKrsync(t, runOptions{env: w.env()}, append(args, "--rsync", second.wrapper)...)
+			if again.code != 0 {
+				t.Fatalf("resumed run exited %d:\n%s", again.code, truncateLines(again.stderr, 60))
+			}
+			compareTrees(t, w.src, w.dest)
+			rsyncSeesNoChanges(t, w.src, w.dest)
+			total := summaryInt(t, summaryOf(t, again), "partitions_total")
+			// The interrupted run completed at least passing-2 partitions (two workers, one
+			// rsync each at a time); the resumed run must not run them again.
+			if runs := int64(second.runs()); runs > total-(passing-2) {
+				t.Errorf("the resumed run ran rsync %d times for %d partitions: finished partitions ran again", runs, total)
+			}
+			if left := w.leftovers(t); len(left) > 0 {
+				t.Errorf("the finished run left state behind: %q", left)
+			}
+			if tt.stateDir {
+				if _, err := os.Stat(filepath.Join(stateDir, "journal.db")); err == nil {
+					t.Errorf("the finished run left its journal in --state-dir")
+				}
+			}
+		})
+	}
+}
+
+// countingRsync is an rsync wrapper that records every run and blocks the runs after the
+// first passing ones on a FIFO that nobody opens (the test kills them with the run).
+type countingRsync struct {
+	wrapper, runsDir, blockedDir string
+}
+
+func newCountingRsync(t *testing.T, rsync string, passing int) countingRsync {
+	t.Helper()
+	dir := t.TempDir()
+	c := countingRsync{wrapper: filepath.Join(dir, "rsync-counting"), runsDir: filepath.Join(dir, "runs"), blockedDir: filepath.Join(dir, "blocked")}
+	fifo := filepath.Join(dir, "gate")
+	for _, d := range []string{c.runsDir, c.blockedDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`#!/bin/sh
+mktemp '%[1]s/run.XXXXXX' >/dev/null
+if [ "$(ls '%[1]s' | wc -l)" -gt %[2]d ]; then
+  : > '%[3]s/'$$
+  read line < '%[4]s'
+fi
+exec '%[5]s' "$@"
+`, c.runsDir, passing, c.blockedDir, fifo, rsync)
+	if err := os.WriteFile(c.wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		entries, _ := os.ReadDir(c.blockedDir)
+		for _, e := range entries {
+			if pid, err := strconv.Atoi(e.Name()); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	return c
+}
+
+func (c countingRsync) runs() int    { return countEntries(c.runsDir) }
+func (c countingRsync) blocked() int { return countEntries(c.blockedDir) }
+
+func countEntries(dir string) int {
+	entries, _ := os.ReadDir(dir)
+	return len(entries)
+}
+
+// waitUntilFor polls cond until it holds, failing early when p exits first.
+func waitUntilFor(t *testing.T, p *process, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for !cond() {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited while waiting for %s:\n%s", p.name, what, p.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s:\n%s", what, p.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // rsyncGate is an rsync wrapper that records its pid and then blocks on a FIFO forever, so a
 // worker using it holds its lease until the test acts.
 type rsyncGate struct {
@@ -277,9 +414,15 @@ type process struct {
 
 func startProcess(t *testing.T, name, bin string, args ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, name, nil, bin, args...)
+}
+
+// startProcessEnv is startProcess with env (KEY=VALUE) added to the environment.
+func startProcessEnv(t *testing.T, name string, env []string, bin string, args ...string) *process {
+	t.Helper()
 	p := &process{name: name, cmd: exec.Command(bin, args...), out: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(os.Environ(), "KRSYNC_TOKEN=") // only the token file counts
+	p.cmd.Env = append(append(os.Environ(), "KRSYNC_TOKEN="), env...) // only the token file counts
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

@@ -181,9 +181,9 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 	switch cause := context.Cause(rsyncCtx); {
 	case runErr == nil:
 		// Even when a stop was asked meanwhile, the copy is done: report it, not hand it back.
-		if l.Attempt > 1 {
-			w.tidy(l, log) // an earlier attempt may have been killed mid-file
-		}
+		// An earlier attempt, maybe by a process killed before a restart of the whole run
+		// (so this attempt may be numbered 1), can have left temporary files: tidy always.
+		w.tidy(l, log)
 		return w.complete(ctx, l, res, log)
 	case ctx.Err() != nil:
 		w.tidy(l, log)
