@@ -207,8 +207,8 @@ func diffTrees(src, dst map[string]fileInfo, paths []string, checkDirTimes bool)
 		if !isDir && s.size != d.size || s.content != d.content || s.target != d.target {
 			diffs = append(diffs, fmt.Sprintf("%q: content/size/target differ", p))
 		}
-		if (!isDir || checkDirTimes) && !isLink && s.mtimeNs/1e9 != d.mtimeNs/1e9 {
-			diffs = append(diffs, fmt.Sprintf("%q: mtime %d, want %d", p, d.mtimeNs/1e9, s.mtimeNs/1e9))
+		if (!isDir || checkDirTimes) && !isLink && s.mtimeNs != d.mtimeNs {
+			diffs = append(diffs, fmt.Sprintf("%q: mtime %s, want %s", p, time.Unix(0, d.mtimeNs).UTC().Format(time.RFC3339Nano), time.Unix(0, s.mtimeNs).UTC().Format(time.RFC3339Nano)))
 		}
 		if !isDir {
 			// Two paths share an inode in the destination exactly when they do in the source.

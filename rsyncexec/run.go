@@ -75,7 +75,7 @@ type Result struct {
 // Run copies the job's list from Source to Dest with one rsync (two for a directory pass that
 // includes the root), never through a shell:
 //
-//	rsync ARGS --from0 --files-from=- --stats -- SOURCE/ DEST/
+//	rsync --modify-window=-1 ARGS --from0 --files-from=- --stats -- SOURCE/ DEST/
 //
 // with the list on rsync's standard input (or in a file in Job.TempDir).
 // --files-from implies --relative (the list's paths keep their directories, which rsync
@@ -187,9 +187,19 @@ func Run(ctx context.Context, job Job) (Result, error) {
 }
 
 // joinArgs builds the options of one run: ours that must come before the user's (filter rules
-// match in order), the user's, -h's antidote, ours after.
+// match in order; a user's --modify-window overrides ours), the user's, -h's antidote, ours
+// after.
+//
+// --modify-window=-1 makes rsync compare mtimes to the nanosecond (rsync(1), --modify-window;
+// its default, 0, compares whole seconds): otherwise a directory that a later partition
+// touched in the same second as its source mtime keeps the wrong sub-second mtime after the
+// directory pass, and a file rewritten with the same size in the same second as the copy is
+// skipped by the next run's quick check. On a destination that cannot store nanoseconds
+// (FAT, SMB) that would copy unchanged files again on every run: such users pass
+// --modify-window=1 (or 0) in their rsync options.
 func joinArgs(before, user, after []string) []string {
 	args := append([]string(nil), before...)
+	args = append(args, "--modify-window=-1")
 	args = append(args, user...)
 	if wantsHumanNumbers(user) {
 		args = append(args, "--no-human-readable") // exact numbers for --stats

@@ -150,14 +150,19 @@ func TestRunDirsPass(t *testing.T) {
 			t.Fatalf("files pass %q: %v", part, err)
 		}
 	}
-	// Later writes: new mtimes and modes on every destination directory.
-	now := time.Now()
+	// Later writes: new modes and mtimes on every destination directory, some of them in the
+	// same second as the source's mtime (rsync compares whole seconds unless told otherwise).
+	now, sameSecond := time.Now(), oldTime.Add(300*time.Millisecond)
 	for _, d := range []string{"", "a", "a/ro", "a/locked", "sg", "sg/-x\ny"} {
 		p := filepath.Join(dst, d)
 		if err := os.Chmod(p, 0o777); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chtimes(p, now, now); err != nil {
+		mtime := now
+		if d == "a" || d == "sg/-x\ny" {
+			mtime = sameSecond
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -179,6 +184,33 @@ func TestRunDirsPass(t *testing.T) {
 		if _, ok := dstTree[p]; ok {
 			t.Errorf("the directory pass created the file %q", p)
 		}
+	}
+}
+
+// TestRunSameSecondRewrite rewrites a copied file with the same size in the same second:
+// the next run must see the change (rsync's quick check compares whole seconds by default).
+func TestRunSameSecondRewrite(t *testing.T) {
+	rsync := needRsync(t)
+	src, dst := t.TempDir(), t.TempDir()
+	first := oldTime.Add(100 * time.Millisecond)
+	makeTree(t, src, []entry{{path: "f", content: "aaaa", mode: 0o644, uid: -1, gid: -1, mtime: first}})
+	job := Job{Binary: rsync, Source: src, Dest: dst, List: list("f")}
+	if _, err := Run(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(src, "f")
+	if err := os.WriteFile(p, []byte("bbbb"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, first.Add(500*time.Millisecond), first.Add(500*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dst, "f")); string(got) != "bbbb" || res.FilesTransferred != 1 {
+		t.Errorf("after a same-second rewrite: destination %q, %d files transferred; want \"bbbb\", 1", got, res.FilesTransferred)
 	}
 }
 
