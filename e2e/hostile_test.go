@@ -62,6 +62,7 @@ next:
 // a directory it may not read: the rest is copied, the exit code says the copy is
 // incomplete, the failed paths are named, and a rerun after fixing the permissions completes.
 func TestLocalUnreadableEntries(t *testing.T) {
+	t.Parallel()
 	requireRsync(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to own files an unprivileged krsync cannot read")
@@ -131,6 +132,7 @@ func TestLocalUnreadableEntries(t *testing.T) {
 // TestLocalNeverWritesThroughDestinationSymlinks: a destination that already holds symlinks
 // where the source has a directory and a file must get them replaced, never followed.
 func TestLocalNeverWritesThroughDestinationSymlinks(t *testing.T) {
+	t.Parallel()
 	requireRsync(t)
 	w := newLocalWorld(t)
 	plainTree(t, w.src, 4002, 90)
@@ -169,6 +171,7 @@ func TestLocalNeverWritesThroughDestinationSymlinks(t *testing.T) {
 // TestLocalDestinationFull fills a small tmpfs: a clear error and a non-zero exit, then a
 // rerun after making room completes.
 func TestLocalDestinationFull(t *testing.T) {
+	t.Parallel()
 	requireRsync(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a small tmpfs as the destination")
@@ -211,6 +214,7 @@ func TestLocalDestinationFull(t *testing.T) {
 // walk listed them, just before the first rsync starts (through an rsync wrapper): vanished
 // files are a warning, not a failure, and the destination ends equal to the final source.
 func TestLocalSourceChangesDuringRun(t *testing.T) {
+	t.Parallel()
 	rsync := requireRsync(t)
 	w := newLocalWorld(t)
 	plainTree(t, w.src, 4004, 400)

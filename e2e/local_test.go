@@ -68,6 +68,7 @@ func syncLocal(t *testing.T, w localWorld, opts runOptions, args ...string) krsy
 // 100 MiB file is copied exactly, the source is untouched, nothing is written outside the
 // destination, a second run transfers nothing and a third copies only what changed.
 func TestLocalHostileTree(t *testing.T) {
+	t.Parallel()
 	requireRsync(t)
 	w := newLocalWorld(t)
 	sum := newHostileTree(t, w.src, hostileSpec(1001, 1500, 100<<20))
@@ -157,6 +158,7 @@ func checkStateDirAnnounced(t *testing.T, run krsyncRun, w localWorld) {
 
 // TestLocalVariants copies smaller hostile trees in the ways a new user would call krsync.
 func TestLocalVariants(t *testing.T) {
+	t.Parallel()
 	requireRsync(t)
 	tests := []struct {
 		name string
@@ -255,6 +257,7 @@ func mkdir(t *testing.T, dir string) {
 // TestLocalBadInput: each mistake gets one line on stderr naming it, a non-zero exit, and
 // nothing written anywhere (the whole scene, state home included, is unchanged).
 func TestLocalBadInput(t *testing.T) {
+	t.Parallel()
 	requireRsync(t)
 	noRsync := t.TempDir() // a PATH without rsync
 	tests := []struct {

@@ -43,7 +43,7 @@ func generate(t *testing.T, spec treegen.Spec) (string, treegen.Summary) {
 func absLink(rel string) bool { return rel == "hostile/links/abs-in-tree" }
 
 func TestGenerateIsDeterministic(t *testing.T) {
-	spec := treegen.Spec{Seed: 7, Files: 300, Hostile: true, BigFiles: 1, BigSize: 3 << 20, SparseSize: 1 << 20}
+	spec := treegen.Spec{Seed: 7, Files: 100, Hostile: true, BigFiles: 1, BigSize: 1 << 20, SparseSize: 1 << 20}
 	a, sumA := generate(t, spec)
 	b, sumB := generate(t, spec)
 	if sumA.Files != sumB.Files || sumA.Bytes != sumB.Bytes {
@@ -73,7 +73,7 @@ func TestGeneratePlainShape(t *testing.T) {
 		name string
 		spec treegen.Spec
 	}{
-		{"small files", treegen.Spec{Seed: 1, Files: 2500}},
+		{"small files", treegen.Spec{Seed: 1, Files: 1500}},
 		{"tiny files, explicit fan-out and depth", treegen.Spec{Seed: 2, Files: 1000, FanOut: 3, Depth: 2, MaxSize: 64}},
 		{"big files only", treegen.Spec{Seed: 3, BigFiles: 2, BigSize: 2 << 20}},
 		{"sizes in a band", treegen.Spec{Seed: 4, Files: 200, MinSize: 100, MaxSize: 200}},
@@ -228,7 +228,7 @@ func TestGenerateHostileCorners(t *testing.T) {
 // something the comparator finds equal, and that rsync itself then sees nothing to do.
 func TestGenerateRsyncRoundTrip(t *testing.T) {
 	rsync := requireRsync(t)
-	src, _ := generate(t, treegen.Spec{Seed: 12, Files: 200, Hostile: true, BigFiles: 1, BigSize: 5 << 20, SparseSize: 2 << 20})
+	src, _ := generate(t, treegen.Spec{Seed: 12, Files: 100, Hostile: true, BigFiles: 1, BigSize: 3 << 20, SparseSize: 2 << 20})
 	dst := filepath.Join(t.TempDir(), "copy")
 	if out, err := exec.Command(rsync, "-aH", "--numeric-ids", src+"/", dst+"/").CombinedOutput(); err != nil {
 		t.Fatalf("rsync: %v\n%s", err, out)
