@@ -99,7 +99,12 @@ type Result struct {
 // the error wraps ctx.Err(). rsync runs in a process group of its own (a terminal's Ctrl-C
 // reaches krsync, which decides) and gets SIGTERM if the calling process dies first (Linux
 // PR_SET_PDEATHSIG), so a SIGKILLed worker leaves no rsync copying a partition that the
-// coordinator hands to someone else. An rsync failure is an *ExitError; a Result is returned either way.
+// coordinator hands to someone else.
+//
+// A listed path that no longer exists makes rsync exit 23 ("link_stat ... failed: No such
+// file or directory"), not 24: when every complaint of an exit 23 is of that kind, the files
+// vanished after the walk listed them, and Run reports success with a warning, as for 24.
+// Any other rsync failure is an *ExitError. A Result is returned either way.
 func Run(ctx context.Context, job Job) (Result, error) {
 	log := zerolog.Nop()
 	if job.Logger != nil {
