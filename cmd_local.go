@@ -53,7 +53,8 @@ type localPaths struct {
 
 // Run copies the source into the destination and prints a summary. Every check happens
 // before anything is written; the state directory is removed after a fully successful run
-// and kept otherwise, so that running the same command again resumes.
+// or one that ended with failed partitions (a rerun walks afresh), and kept when the run was
+// interrupted or stopped early, so that running the same command again resumes.
 func (c LocalCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) error {
 	p, err := c.check()
 	if err != nil {
@@ -367,8 +368,11 @@ func (c LocalCmd) outcome(ctx context.Context, res localResult, status leaseapi.
 	case res.workerErr != nil:
 		return exitStatus{1, fmt.Errorf("%w; %s", res.workerErr, resume)}
 	case errors.Is(res.coordErr, coordinator.ErrPartitionsFailed):
-		return exitStatus{1, fmt.Errorf("%d of %d partitions failed (listed above); %s",
-			status.Partitions.Failed, status.Partitions.Total, resume)}
+		// The run is over, not interrupted: what failed (unreadable entries, walk errors)
+		// needs a fix and a fresh walk, which skips what is already copied.
+		c.removeState(stateDir, log)
+		return exitStatus{1, fmt.Errorf("%d of %d partitions failed (listed above); fix the cause and run again: the next run walks afresh and skips what is already copied",
+			status.Partitions.Failed, status.Partitions.Total)}
 	default:
 		return exitStatus{1, fmt.Errorf("%w; %s", res.coordErr, resume)}
 	}
