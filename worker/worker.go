@@ -125,6 +125,9 @@ func (w *worker) loop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return w.stopped(ctx)
 			}
+			if errors.Is(err, leaseapi.ErrUnreachable) {
+				return fmt.Errorf("worker %s: %w; check that the coordinator runs at that URL (--give-up-after bounds the wait)", w.cfg.Name, err)
+			}
 			return fmt.Errorf("worker %s: %w", w.cfg.Name, err)
 		}
 		switch resp.State {
