@@ -11,11 +11,13 @@ import "strings"
 // "-x sub/dir" works whatever the source mount point is called.
 type filter struct {
 	exclude, excludeFold, include, includeFold []string
-	hasPathPattern                             bool
+	hasPathPattern, hasInclude, hasExclude     bool
 }
 
 func newFilter(o Options) filter {
 	f := filter{exclude: o.Exclude, excludeFold: o.ExcludeFold, include: o.Include, includeFold: o.IncludeFold}
+	f.hasInclude = len(f.include)+len(f.includeFold) > 0
+	f.hasExclude = len(f.exclude)+len(f.excludeFold) > 0
 	for _, list := range [][]string{f.exclude, f.excludeFold, f.include, f.includeFold} {
 		for _, p := range list {
 			if strings.Contains(p, "/") {

@@ -40,9 +40,10 @@ func (p *Printer) Print(part Partition) error {
 	}
 	if p.opts.Output == "" || p.opts.Output == "-" {
 		prefix := strconv.Itoa(number) + "\t"
+		var digits [20]byte
 		for _, e := range part.Entries {
 			p.out.WriteString(prefix)
-			p.out.WriteString(strconv.FormatInt(e.Size, 10))
+			p.out.Write(strconv.AppendInt(digits[:0], e.Size, 10))
 			p.out.WriteByte('\t')
 			p.writePath(p.out, e)
 			p.out.WriteByte(end)
@@ -87,9 +88,23 @@ func (p *Printer) writePath(w *bufio.Writer, e Entry) {
 	if e.Root < len(p.roots) {
 		root = p.roots[e.Root]
 	}
-	full := FullPath(root, e.Path)
-	w.WriteString(full)
-	if p.opts.TrailingSlash && e.Dir && len(full) > 0 && full[len(full)-1] != '/' {
+	// FullPath without building the string.
+	last := byte(0)
+	switch {
+	case e.Path == ".":
+		w.WriteString(root)
+		if root != "" {
+			last = root[len(root)-1]
+		}
+	default:
+		w.WriteString(root)
+		if root != "" && root[len(root)-1] != '/' {
+			w.WriteByte('/')
+		}
+		w.WriteString(e.Path)
+		last = e.Path[len(e.Path)-1]
+	}
+	if p.opts.TrailingSlash && e.Dir && last != 0 && last != '/' {
 		w.WriteByte('/')
 	}
 }

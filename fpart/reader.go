@@ -162,7 +162,13 @@ func readDir(path string, isRoot, needDirStat bool) listing {
 	}
 	defer unix.Close(fd)
 	var res listing
-	buf := make([]byte, 32<<10)
+	bufp := direntBuffers.Get().(*[]byte)
+	defer direntBuffers.Put(bufp)
+	buf := *bufp
+	// Names are gathered in one arena and become substrings of one string: one
+	// allocation per directory instead of one per name.
+	var arena []byte
+	var offsets []int
 	for {
 		n, err := unix.Getdents(fd, buf)
 		if errors.Is(err, unix.EINTR) {
@@ -175,38 +181,30 @@ func readDir(path string, isRoot, needDirStat bool) listing {
 		if n <= 0 {
 			break
 		}
-		parseDirents(buf[:n], &res.entries)
+		arena, offsets = parseDirents(fd, buf[:n], needDirStat, &res.entries, arena, offsets)
 	}
+	names := string(arena)
 	for k := range res.entries {
-		e := &res.entries[k]
-		if e.mode == unix.S_IFDIR && !needDirStat {
-			continue
-		}
-		var st unix.Stat_t
-		err := unix.Fstatat(fd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW)
-		for errors.Is(err, unix.EINTR) {
-			err = unix.Fstatat(fd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW)
-		}
-		if err != nil {
-			e.err = fmt.Errorf("lstat: %w", err)
-			continue
-		}
-		e.mode = st.Mode & unix.S_IFMT
-		e.dev, e.ino, e.nlink = st.Dev, st.Ino, uint64(st.Nlink)
-		if e.mode == unix.S_IFREG {
-			e.size = st.Size
-		}
+		res.entries[k].name = names[offsets[k]:offsets[k+1]]
 	}
 	return res
 }
 
-// parseDirents appends the linux_dirent64 records of buf, skipping "." and "..".
-func parseDirents(buf []byte, out *[]dirEntry) {
+// direntBuffers recycles getdents buffers across directories.
+var direntBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// parseDirents appends the linux_dirent64 records of buf (skipping "." and "..") and
+// lstats them relative to fd, using the NUL-terminated names in buf without copying.
+// A name's bytes go to arena; offsets holds where each name starts (and one past the end).
+func parseDirents(fd int, buf []byte, needDirStat bool, out *[]dirEntry, arena []byte, offsets []int) ([]byte, []int) {
 	const nameOffset = 19 // d_ino(8) d_off(8) d_reclen(2) d_type(1)
+	if len(offsets) == 0 {
+		offsets = append(offsets, 0)
+	}
 	for len(buf) >= nameOffset {
 		reclen := int(*(*uint16)(unsafe.Pointer(&buf[16])))
 		if reclen < nameOffset || reclen > len(buf) {
-			return
+			break
 		}
 		rec := buf[:reclen]
 		buf = buf[reclen:]
@@ -215,32 +213,53 @@ func parseDirents(buf []byte, out *[]dirEntry) {
 			continue
 		}
 		name := rec[nameOffset:]
+		terminated := false
 		for i, c := range name {
 			if c == 0 {
-				name = name[:i]
+				name, terminated = name[:i], true
 				break
 			}
 		}
-		if len(name) == 1 && name[0] == '.' || len(name) == 2 && name[0] == '.' && name[1] == '.' {
+		if !terminated || len(name) == 0 || (len(name) == 1 && name[0] == '.') || (len(name) == 2 && name[0] == '.' && name[1] == '.') {
 			continue
 		}
-		var mode uint32 // 0: unknown, lstat decides
-		switch rec[18] {
-		case unix.DT_DIR:
-			mode = unix.S_IFDIR
-		case unix.DT_REG:
-			mode = unix.S_IFREG
-		case unix.DT_LNK:
-			mode = unix.S_IFLNK
-		case unix.DT_FIFO:
-			mode = unix.S_IFIFO
-		case unix.DT_SOCK:
-			mode = unix.S_IFSOCK
-		case unix.DT_CHR:
-			mode = unix.S_IFCHR
-		case unix.DT_BLK:
-			mode = unix.S_IFBLK
+		e := dirEntry{mode: direntMode(rec[18]), ino: ino}
+		if e.mode != unix.S_IFDIR || needDirStat {
+			var st unix.Stat_t
+			if err := lstatAt(fd, &rec[nameOffset], &st); err != nil {
+				e.err = fmt.Errorf("lstat: %w", err)
+			} else {
+				e.mode = st.Mode & unix.S_IFMT
+				e.dev, e.ino, e.nlink = uint64(st.Dev), st.Ino, uint64(st.Nlink)
+				if e.mode == unix.S_IFREG {
+					e.size = st.Size
+				}
+			}
 		}
-		*out = append(*out, dirEntry{name: string(name), mode: mode, ino: ino})
+		*out = append(*out, e)
+		arena = append(arena, name...)
+		offsets = append(offsets, len(arena))
 	}
+	return arena, offsets
+}
+
+// direntMode maps a d_type to st_mode's file type bits; 0 (unknown) makes readDir lstat.
+func direntMode(t byte) uint32 {
+	switch t {
+	case unix.DT_DIR:
+		return unix.S_IFDIR
+	case unix.DT_REG:
+		return unix.S_IFREG
+	case unix.DT_LNK:
+		return unix.S_IFLNK
+	case unix.DT_FIFO:
+		return unix.S_IFIFO
+	case unix.DT_SOCK:
+		return unix.S_IFSOCK
+	case unix.DT_CHR:
+		return unix.S_IFCHR
+	case unix.DT_BLK:
+		return unix.S_IFBLK
+	}
+	return 0
 }

@@ -208,6 +208,9 @@ func dirsFirst(entries []dirEntry) {
 }
 
 func (w *walker) excluded(root int, name, rel string) bool {
+	if !w.filter.hasExclude {
+		return false
+	}
 	full := ""
 	if w.filter.hasPathPattern {
 		full = FullPath(w.roots[root].path, rel)
@@ -215,12 +218,16 @@ func (w *walker) excluded(root int, name, rel string) bool {
 	return w.filter.excluded(name, full, rel)
 }
 
+// included applies -y/-Y only: callers have already applied -x/-X.
 func (w *walker) included(root int, name, rel string) bool {
+	if !w.filter.hasInclude {
+		return true
+	}
 	full := ""
 	if w.filter.hasPathPattern {
 		full = FullPath(w.roots[root].path, rel)
 	}
-	return w.filter.included(name, full, rel) && !w.filter.excluded(name, full, rel)
+	return w.filter.included(name, full, rel)
 }
 
 func (w *walker) reportError(rel string, err error) {
@@ -339,7 +346,7 @@ func (w *walker) closeDir(root int, self *dirEntry, rel string, state *dirState,
 	if !addMe && w.opts.Dirs >= DirsAll {
 		addMe, state.empty = true, true
 	}
-	if !addMe || !w.included(root, self.name, rel) {
+	if !addMe || !w.included(root, self.name, rel) || (rel != "." && w.excluded(root, self.name, rel)) {
 		return nil
 	}
 	size := state.size
