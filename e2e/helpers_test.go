@@ -84,7 +84,7 @@ func requireProgram(t *testing.T, name string) string {
 
 // hostileSpec is the hostile tree of the e2e tests; bigSize 0 leaves the big file out.
 func hostileSpec(seed uint64, files int, bigSize int64) treegen.Spec {
-	spec := treegen.Spec{Seed: seed, Files: files, Hostile: true, SparseSize: 4 << 20}
+	spec := treegen.Spec{Seed: seed, Files: files, Hostile: true, SparseSize: 2 << 20}
 	if bigSize > 0 {
 		spec.BigFiles, spec.BigSize = 1, bigSize
 	}

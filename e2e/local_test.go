@@ -166,7 +166,9 @@ func TestLocalVariants(t *testing.T) {
 		args  func(t *testing.T, w localWorld) (args []string, into string)
 		files int
 		dir   bool // run in w.world
-		check func(t *testing.T, w localWorld, into string)
+		// inSource runs krsync in the source directory.
+		inSource bool
+		check    func(t *testing.T, w localWorld, into string)
 	}{
 		{name: "destination exists and is empty", files: 200, args: func(t *testing.T, w localWorld) ([]string, string) {
 			mkdir(t, w.dest)
@@ -178,18 +180,34 @@ func TestLocalVariants(t *testing.T) {
 		{name: "relative paths", files: 200, dir: true, args: func(t *testing.T, w localWorld) ([]string, string) {
 			return []string{"--source", "src", "--dest", "out/dest"}, w.dest
 		}},
-		{name: "one worker", files: 300, args: func(t *testing.T, w localWorld) ([]string, string) {
+		{name: "one worker", files: 150, args: func(t *testing.T, w localWorld) ([]string, string) {
 			return []string{"--source", w.src, "--dest", w.dest, "--workers", "1"}, w.dest
 		}},
 		{name: "more workers than partitions", files: 5, args: func(t *testing.T, w localWorld) ([]string, string) {
 			return []string{"--source", w.src, "--dest", w.dest, "--workers", "8"}, w.dest
 		}},
-		{name: "small partitions", files: 400, args: func(t *testing.T, w localWorld) ([]string, string) {
+		{name: "small partitions", files: 200, args: func(t *testing.T, w localWorld) ([]string, string) {
 			return []string{"--source", w.src, "--dest", w.dest, "--workers", "3", "--fpart-opts=-f 25 -zz"}, w.dest
 		}},
 		{name: "rsync options as a separate argument", files: 50, args: func(t *testing.T, w localWorld) ([]string, string) {
 			// How a new user writes it; a flag parser must not mistake the value for a flag.
 			return []string{"--source", w.src, "--dest", w.dest, "--rsync-opts", "-aH --numeric-ids"}, w.dest
+		}},
+		{name: "source is the current directory", files: 50, args: func(t *testing.T, w localWorld) ([]string, string) {
+			return []string{"--source", ".", "--dest", "../out/dest"}, w.dest
+		}, inSource: true},
+		{name: "source root with an odd mode, owner and mtime", files: 50, args: func(t *testing.T, w localWorld) ([]string, string) {
+			if err := os.Chown(w.src, 1234, 5678); err != nil && os.Geteuid() == 0 {
+				t.Fatal(err)
+			}
+			if err := syscall.Chmod(w.src, 0o2750); err != nil {
+				t.Fatal(err)
+			}
+			old := time.Date(2003, 4, 5, 6, 7, 8, 9, time.UTC)
+			if err := os.Chtimes(w.src, old, old); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"--source", w.src, "--dest", w.dest}, w.dest
 		}},
 		{name: "destination through a symlink", files: 100, args: func(t *testing.T, w localWorld) ([]string, string) {
 			real := filepath.Join(w.out, "real")
@@ -227,11 +245,14 @@ func TestLocalVariants(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newLocalWorld(t)
 			newHostileTree(t, w.src, hostileSpec(uint64(2000+i), tt.files, 0))
-			before := snapshotTree(t, w.src)
 			args, into := tt.args(t, w)
+			before := snapshotTree(t, w.src)
 			opts := runOptions{}
 			if tt.dir {
 				opts.dir = w.world
+			}
+			if tt.inSource {
+				opts.dir = w.src
 			}
 			syncLocal(t, w, opts, args...)
 			compareTrees(t, w.src, into)
