@@ -32,16 +32,22 @@ import (
 //
 //	go test -run TestLeaseLoad -v ./bench/
 //
-// Full size is 256 workers and 100,000 partitions; under -race or -short it is scaled down
-// to keep the test suite quick. KRSYNC_LOAD_PARTITIONS and KRSYNC_LOAD_WORKERS override.
+// Full size is 256 workers and 100,000 partitions (also `make bench`, through
+// BenchmarkLeaseLoad); under -race or -short it is scaled down to keep the test suite
+// quick. KRSYNC_LOAD_PARTITIONS and KRSYNC_LOAD_WORKERS override.
 func TestLeaseLoad(t *testing.T) {
 	partitions, workers := 100_000, 256
 	if raceEnabled() || testing.Short() {
-		partitions, workers = 5_000, 64
+		partitions, workers = 2_000, 64
 	}
-	partitions = envInt(t, "KRSYNC_LOAD_PARTITIONS", partitions)
-	workers = envInt(t, "KRSYNC_LOAD_WORKERS", workers)
-	runLeaseLoad(t, partitions, workers)
+	runLeaseLoad(t, envInt(t, "KRSYNC_LOAD_PARTITIONS", partitions), envInt(t, "KRSYNC_LOAD_WORKERS", workers))
+}
+
+// BenchmarkLeaseLoad runs the full-size load test once, whatever b.N.
+func BenchmarkLeaseLoad(b *testing.B) {
+	for range b.N {
+		runLeaseLoad(b, envInt(b, "KRSYNC_LOAD_PARTITIONS", 100_000), envInt(b, "KRSYNC_LOAD_WORKERS", 256))
+	}
 }
 
 // loadStats are the workers' counters.
@@ -57,7 +63,7 @@ func (s *loadStats) observe(d time.Duration) {
 	s.mu.Unlock()
 }
 
-func runLeaseLoad(t *testing.T, partitions, workers int) {
+func runLeaseLoad(t testing.TB, partitions, workers int) {
 	goroutinesBefore := runtime.NumGoroutine()
 	var memBefore runtime.MemStats
 	runtime.GC()
@@ -281,7 +287,7 @@ func raceEnabled() bool {
 	return false
 }
 
-func envInt(t *testing.T, name string, def int) int {
+func envInt(t testing.TB, name string, def int) int {
 	t.Helper()
 	v := os.Getenv(name)
 	if v == "" {
