@@ -44,8 +44,8 @@ func TestMatchesFpart(t *testing.T) {
 		{name: "exclude path", args: "-L -f 200 -x t/d00* -x */d01*", exact: true},
 		{name: "include", args: "-L -f 200 -y f0001* -Y S00*", exact: true},
 		{name: "include with dirs", args: "-L -f 200 -zzz -y *1*", exact: true},
-		{name: "dirs only", args: "-L -f 20 -E"},
-		{name: "leaf dirs", args: "-L -f 20 -D"},
+		{name: "dirs only", args: "-L -f 20 -E", exact: true},
+		{name: "leaf dirs", args: "-L -f 20 -D", exact: true},
 		{name: "trailing slash", args: "-L -f 20 -zz -e", exact: true},
 		{name: "files", args: "-f 100 -zz"},
 		{name: "size", args: "-s 1M"},
@@ -100,8 +100,23 @@ func TestMatchesFpart(t *testing.T) {
 			if n := countParts(want); len(parts) != n {
 				t.Errorf("%d partitions, fpart made %d", len(parts), n)
 			}
+			if !opts.Live {
+				// First fit in the same walk order: every entry in fpart's partition.
+				gotPart, wantPart := partOf(got), partOf(want)
+				if !reflect.DeepEqual(gotPart, wantPart) {
+					t.Errorf("entries are not in fpart's partitions")
+				}
+			}
 		})
 	}
+}
+
+func partOf(lines []fpartLine) map[string]int {
+	m := map[string]int{}
+	for _, l := range lines {
+		m[l.path] = l.part
+	}
+	return m
 }
 
 func firstDiff(a, b []fpartLine) any {
