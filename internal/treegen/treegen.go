@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -95,7 +97,7 @@ func Generate(root string, spec Spec) (Summary, error) {
 	if len(entries) > 0 {
 		return Summary{}, fmt.Errorf("treegen: %s is not empty", root)
 	}
-	g := &generator{root: root, spec: spec}
+	g := &generator{root: root, spec: spec, umaskClears644: umaskClears644()}
 	if err := g.plain(); err != nil {
 		return g.sum, fmt.Errorf("treegen: %w", err)
 	}
@@ -154,6 +156,24 @@ type generator struct {
 	spec Spec
 	sum  Summary
 	dirs []dirMeta
+	// umaskClears644 is true unless the process umask is known to keep 0644 as it is.
+	umaskClears644 bool
+}
+
+// umaskClears644 reads the umask from /proc/self/status (changing it to read it would
+// race with other goroutines creating files) and reports whether it clears bits of 0644.
+func umaskClears644() bool {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			return err != nil || mask&0o644 != 0
+		}
+	}
+	return true
 }
 
 // rng returns the random stream of one object, so files can be created in any order
@@ -291,10 +311,12 @@ func (g *generator) writeFile(rel string, size int64, stream uint64, r *rand.Ran
 	if err != nil {
 		return err
 	}
-	// The umask must not decide the mode: fchmod on the open file is cheap.
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("chmod %s: %w", path, err)
+	// The umask must not decide the mode; skip the fchmod when it cannot have.
+	if g.umaskClears644 {
+		if err := f.Chmod(0o644); err != nil {
+			f.Close()
+			return fmt.Errorf("chmod %s: %w", path, err)
+		}
 	}
 	if size > 0 {
 		buf := make([]byte, min(size, 1<<20))

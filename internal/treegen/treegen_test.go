@@ -93,6 +93,9 @@ func TestGeneratePlainShape(t *testing.T) {
 				}
 				files++
 				bytes += info.Size()
+				if info.Mode().Perm() != 0o644 {
+					t.Errorf("%s: mode %v, want 0644 whatever the umask", path, info.Mode())
+				}
 				big := strings.HasPrefix(info.Name(), "big")
 				max := tt.spec.MaxSize
 				if max == 0 {
