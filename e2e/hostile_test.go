@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/krsync/krsync/internal/treecmp"
 	"github.com/krsync/krsync/internal/treegen"
@@ -240,5 +241,79 @@ exec '%[3]s' "$@"
 	rsyncSeesNoChanges(t, w.src, w.dest)
 	if n := summaryInt(t, summaryOf(t, run), "partitions_failed"); n != 0 {
 		t.Errorf("%d partitions failed because files vanished", n)
+	}
+}
+
+// TestLocalOddShapes copies trees whose shape, not names, is the difficulty.
+func TestLocalOddShapes(t *testing.T) {
+	t.Parallel()
+	requireRsync(t)
+	tests := []struct {
+		name  string
+		build func(t *testing.T, src string)
+		args  []string
+	}{
+		{"empty source", func(t *testing.T, src string) {
+			mkdir(t, src)
+		}, nil},
+		{"directories only, nested and empty", func(t *testing.T, src string) {
+			for i := range 30 {
+				dir := filepath.Join(src, fmt.Sprintf("a%02d", i%5), fmt.Sprintf("b%02d", i), "c", "d")
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			setTreeTimes(t, src)
+		}, []string{"--fpart-opts=-f 7 -zz"}},
+		{"hard-link group larger than a partition", func(t *testing.T, src string) {
+			plainTree(t, src, 4005, 40)
+			orig := filepath.Join(src, "d00", "many-links")
+			writeFile(t, orig, "one inode, sixty names", 0o640)
+			for i := range 60 {
+				link := filepath.Join(src, fmt.Sprintf("d%02d", i%3), fmt.Sprintf("link-%02d", i))
+				if err := os.Link(orig, link); err != nil {
+					t.Fatal(err)
+				}
+			}
+			setTreeTimes(t, src)
+		}, []string{"--fpart-opts=-f 10 -zz", "--workers", "4"}},
+		{"one huge directory", func(t *testing.T, src string) {
+			if _, err := treegen.Generate(src, treegen.Spec{Seed: 4006, Files: 3000, Depth: 1, FanOut: 1, MaxSize: 100}); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"--fpart-opts=-f 100 -zz", "--workers", "4"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newLocalWorld(t)
+			tt.build(t, w.src)
+			before := snapshotTree(t, w.src)
+			syncLocal(t, w, runOptions{}, append([]string{"--source", w.src, "--dest", w.dest}, tt.args...)...)
+			compareTrees(t, w.src, w.dest)
+			rsyncSeesNoChanges(t, w.src, w.dest)
+			requireUnchanged(t, before, "the source")
+		})
+	}
+}
+
+// setTreeTimes gives every directory under root (root included) an old, distinct mtime,
+// deepest first, so that a copy that forgets directory times shows.
+func setTreeTimes(t *testing.T, root string) {
+	t.Helper()
+	var dirs []string
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		when := time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour)
+		if err := os.Chtimes(dirs[i], when, when); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
