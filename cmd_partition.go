@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/rs/zerolog"
 
@@ -65,6 +66,12 @@ func (c *PartitionCmd) Run(ctx context.Context, logger zerolog.Logger, streams S
 		case !info.IsDir():
 			return usagef("partition: %s: not a directory (give directories to partition)", dir)
 		}
+	}
+	if os.Getenv("GOGC") == "" {
+		// The walk allocates a little per entry and keeps little: with the default GOGC the
+		// collector runs every few MB and costs a third of the CPU; 400 halves that for
+		// ~15 MB more RSS. This command owns the process, so it may set this.
+		debug.SetGCPercent(400)
 	}
 	printer := fpart.NewPrinter(opts, dirs, streams.Stdout, streams.Stderr)
 	summary, err := fpart.WalkRoots(ctx, dirs, opts, fpart.Handler{

@@ -80,6 +80,9 @@ func (l *livePacker) add(unit []Entry, bytes int64) error {
 			return err
 		}
 	}
+	if l.cur == nil && l.maxFiles > 0 {
+		l.cur = make([]Entry, 0, min(l.maxFiles, 4096))
+	}
 	l.cur = append(l.cur, unit...)
 	l.bytes += bytes
 	if (l.maxFiles > 0 && int64(len(l.cur)) >= l.maxFiles) || (l.maxBytes > 0 && l.bytes >= l.maxBytes) {

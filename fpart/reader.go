@@ -181,6 +181,12 @@ func readDir(path string, isRoot, needDirStat bool) listing {
 		if n <= 0 {
 			break
 		}
+		if res.entries == nil {
+			// A record is at least 24 bytes; most names are short.
+			res.entries = make([]dirEntry, 0, n/32+1)
+			offsets = make([]int, 0, n/32+2)
+			arena = make([]byte, 0, n/2)
+		}
 		arena, offsets = parseDirents(fd, buf[:n], needDirStat, &res.entries, arena, offsets)
 	}
 	names := string(arena)
