@@ -221,12 +221,16 @@ func TestLocalSourceChangesDuringRun(t *testing.T) {
 	plainTree(t, w.src, 4004, 400)
 	once := filepath.Join(w.world, "changed-once")
 	wrapper := filepath.Join(w.world, "rsync-changing-source")
+	// The first rsync to start changes the source; the others wait until it has, so no
+	// rsync copies a file before it vanishes.
 	script := fmt.Sprintf(`#!/bin/sh
 if mkdir '%[1]s' 2>/dev/null; then
 	rm -f '%[2]s'/d01/f00000*
 	rm -rf '%[2]s/d02'
 	echo grown >> '%[2]s/d00/f0000005'
+	touch '%[1]s/done'
 fi
+while [ ! -e '%[1]s/done' ]; do sleep 0.05; done
 exec '%[3]s' "$@"
 `, once, w.src, rsync)
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
