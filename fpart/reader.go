@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -153,10 +154,7 @@ func readDir(path string, isRoot, needDirStat bool) listing {
 	if !isRoot {
 		flags |= unix.O_NOFOLLOW
 	}
-	fd, err := unix.Open(path, flags, 0)
-	for errors.Is(err, unix.EINTR) {
-		fd, err = unix.Open(path, flags, 0)
-	}
+	fd, err := openDir(path, flags)
 	if err != nil {
 		return listing{err: fmt.Errorf("open: %w", err)}
 	}
@@ -194,6 +192,45 @@ func readDir(path string, isRoot, needDirStat bool) listing {
 		res.entries[k].name = names[offsets[k]:offsets[k+1]]
 	}
 	return res
+}
+
+// openDir opens a directory; a path longer than PATH_MAX (which fts handles by changing
+// directory) is opened one component at a time with openat(2), without following symlinks
+// below the longest prefix the kernel accepts.
+func openDir(path string, flags int) (int, error) {
+	fd, err := openRetry(unix.AT_FDCWD, path, flags)
+	if !errors.Is(err, unix.ENAMETOOLONG) {
+		return fd, err
+	}
+	cut := strings.LastIndexByte(path[:min(len(path), unix.PathMax-1)], '/')
+	if cut <= 0 {
+		return -1, err
+	}
+	fd, err = openRetry(unix.AT_FDCWD, path[:cut], unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	for _, name := range strings.Split(path[cut+1:], "/") {
+		if name == "" {
+			continue
+		}
+		next, err := openRetry(fd, name, flags|unix.O_NOFOLLOW)
+		unix.Close(fd)
+		if err != nil {
+			return -1, err
+		}
+		fd = next
+	}
+	return fd, nil
+}
+
+func openRetry(dirfd int, path string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, path, flags, 0)
+		if !errors.Is(err, unix.EINTR) {
+			return fd, err
+		}
+	}
 }
 
 // direntBuffers recycles getdents buffers across directories.

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/krsync/krsync/fpart"
 )
 
@@ -442,5 +444,39 @@ func TestBadRoots(t *testing.T) {
 				t.Errorf("err %q is not one line", err)
 			}
 		})
+	}
+}
+
+// TestDeepPaths: paths longer than PATH_MAX (4096) are walked, as fts walks them.
+func TestDeepPaths(t *testing.T) {
+	root := t.TempDir()
+	component := strings.Repeat("d", 200)
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	mustDo(t, err)
+	rel := ""
+	for range 30 { // 30 * 201 bytes: about 6,000
+		mustDo(t, unix.Mkdirat(fd, component, 0o755))
+		next, err := unix.Openat(fd, component, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		mustDo(t, err)
+		unix.Close(fd)
+		fd = next
+		rel += component + "/"
+	}
+	file, err := unix.Openat(fd, "deep-file", unix.O_CREAT|unix.O_WRONLY, 0o644)
+	mustDo(t, err)
+	unix.Close(file)
+	unix.Close(fd)
+	var errs []string
+	var parts []fpart.Partition
+	sum, err := fpart.Walk(context.Background(), root, fpart.Options{Live: true, MaxFiles: 10}, fpart.Handler{
+		Partition: func(p fpart.Partition) error { parts = append(parts, p); return nil },
+		Error:     func(rel string, err error) { errs = append(errs, err.Error()) },
+	})
+	mustDo(t, err)
+	if len(errs) > 0 || sum.Errors != 0 {
+		t.Fatalf("errors: %q", errs)
+	}
+	if len(parts) != 1 || len(parts[0].Entries) != 1 || parts[0].Entries[0].Path != rel+"deep-file" {
+		t.Fatalf("partitions %+v, want the deep file", parts)
 	}
 }
