@@ -132,6 +132,12 @@ func Namespace(t testing.TB, cs kubernetes.Interface) string {
 	if err != nil {
 		t.Fatalf("create namespace %s: %v", name, err)
 	}
+	// Pods need the namespace's default ServiceAccount, which the controller manager makes
+	// a moment later; make it now so tests need not wait (it is the same object).
+	_, err = cs.CoreV1().ServiceAccounts(name).Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create the default ServiceAccount of %s: %v", name, err)
+	}
 	t.Cleanup(func() {
 		err := cs.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {

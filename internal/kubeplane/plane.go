@@ -71,9 +71,15 @@ func Start(dir string) (*Plane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control plane dir: %w", err)
 	}
-	var out bytes.Buffer
+	// A file, not a pipe: daemons the script leaves running may inherit its output, and a
+	// pipe would keep Wait waiting for them.
+	out, err := os.Create(filepath.Join(dir, "start.log"))
+	if err != nil {
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
+	defer out.Close()
 	cmd := exec.Command("bash", script, "start", dir)
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = out, out
 	// A process group of its own: the daemons the script starts in the background stay in it,
 	// so Stop can kill exactly them even if the script's stop misses one.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -83,7 +89,8 @@ func Start(dir string) (*Plane, error) {
 	p := &Plane{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), script: script, pgid: cmd.Process.Pid}
 	if err := cmd.Wait(); err != nil {
 		_ = p.Stop()
-		return nil, fmt.Errorf("control plane: %s start: %w: %s", script, err, lastLines(out.String(), 5))
+		log, _ := os.ReadFile(out.Name())
+		return nil, fmt.Errorf("control plane: %s start: %w: %s", script, err, lastLines(string(log), 5))
 	}
 	if err := p.waitReady(2 * time.Minute); err != nil {
 		_ = p.Stop()
