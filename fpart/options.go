@@ -58,22 +58,25 @@ func usageErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, args...))
 }
 
-// The fpart options krsync refuses, with the reason, so a user porting an fpsync
+// unsupported explains the fpart options krsync refuses, so a user porting an fpsync
 // command line learns what to change instead of getting a silently different result.
-var unsupported = map[byte]string{
-	'i': "reading a file list (-i) is not supported: give directories",
-	'a': "arbitrary values (-a) are not supported: give directories",
-	'l': "following symbolic links (-l) is not supported: symlinks are copied as links",
-	'Z': "dedicated partitions for unreadable directories (-Z) are not supported",
-	'd': "packing directories after a depth (-d) is not supported",
-	'w': "hooks (-w) are not supported",
-	'W': "hooks (-W) are not supported",
-	'S': "skipping big files (-S) is not supported",
-	'p': "preloading partitions (-p) is not supported",
-	'q': "overloading file sizes (-q) is not supported",
-	'r': "rounding file sizes (-r) is not supported",
-	'h': "help (-h): see krsync partition --help",
-	'V': "version (-V): see krsync version",
+func unsupported(letter byte) (string, bool) {
+	reason, ok := map[byte]string{
+		'i': "reading a file list (-i) is not supported: give directories",
+		'a': "arbitrary values (-a) are not supported: give directories",
+		'l': "following symbolic links (-l) is not supported: symlinks are copied as links",
+		'Z': "dedicated partitions for unreadable directories (-Z) are not supported",
+		'd': "packing directories after a depth (-d) is not supported",
+		'w': "hooks (-w) are not supported",
+		'W': "hooks (-W) are not supported",
+		'S': "skipping big files (-S) is not supported",
+		'p': "preloading partitions (-p) is not supported",
+		'q': "overloading file sizes (-q) is not supported",
+		'r': "rounding file sizes (-r) is not supported",
+		'h': "help (-h): see krsync partition -h",
+		'V': "version (-V): see krsync version",
+	}[letter]
+	return reason, ok
 }
 
 // takesValue lists fpart's options that take an argument (getopt's "x:").
@@ -169,7 +172,7 @@ func (o *Options) setFlag(letter byte) error {
 	case 'v':
 		// Verbosity: krsync always prints fpart's partition summary; nothing more to do.
 	default:
-		if reason, ok := unsupported[letter]; ok {
+		if reason, ok := unsupported(letter); ok {
 			return usageErr("%s", reason)
 		}
 		return usageErr("unknown option -%c", letter)
@@ -212,7 +215,7 @@ func (o *Options) setValue(letter byte, value string) error {
 	case 'o':
 		o.Output = value
 	default:
-		if reason, ok := unsupported[letter]; ok {
+		if reason, ok := unsupported(letter); ok {
 			return usageErr("%s", reason)
 		}
 		return usageErr("unknown option -%c", letter)

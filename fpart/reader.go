@@ -149,7 +149,7 @@ func (p *prefetcher) take(ctx context.Context, job *dirJob) (listing, error) {
 // below the root: directories are opened with O_NOFOLLOW, except the root itself, which
 // may be a symlink given on the command line (fts's FTS_COMFOLLOW). Directories are only
 // lstat'ed when needDirStat (-b needs their device numbers).
-func readDir(path string, isRoot, needDirStat bool) listing {
+func readDir(path string, isRoot, needDirStat bool, buffers *sync.Pool) listing {
 	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
 	if !isRoot {
 		flags |= unix.O_NOFOLLOW
@@ -160,8 +160,8 @@ func readDir(path string, isRoot, needDirStat bool) listing {
 	}
 	defer unix.Close(fd)
 	var res listing
-	bufp := direntBuffers.Get().(*[]byte)
-	defer direntBuffers.Put(bufp)
+	bufp := buffers.Get().(*[]byte)
+	defer buffers.Put(bufp)
 	buf := *bufp
 	// Names are gathered in one arena and become substrings of one string: one
 	// allocation per directory instead of one per name.
@@ -233,8 +233,10 @@ func openRetry(dirfd int, path string, flags int) (int, error) {
 	}
 }
 
-// direntBuffers recycles getdents buffers across directories.
-var direntBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// newDirentBuffers returns a pool of getdents buffers, recycled across directories.
+func newDirentBuffers() *sync.Pool {
+	return &sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+}
 
 // parseDirents appends the linux_dirent64 records of buf (skipping "." and "..") and
 // lstats them relative to fd, using the NUL-terminated names in buf without copying.

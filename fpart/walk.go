@@ -8,6 +8,7 @@ import (
 	"path"
 	"runtime"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -58,7 +59,7 @@ func WalkRoots(ctx context.Context, roots []string, opts Options, h Handler) (Su
 	if len(roots) == 0 {
 		return Summary{}, usageErr("no source directory given")
 	}
-	w := &walker{ctx: ctx, opts: opts, filter: newFilter(opts), h: h, links: map[inodeKey]*linkGroup{}}
+	w := &walker{ctx: ctx, opts: opts, filter: newFilter(opts), h: h, links: map[inodeKey]*linkGroup{}, buffers: newDirentBuffers()}
 	for _, root := range roots {
 		var st unix.Stat_t
 		if err := unix.Stat(root, &st); err != nil {
@@ -131,6 +132,7 @@ type walker struct {
 	h        Handler
 	pack     packer
 	prefetch *prefetcher
+	buffers  *sync.Pool // getdents buffers
 	links    map[inodeKey]*linkGroup
 	order    []*linkGroup // incomplete groups in the order first seen
 	roots    []rootInfo
@@ -159,7 +161,7 @@ func joinRel(dir, name string) string {
 // that their reads can start at once.
 func (w *walker) readJob(job *dirJob) listing {
 	root := job.root
-	res := readDir(job.path, job.rel == ".", w.opts.OneFileSystem)
+	res := readDir(job.path, job.rel == ".", w.opts.OneFileSystem, w.buffers)
 	if w.opts.DirsOnly || w.opts.LeafDirs {
 		// fpart sorts directories first in these modes (fts_dirsfirst), so a directory's
 		// size and leaf status are known when its files are seen.
