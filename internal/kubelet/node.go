@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"time"
@@ -11,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 )
 
@@ -87,8 +89,12 @@ func (k *Kubelet) heartbeat(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node %s: %w", name, err)
 	}
-	node.Status = k.nodeStatus(node.Status)
-	if _, err := k.cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+	// A patch, not an update: the node controllers write the same object concurrently.
+	body, err := json.Marshal(map[string]any{"status": k.nodeStatus(node.Status)})
+	if err != nil {
+		return fmt.Errorf("node %s: encode status: %w", name, err)
+	}
+	if _, err := k.cs.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, body, metav1.PatchOptions{}, "status"); err != nil {
 		return fmt.Errorf("node %s: update status: %w", name, err)
 	}
 	return nil

@@ -120,7 +120,11 @@ func (r *podRunner) runPod(ctx context.Context) error {
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return err
 	}
-	vols, err := r.prepareVolumes(ctx)
+	var vols map[string]volume
+	err := r.retryMissing(ctx, func() (err error) {
+		vols, err = r.prepareVolumes(ctx)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -296,7 +300,11 @@ func (r *podRunner) startContainer(ctx context.Context, c *corev1.Container) (*e
 	if err := r.addServices(ctx, rw); err != nil {
 		return nil, "", "", err
 	}
-	vars, err := r.containerEnv(ctx, c)
+	var vars []envVar
+	err := r.retryMissing(ctx, func() (err error) {
+		vars, err = r.containerEnv(ctx, c)
+		return err
+	})
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -346,6 +354,28 @@ func (r *podRunner) startContainer(ctx context.Context, c *corev1.Container) (*e
 	return cmd, logPath, termLog, nil
 }
 
+// missingRetry is how long a Pod waits for a Secret, ConfigMap or claim it names to appear,
+// as a kubelet keeps retrying a mount (the root CA ConfigMap of a new namespace comes late).
+const missingRetry = time.Minute
+
+// retryMissing runs f until it stops failing with NotFound, the Pod is deleted, or missingRetry passes.
+func (r *podRunner) retryMissing(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(missingRetry)
+	for {
+		err := f()
+		if err == nil || !apierrors.IsNotFound(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-r.termCh:
+			return err
+		case <-time.After(250 * time.Millisecond): // polling for the object to appear
+		}
+	}
+}
+
 // commandLine turns command and args into a process: the image's ENTRYPOINT is krsync.
 func (k *Kubelet) commandLine(c *corev1.Container) (string, []string) {
 	args := append([]string(nil), c.Args...)
@@ -364,18 +394,16 @@ func (k *Kubelet) commandLine(c *corev1.Container) (string, []string) {
 func (r *podRunner) allocatePorts(ctx context.Context) (map[int32]int, error) {
 	ports := map[int32]int{}
 	var svcs []corev1.Service
+	listed := false
 	for _, c := range r.pod.Spec.Containers {
-		if len(c.Ports) == 0 {
-			continue
-		}
-		if svcs == nil {
-			list, err := r.k.cs.CoreV1().Services(r.pod.Namespace).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return nil, fmt.Errorf("list services: %w", err)
-			}
-			svcs = append(list.Items, corev1.Service{})
-		}
 		for _, cp := range c.Ports {
+			if !listed {
+				list, err := r.k.cs.CoreV1().Services(r.pod.Namespace).List(ctx, metav1.ListOptions{})
+				if err != nil {
+					return nil, fmt.Errorf("list services: %w", err)
+				}
+				svcs, listed = list.Items, true
+			}
 			hp, err := r.portFor(svcs, cp)
 			if err != nil {
 				return nil, err
