@@ -414,7 +414,8 @@ func showProgress(coord *coordinator.Coordinator, w io.Writer, stop <-chan struc
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionShowElapsedTimeOnFinish(),
 		progressbar.OptionSetRenderBlankState(true),
-		progressbar.OptionFullWidth(),
+		progressbar.OptionUseIECUnits(true),
+		progressbar.OptionShowCount(),
 		progressbar.OptionClearOnFinish(),
 	)
 	tick := time.NewTicker(200 * time.Millisecond)
