@@ -43,6 +43,9 @@ func (s partState) String() string {
 // maxFailedPaths bounds the failed paths kept per partition for the status answer.
 const maxFailedPaths = 100
 
+// maxListedFailures bounds the failed partitions listed in a status (the count is exact).
+const maxListedFailures = 1000
+
 // maxKnownWorkers bounds the worker names remembered for the end-of-run "done" answers, so
 // that a client inventing names cannot grow memory without bound.
 const maxKnownWorkers = 1 << 16
@@ -474,8 +477,8 @@ func (q *queue) status() leaseapi.Status {
 	defer q.mu.Unlock()
 	s := q.stats
 	s.Partitions = q.counts
-	s.Failed = make([]leaseapi.FailedPartition, 0, len(q.failed))
-	for _, id := range q.failed {
+	s.Failed = make([]leaseapi.FailedPartition, 0, min(len(q.failed), maxListedFailures))
+	for _, id := range q.failed[:min(len(q.failed), maxListedFailures)] {
 		p := q.parts[id]
 		s.Failed = append(s.Failed, leaseapi.FailedPartition{
 			Partition: p.id, Attempts: p.attempts, Error: p.lastErr, FailedPaths: slices.Clone(p.failedPaths),
