@@ -122,8 +122,13 @@ func (c LocalCmd) check() (localPaths, error) {
 	case c.Dest == "":
 		return p, usagef("--dest is empty: name the directory to copy into")
 	}
-	if c.Workers < 1 {
+	switch {
+	case c.Workers < 1:
 		return p, usagef("--workers %d: need at least 1", c.Workers)
+	case c.LeaseTTL <= 0:
+		return p, usagef("--lease-ttl %s: must be positive", c.LeaseTTL)
+	case c.MaxAttempts < 1:
+		return p, usagef("--max-attempts %d: need at least 1", c.MaxAttempts)
 	}
 	if p.fpart, err = fpart.ParseOptionString(c.FpartOpts); err != nil {
 		return p, usagef("--fpart-opts: %v", err)
