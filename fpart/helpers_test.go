@@ -88,10 +88,11 @@ func makeTree(t *testing.T, root string, spec treeSpec) {
 	}
 	// Creating files is the slow part on a busy machine: a few goroutines share it.
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for w := range 4 {
+	const creators = 8
+	errs := make(chan error, creators)
+	for w := range creators {
 		wg.Go(func() {
-			for i := w; i < len(plain); i += 4 {
+			for i := w; i < len(plain); i += creators {
 				if err := create(plain[i].rel, plain[i].size); err != nil {
 					errs <- err
 					return

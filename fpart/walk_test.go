@@ -206,6 +206,7 @@ func TestHundredThousand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the 100,000-file tree")
 	}
+	t.Parallel() // creating the files is most of it: overlap it with the other tests
 	root := t.TempDir()
 	makeTree(t, root, treeSpec{seed: 100, files: 100_000, dirs: 1000, maxSize: 20_000, zeroShare: 0.1,
 		links: 500, symlinks: 100, emptyDirs: 50, excluded: true})
