@@ -42,11 +42,14 @@ func FpartWalk(root string, opts fpart.Options) WalkFunc {
 	}
 }
 
-// defaultIdentity names a run by its absolute source and partitioner options.
+// defaultIdentity names a run by its absolute source and the partitioner options that
+// decide what the partitions hold (not the read-ahead, not fpart's output format), so a
+// coordinator rescheduled on another node with other defaults still resumes.
 func defaultIdentity(source string, opts fpart.Options) string {
 	abs, err := filepath.Abs(source)
 	if err != nil {
 		abs = source
 	}
+	opts.Readers, opts.NulTerminated, opts.TrailingSlash, opts.Output = 0, false, false, ""
 	return fmt.Sprintf("source=%q fpart=%+v", abs, opts)
 }
