@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -220,9 +221,20 @@ func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status
 		ln.Close()
 		return c.q.status(), err
 	}
+	finishedClean := false
 	defer func() {
 		if err := j.close(); err != nil {
 			c.log.Error().Err(err).Msg("closing the journal")
+			return
+		}
+		// A run that ended with every partition done leaves no journal behind: started
+		// again on the same state dir, the coordinator syncs afresh instead of resuming a
+		// finished run and doing nothing. (A run with failed partitions keeps it: the
+		// next run retries just those.)
+		if finishedClean && c.cfg.StateDir != "" {
+			if err := os.Remove(j.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				c.log.Warn().Err(err).Msg("removing the journal of the finished run")
+			}
 		}
 	}()
 	st, err := j.load()
@@ -289,6 +301,7 @@ func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status
 	if len(status.Failed) > 0 {
 		return status, failedError(status.Failed)
 	}
+	finishedClean = true
 	c.log.Info().Int64("partitions", status.Partitions.Done).Int64("files_transferred", status.FilesTransferred).
 		Int64("bytes_transferred", status.BytesTransferred).Msg("all partitions done")
 	return status, nil
@@ -305,7 +318,7 @@ func (c *Coordinator) wait(ctx context.Context, walkErr, dirsErr, serveErr <-cha
 			t := time.NewTimer(c.cfg.Linger)
 			defer t.Stop()
 			linger = t.C
-			c.log.Info().Dur("linger", c.cfg.Linger).Msg("all partitions settled; telling the workers")
+			c.log.Info().Str("linger", c.cfg.Linger.String()).Msg("all partitions settled; telling the workers")
 		case <-linger:
 			return nil
 		case <-c.q.allTold: // closed only after finished

@@ -98,6 +98,14 @@ func TestResumeAfterWalkDone(t *testing.T) {
 	if st.Partitions.Done != 3 || st.Partitions.Failed != 0 || st.FilesTransferred != 2 {
 		t.Fatalf("status = %+v", st)
 	}
+	// Finished with everything done, the run leaves no journal: the next run syncs afresh.
+	if _, err := os.Stat(filepath.Join(stateDir, JournalFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("journal after a clean finish: %v; want it removed", err)
+	}
+	r3 := start(t, Config{Source: source, StateDir: stateDir, Walk: staticWalk([][]string{{"ok"}, {"full"}}, []string{"."})})
+	if got := drain(t, r3.client, "w"); len(got) != 3 {
+		t.Fatalf("a run after a finished one leased %d partitions; want all 3 again", len(got))
+	}
 }
 
 func TestSecondCoordinatorOnAStateDirIsRefused(t *testing.T) {
