@@ -78,11 +78,11 @@ func TestLeaseExpiresAndIsReissued(t *testing.T) {
 	if err := r.client.Complete(ctx, first.Partition, first.Token, leaseapi.TransferStats{FilesTransferred: 1}); !errors.Is(err, leaseapi.ErrStaleLease) {
 		t.Fatalf("complete with the expired token: %v, want ErrStaleLease", err)
 	}
-	if ttl, err := r.client.Renew(ctx, second.Partition, second.Token); err != nil || ttl != 100*time.Millisecond {
+	// The second worker may itself be slower than the tiny TTL on a busy machine, so its
+	// lease may be stale too; what matters is that exactly one completion counts.
+	if ttl, err := r.client.Renew(ctx, second.Partition, second.Token); (err != nil || ttl != 100*time.Millisecond) && !errors.Is(err, leaseapi.ErrStaleLease) {
 		t.Fatalf("renew = %v, %v", ttl, err)
 	}
-	// The second worker may itself be slower than the tiny TTL on a busy machine; what
-	// matters is that exactly one completion counts.
 	err := r.client.Complete(ctx, second.Partition, second.Token, leaseapi.TransferStats{FilesTransferred: 1})
 	if err != nil && !errors.Is(err, leaseapi.ErrStaleLease) {
 		t.Fatal(err)
