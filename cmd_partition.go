@@ -56,6 +56,9 @@ func (c *PartitionCmd) Run(ctx context.Context, logger zerolog.Logger, streams S
 	if len(dirs) == 0 {
 		return usagef("partition: give at least one directory to partition")
 	}
+	for i := range dirs {
+		dirs[i] = fpart.CleanRoot(dirs[i])
+	}
 	for _, dir := range dirs {
 		info, err := os.Stat(dir)
 		switch {

@@ -61,6 +61,7 @@ func WalkRoots(ctx context.Context, roots []string, opts Options, h Handler) (Su
 	}
 	w := &walker{ctx: ctx, opts: opts, filter: newFilter(opts), h: h, links: map[inodeKey]*linkGroup{}, buffers: newDirentBuffers()}
 	for _, root := range roots {
+		root = CleanRoot(root)
 		var st unix.Stat_t
 		if err := unix.Stat(root, &st); err != nil {
 			return Summary{}, fmt.Errorf("source: %w", &os.PathError{Op: "stat", Path: root, Err: err})
@@ -137,6 +138,15 @@ type walker struct {
 	order    []*linkGroup // incomplete groups in the order first seen
 	roots    []rootInfo
 	summary  Summary
+}
+
+// CleanRoot leaves at most one trailing '/' on root, as fpart does with its arguments
+// (cleanslash_path); WalkRoots and FullPath use roots cleaned this way.
+func CleanRoot(root string) string {
+	for len(root) > 1 && strings.HasSuffix(root, "//") {
+		root = root[:len(root)-1]
+	}
+	return root
 }
 
 // FullPath is the path as fpart prints it: the root as given, then the relative path.
