@@ -540,9 +540,21 @@ func (r *podRunner) patchStatus(ctx context.Context) {
 		r.log.Error().Err(err).Msg("encode status")
 		return
 	}
-	_, err = r.k.cs.CoreV1().Pods(r.pod.Namespace).Patch(ctx, r.pod.Name, types.StrategicMergePatchType, body, metav1.PatchOptions{}, "status")
-	if err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil {
-		r.log.Warn().Err(err).Msg("patch pod status")
+	// A lost terminal status would hang the Job: retry what may pass on a second try.
+	for attempt := 1; ; attempt++ {
+		_, err = r.k.cs.CoreV1().Pods(r.pod.Namespace).Patch(ctx, r.pod.Name, types.StrategicMergePatchType, body, metav1.PatchOptions{}, "status")
+		if err == nil || apierrors.IsNotFound(err) || ctx.Err() != nil {
+			return
+		}
+		if apierrors.IsInvalid(err) || attempt == 5 {
+			r.log.Error().Err(err).Msg("patch pod status")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
 	}
 }
 
@@ -555,7 +567,6 @@ func (r *podRunner) status() corev1.PodStatus {
 		Phase: r.phase, Reason: r.reason, Message: r.message,
 		HostIP: "127.0.0.1", HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}},
 		PodIP: "127.0.0.1", PodIPs: ips, StartTime: &r.startTime,
-		QOSClass: corev1.PodQOSBestEffort,
 	}
 	allReady := len(r.statuses) == len(r.pod.Spec.Containers)
 	for _, c := range r.pod.Spec.Containers {
