@@ -39,7 +39,7 @@ func startFaultRun(t *testing.T, seed uint64, ttl time.Duration) *faultRun {
 	bin := buildKrsync(t)
 	requireRsync(t)
 	r := &faultRun{bin: bin, src: filepath.Join(t.TempDir(), "src"), dest: filepath.Join(t.TempDir(), "dest")}
-	newHostileTree(t, r.src, hostileSpec(seed, 1200, 0))
+	newHostileTree(t, r.src, hostileSpec(seed, 600, 0))
 	if err := os.Mkdir(r.dest, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func startFaultRun(t *testing.T, seed uint64, ttl time.Duration) *faultRun {
 	addr := freeLoopbackAddr(t)
 	r.url = "http://" + addr
 	r.coordinator = startProcess(t, "coordinator", bin, "--log-format=json", "--log-level=debug", "coordinator",
-		"--source", r.src, "--listen", addr, "--fpart-opts=-f 60 -zz",
+		"--source", r.src, "--listen", addr, "--fpart-opts=-f 30 -zz",
 		"--lease-ttl", ttl.String(), "--token-file", r.tokenFile, "--linger=5s",
 		"--state-dir", filepath.Join(t.TempDir(), "state"))
 	client, err := leaseapi.NewClient(r.url, leaseapi.ClientOptions{
@@ -225,9 +225,9 @@ func TestFaultLocalInterruptedRunResumes(t *testing.T) {
 			bin := buildKrsync(t)
 			rsync := requireRsync(t)
 			w := newLocalWorld(t)
-			newHostileTree(t, w.src, hostileSpec(uint64(3200+i), 800, 0))
+			newHostileTree(t, w.src, hostileSpec(uint64(3200+i), 500, 0))
 			args := []string{"--log-format=json", "local", "--source", w.src, "--dest", w.dest,
-				"--workers", "2", "--fpart-opts=-f 40 -zz"}
+				"--workers", "2", "--fpart-opts=-f 30 -zz"}
 			stateDir := ""
 			if tt.stateDir {
 				stateDir = filepath.Join(t.TempDir(), "state")
