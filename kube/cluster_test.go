@@ -2,7 +2,6 @@ package kube_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -129,21 +128,37 @@ func orDefault[T any](v, def []T) []T {
 	return v
 }
 
-// claim creates a PersistentVolumeClaim; no volume binds it, the driver only reads its modes.
+// claim creates a PersistentVolumeClaim bound to a hostPath PersistentVolume of its own, so
+// that the scheduler can place Pods that use it.
 func (e *testEnv) claim(name string, modes []corev1.PersistentVolumeAccessMode) {
 	e.t.Helper()
+	ctx := context.Background()
+	size := resource.MustParse("1Gi")
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: e.ns + "-" + name},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: size},
+			AccessModes:                   modes,
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: e.t.TempDir()}},
+			ClaimRef:                      &corev1.ObjectReference{Namespace: e.ns, Name: name},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+		},
+	}
+	if _, err := e.cs.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = e.cs.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}) })
 	empty := ""
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      modes,
 			StorageClassName: &empty,
-			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
-				corev1.ResourceStorage: resource.MustParse("1Gi"),
-			}},
+			VolumeName:       pv.Name,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
 		},
 	}
-	if _, err := e.cs.CoreV1().PersistentVolumeClaims(e.ns).Create(context.Background(), pvc, metav1.CreateOptions{}); err != nil {
+	if _, err := e.cs.CoreV1().PersistentVolumeClaims(e.ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -159,23 +174,26 @@ func testLogger(t *testing.T) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 }
 
-// runDriver runs a driver on cs until the test ends; the channel gives Run's result.
-func (e *testEnv) runDriver(cs kubernetes.Interface, opts kube.Options, c kube.Coordinator) (*kube.Driver, <-chan error) {
+// runDriver runs a driver on cs until the test ends. The channel is closed when Run has
+// returned; *result then holds its error.
+func (e *testEnv) runDriver(cs kubernetes.Interface, opts kube.Options, c kube.Coordinator) (*kube.Driver, <-chan struct{}, *error) {
 	e.t.Helper()
 	d, err := kube.NewDriver(context.Background(), cs, "default", opts, testLogger(e.t))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, c) }()
+	done := make(chan struct{})
+	var result error
+	go func() {
+		defer close(done)
+		result = d.Run(ctx, c)
+	}()
 	e.t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			e.t.Logf("driver: %v", err)
-		}
+		<-done
 	})
-	return d, done
+	return d, done, &result
 }
 
 // job waits for the worker Job to exist and returns it.

@@ -2,12 +2,12 @@ package kube
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -112,16 +112,13 @@ func (d *Driver) Run(ctx context.Context, c Coordinator) error {
 	d.job = job
 	d.log.Info().Str("job", job.Name).Int32("parallelism", parallelism(job)).Int("max_parallelism", d.opts.Parallelism).Msg("worker Job ready")
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make(chan error, 2)
-	go func() { errs <- d.watchPods(ctx, c) }()
-	go func() { errs <- d.watchJob(ctx) }()
-	scaleErr := d.scale(ctx, c)
-	cancel()
-	err = errors.Join(scaleErr, <-errs, <-errs)
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		return nil
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.watchPods(gctx, c) })
+	g.Go(func() error { return d.watchJob(gctx) })
+	g.Go(func() error { return d.scale(gctx, c) })
+	err = g.Wait()
+	if ctx.Err() != nil {
+		return nil // ended by the caller: the coordinator is done
 	}
 	return err
 }

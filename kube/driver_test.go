@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/krsync/krsync/internal/kubeplane"
 	"github.com/krsync/krsync/kube"
@@ -66,7 +67,7 @@ func TestDeletingCoordinatorPodDeletesWorkerJob(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	fc := &fakeCoordinator{}
 	fc.setWork(2, 0)
-	_, done := e.runDriver(e.cs, e.options(2), fc)
+	_, done, result := e.runDriver(e.cs, e.options(2), fc)
 	job := e.job()
 	if err := e.cs.CoreV1().Pods(e.ns).Delete(context.Background(), e.self.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -76,8 +77,8 @@ func TestDeletingCoordinatorPodDeletesWorkerJob(t *testing.T) {
 		return apierrors.IsNotFound(err) || (err == nil && j.UID != job.UID)
 	})
 	// A coordinator whose Job vanished while work remains says so instead of waiting forever.
-	err := <-done
-	if err == nil || !strings.Contains(err.Error(), "deleted") {
+	<-done
+	if err := *result; err == nil || !strings.Contains(err.Error(), "deleted") {
 		t.Errorf("driver: %v, want an error saying the worker Job was deleted", err)
 	}
 }
@@ -168,18 +169,17 @@ func TestGoneWorkerPodsReleaseTheirLeases(t *testing.T) {
 			return e.cs.CoreV1().Pods(e.ns).Delete(ctx, p.Name, metav1.DeleteOptions{})
 		}},
 		{"failed", func(p *corev1.Pod) error {
-			p.Status.Phase = corev1.PodFailed
-			p.Status.Reason = "Error"
-			_, err := e.cs.CoreV1().Pods(e.ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-			return err
+			return e.updatePodStatus(p.Name, func(s *corev1.PodStatus) {
+				s.Phase, s.Reason = corev1.PodFailed, "Error"
+			})
 		}},
 		{"evicted", func(p *corev1.Pod) error {
-			p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{
-				Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "EvictionByEvictionAPI",
-				LastTransitionTime: metav1.Now(),
+			return e.updatePodStatus(p.Name, func(s *corev1.PodStatus) {
+				s.Conditions = append(s.Conditions, corev1.PodCondition{
+					Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "EvictionByEvictionAPI",
+					LastTransitionTime: metav1.Now(),
+				})
 			})
-			_, err := e.cs.CoreV1().Pods(e.ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-			return err
 		}},
 	}
 	for i, tc := range tests {
@@ -216,7 +216,7 @@ func TestFinishRecordsOutcomeAsEvents(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{})
 			fc := &fakeCoordinator{}
-			d, _ := e.runDriver(e.cs, e.options(2), fc)
+			d, _, _ := e.runDriver(e.cs, e.options(2), fc)
 			e.job()
 			e.eventually("the driver knows its Job", func() bool { return d.WorkerJob().UID != "" })
 			d.Finish(context.Background(), tc.status, tc.err)
@@ -230,13 +230,14 @@ func TestFinishRecordsOutcomeAsEvents(t *testing.T) {
 func TestDriverFailsWhenWorkerJobIsDeleted(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	fc := &fakeCoordinator{}
-	_, done := e.runDriver(e.cs, e.options(1), fc)
+	_, done, result := e.runDriver(e.cs, e.options(1), fc)
 	e.job()
 	bg := metav1.DeletePropagationBackground
 	if err := e.cs.BatchV1().Jobs(e.ns).Delete(context.Background(), kube.WorkerJobName, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; err == nil || !strings.Contains(err.Error(), "deleted") {
+	<-done
+	if err := *result; err == nil || !strings.Contains(err.Error(), "deleted") {
 		t.Errorf("driver: %v, want an error saying the worker Job was deleted", err)
 	}
 }
@@ -279,3 +280,17 @@ func (e *testEnv) hasEvent(reason string) bool {
 	return false
 }
 
+
+// updatePodStatus changes a Pod's status as a kubelet would, retrying on conflicts with the
+// Job controller, which updates the same Pods.
+func (e *testEnv) updatePodStatus(name string, change func(*corev1.PodStatus)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		change(&p.Status)
+		_, err = e.cs.CoreV1().Pods(e.ns).UpdateStatus(context.Background(), p, metav1.UpdateOptions{})
+		return err
+	})
+}

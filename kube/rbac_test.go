@@ -76,7 +76,7 @@ func TestManifestRBACIsSufficient(t *testing.T) {
 	sa := e.applyRBAC(nil)
 	fc := &fakeCoordinator{}
 	fc.setWork(1, 0)
-	d, done := e.runDriver(sa, e.options(2), fc)
+	d, done, result := e.runDriver(sa, e.options(2), fc)
 	e.job()
 	fc.setWork(2, 0)
 	e.eventually("2 worker Pods", func() bool { return len(e.workerPods()) == 2 })
@@ -87,8 +87,8 @@ func TestManifestRBACIsSufficient(t *testing.T) {
 	e.eventually(pod+" released", func() bool { return fc.wasReleased(pod) })
 	e.eventually("a Scaled Event", func() bool { return e.hasEvent("Scaled") })
 	select {
-	case err := <-done:
-		t.Fatalf("driver stopped as the ServiceAccount: %v", err)
+	case <-done:
+		t.Fatalf("driver stopped as the ServiceAccount: %v", *result)
 	default:
 	}
 	if err := d.StopWorkers(context.Background()); err != nil {
