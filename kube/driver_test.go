@@ -280,7 +280,6 @@ func (e *testEnv) hasEvent(reason string) bool {
 	return false
 }
 
-
 // updatePodStatus changes a Pod's status as a kubelet would, retrying on conflicts with the
 // Job controller, which updates the same Pods.
 func (e *testEnv) updatePodStatus(name string, change func(*corev1.PodStatus)) error {
