@@ -24,8 +24,11 @@ type fakeCoordinator struct {
 	completes map[int64]leaseapi.TransferStats
 	fails     map[int64]leaseapi.FailRequest
 	releases  map[string]int
-	// staleOnRenew answers every renewal with 409, as when the lease expired meanwhile.
-	staleOnRenew bool
+	// renewStatus, when set, answers every renewal with that HTTP status: 409 when the lease
+	// expired meanwhile, 404 when a restarted coordinator no longer knows it.
+	renewStatus int
+	// completeStatus, when set, answers every completion with that HTTP status.
+	completeStatus int
 	// noRelease answers the release route with 404, like a coordinator without it.
 	noRelease bool
 	// held is the lease handed out last and not yet settled, for release.
@@ -88,8 +91,8 @@ func (f *fakeCoordinator) renew(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.renews[id]++
-	if f.staleOnRenew {
-		writeJSON(w, http.StatusConflict, leaseapi.ErrorResponse{Error: "lease expired"})
+	if f.renewStatus != 0 {
+		writeJSON(w, f.renewStatus, leaseapi.ErrorResponse{Error: "lease no longer held"})
 		return
 	}
 	writeJSON(w, http.StatusOK, leaseapi.RenewResponse{TTLMS: 150})
@@ -119,6 +122,10 @@ func (f *fakeCoordinator) complete(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.completeStatus != 0 {
+		writeJSON(w, f.completeStatus, leaseapi.ErrorResponse{Error: "lease no longer held"})
+		return
+	}
 	f.completes[id] = req.Stats
 	f.held = nil
 	w.WriteHeader(http.StatusNoContent)

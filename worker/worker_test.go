@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -218,24 +219,48 @@ func TestRunRenewsLeaseWhileRsyncRuns(t *testing.T) {
 	}
 }
 
-func TestRunStopsRsyncWhenLeaseGoesStale(t *testing.T) {
+func TestRunStopsRsyncWhenLeaseIsLost(t *testing.T) {
 	rsync := findRsync(t)
-	src := sourceTree(t)
-	gated := newGatedRsync(t, rsync) // never opened: only the stale lease can end this rsync
-	fake, srv := newFakeCoordinator(t, fileLease(1, "a"))
-	fake.staleOnRenew = true
-	cfg := baseConfig(t, srv.URL, src)
-	cfg.RsyncBinary = gated.binary
+	tests := []struct {
+		name   string
+		status int
+	}{
+		{"lease expired (409)", http.StatusConflict},
+		{"coordinator restarted and forgot it (404)", http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gated := newGatedRsync(t, rsync) // never opened: only losing the lease ends this rsync
+			fake, srv := newFakeCoordinator(t, fileLease(1, "a"))
+			fake.renewStatus = tt.status
+			cfg := baseConfig(t, srv.URL, sourceTree(t))
+			cfg.RsyncBinary = gated.binary
 
+			if err := startWorker(t, t.Context(), cfg)(); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			leased, renews, completes, fails := fake.snapshot()
+			if leased != 1 || renews[1] == 0 || len(completes) != 0 || len(fails) != 0 {
+				t.Errorf("leased %d, renews %v, completes %v, fails %v: want one lease, a renewal, no report", leased, renews, completes, fails)
+			}
+			if _, err := os.Stat(filepath.Join(cfg.Dest, "a")); err == nil {
+				t.Error("the lost partition was copied anyway")
+			}
+		})
+	}
+}
+
+func TestRunGoesOnWhenCompletionIsRefused(t *testing.T) {
+	rsync := findRsync(t)
+	fake, srv := newFakeCoordinator(t, fileLease(1, "a"), fileLease(2, "d"))
+	fake.completeStatus = http.StatusConflict // someone else holds the partitions now
+	cfg := baseConfig(t, srv.URL, sourceTree(t))
+	cfg.RsyncBinary = rsync
 	if err := startWorker(t, t.Context(), cfg)(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	leased, renews, completes, fails := fake.snapshot()
-	if leased != 1 || renews[1] == 0 || len(completes) != 0 || len(fails) != 0 {
-		t.Errorf("leased %d, renews %v, completes %v, fails %v: want one lease, a renewal, no report", leased, renews, completes, fails)
-	}
-	if _, err := os.Stat(filepath.Join(cfg.Dest, "a")); err == nil {
-		t.Error("the stale partition was copied anyway")
+	if leased, _, _, fails := fake.snapshot(); leased != 2 || len(fails) != 0 {
+		t.Errorf("leased %d, fails %v: a refused completion is not a failure and the worker goes on", leased, fails)
 	}
 }
 
