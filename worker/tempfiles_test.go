@@ -53,7 +53,10 @@ func TestRemoveTempFilesKeepsData(t *testing.T) {
 		write(dest, rel)
 	}
 	list := leaseapi.JoinList([]string{"d", "d/a", "d/.a.Keep01", "b"})
-	if n := removeTempFiles(src, dest, list); n != 2 {
+	if n := removeTempFiles(src, dest, list, 1); n != 0 {
+		t.Errorf("removed %d files from directories larger than the limit", n)
+	}
+	if n := removeTempFiles(src, dest, list, 0); n != 2 {
 		t.Errorf("removed %d files, want 2", n)
 	}
 	for rel, want := range map[string]bool{"d/.a.Xy12Zq": false, ".b.000000": false, "d/.a.Keep01": true, "d/.c.Xy12Zq": true} {

@@ -186,10 +186,10 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 		// Even when a stop was asked meanwhile, the copy is done: report it, not hand it back.
 		// An earlier attempt, maybe by a process killed before a restart of the whole run
 		// (so this attempt may be numbered 1), can have left temporary files: tidy always.
-		w.tidy(l, log)
+		w.tidy(l, bigDirSize, log)
 		return w.complete(ctx, l, res, log)
 	case ctx.Err() != nil:
-		w.tidy(l, log)
+		w.tidy(l, 0, log)
 		w.handBack(ctx, l, log)
 		return w.stopped(ctx)
 	case errors.Is(cause, leaseapi.ErrStaleLease), errors.Is(cause, leaseapi.ErrUnknownPartition):
@@ -198,18 +198,18 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 		log.Warn().Err(cause).Msg("lease lost while rsync ran; rsync stopped, moving on")
 		return nil
 	default:
-		w.tidy(l, log)
+		w.tidy(l, 0, log)
 		return w.fail(ctx, l, runErr, log)
 	}
 }
 
 // tidy removes the temporary files a stopped rsync may have left beside the partition's
 // entries (see tempfiles.go), before the partition is handed to anyone else.
-func (w *worker) tidy(l leaseapi.Lease, log zerolog.Logger) {
+func (w *worker) tidy(l leaseapi.Lease, maxDirSize int64, log zerolog.Logger) {
 	if l.Kind != leaseapi.KindFiles {
 		return
 	}
-	if n := removeTempFiles(w.cfg.Source, w.cfg.Dest, l.List); n > 0 {
+	if n := removeTempFiles(w.cfg.Source, w.cfg.Dest, l.List, maxDirSize); n > 0 {
 		log.Info().Int("removed", n).Msg("removed temporary files of an interrupted rsync")
 	}
 }
