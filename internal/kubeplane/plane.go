@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -60,6 +62,19 @@ func Script() (string, error) {
 // Start runs `control-plane.sh start dir` and returns the running plane. dir must exist or be
 // creatable; the first start may build the binaries (about 10 minutes, cached afterwards).
 func Start(dir string) (*Plane, error) {
+	p, err := startOnce(dir)
+	if errors.Is(err, errDaemonExited) {
+		// A loaded machine can make kube-controller-manager give up while the API server
+		// warms up; one more start usually settles it.
+		p, err = startOnce(dir)
+	}
+	return p, err
+}
+
+// errDaemonExited marks a control plane whose controller manager or scheduler died at start.
+var errDaemonExited = errors.New("control plane daemon exited")
+
+func startOnce(dir string) (*Plane, error) {
 	script, err := Script()
 	if err != nil {
 		return nil, err
@@ -99,6 +114,27 @@ func Start(dir string) (*Plane, error) {
 	return p, nil
 }
 
+// daemonsAlive checks the controller manager and the scheduler still run: on a loaded machine
+// kube-controller-manager gives up when the API server is slow to become healthy, and without
+// it no Job, ServiceAccount or node taint ever moves.
+func (p *Plane) daemonsAlive() error {
+	for _, d := range []struct{ pidFile, log string }{{"kcm.pid", "kcm.log"}, {"scheduler.pid", "scheduler.log"}} {
+		b, err := os.ReadFile(filepath.Join(p.Dir, d.pidFile))
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.pidFile, err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.pidFile, err)
+		}
+		if err := syscall.Kill(pid, 0); err != nil {
+			log, _ := os.ReadFile(filepath.Join(p.Dir, "log", d.log))
+			return fmt.Errorf("%w: %s (pid %d): %s", errDaemonExited, strings.TrimSuffix(d.log, ".log"), pid, lastLines(string(log), 2))
+		}
+	}
+	return nil
+}
+
 // waitReady polls until the API server answers /readyz and the default ServiceAccount exists.
 func (p *Plane) waitReady(timeout time.Duration) error {
 	cfg, err := p.RESTConfig()
@@ -116,11 +152,24 @@ func (p *Plane) waitReady(timeout time.Duration) error {
 		_, last = cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		cancel()
 		if last == nil {
-			return nil
+			// The default ServiceAccount is made by kube-controller-manager: it proves it runs.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, last = cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+			cancel()
+		}
+		if last == nil {
+			last = p.daemonsAlive()
+			if last == nil {
+				return nil
+			}
+			return last
+		}
+		if err := p.daemonsAlive(); err != nil {
+			return err
 		}
 		time.Sleep(200 * time.Millisecond) // polling a condition, not synchronising
 	}
-	return fmt.Errorf("API server not ready after %s: %w", timeout, last)
+	return fmt.Errorf("control plane not ready after %s: %w", timeout, last)
 }
 
 // RESTConfig returns an admin client configuration for the plane.
