@@ -163,6 +163,11 @@ func (e *testEnv) claim(name string, modes []corev1.PersistentVolumeAccessMode) 
 	if _, err := e.cs.CoreV1().PersistentVolumeClaims(e.ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
 		e.t.Fatal(err)
 	}
+	// Pods with an unbound claim are unschedulable and then retried with a backoff: wait.
+	e.eventually("claim "+name+" is bound", func() bool {
+		got, err := e.cs.CoreV1().PersistentVolumeClaims(e.ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && got.Status.Phase == corev1.ClaimBound
+	})
 }
 
 func (e *testEnv) options(parallelism int) kube.Options {

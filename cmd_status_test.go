@@ -1,0 +1,42 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/krsync/krsync/leaseapi"
+)
+
+func TestFormatStatus(t *testing.T) {
+	start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		st   leaseapi.Status
+		want []string
+	}{
+		{"walking", leaseapi.Status{
+			Partitions: leaseapi.PartitionCounts{Pending: 3, Leased: 2, Done: 5, Total: 10},
+			EntriesWalked: 1000, EntriesDone: 500, BytesWalked: 4 << 20, BytesDone: 1 << 20, StartedAt: start,
+		}, []string{"walk still running", "files:        500 / 1000 (50.0%)", "1.0 MiB / 4.0 MiB (25.0%)",
+			"partitions:   5 / 10 done, 2 leased, 3 pending, 0 failed", "elapsed:      1m0s"}},
+		{"walk done, ETA", leaseapi.Status{
+			Partitions: leaseapi.PartitionCounts{Done: 1, Total: 2}, WalkDone: true,
+			BytesWalked: 120 << 20, BytesDone: 60 << 20, StartedAt: start,
+		}, []string{"copying, walk done", "1.0 MiB/s", "ETA 1m0s"}},
+		{"finished with failures", leaseapi.Status{
+			Partitions: leaseapi.PartitionCounts{Done: 1, Failed: 1, Total: 2}, WalkDone: true, Finished: true,
+			Failed: []leaseapi.FailedPartition{{Partition: 7, Attempts: 3, Error: "rsync exit 23\nline two"}},
+		}, []string{"finished with failed partitions", "partition 7 after 3 attempts: rsync exit 23 line two"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := formatStatus(tc.st, start.Add(time.Minute))
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("missing %q in:\n%s", w, got)
+				}
+			}
+		})
+	}
+}
