@@ -16,7 +16,7 @@ func TestFormatStatus(t *testing.T) {
 		want []string
 	}{
 		{"walking", leaseapi.Status{
-			Partitions: leaseapi.PartitionCounts{Pending: 3, Leased: 2, Done: 5, Total: 10},
+			Partitions:    leaseapi.PartitionCounts{Pending: 3, Leased: 2, Done: 5, Total: 10},
 			EntriesWalked: 1000, EntriesDone: 500, BytesWalked: 4 << 20, BytesDone: 1 << 20, StartedAt: start,
 		}, []string{"walk still running", "files:        500 / 1000 (50.0%)", "1.0 MiB / 4.0 MiB (25.0%)",
 			"partitions:   5 / 10 done, 2 leased, 3 pending, 0 failed", "elapsed:      1m0s"}},
