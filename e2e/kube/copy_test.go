@@ -1,6 +1,9 @@
 package kubee2e
 
 import (
+	"encoding/json"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,7 +89,8 @@ func TestReadWriteOnceSourcePinsWorkersToCoordinatorNode(t *testing.T) {
 	if got, _ := c.waitJob(coordinatorJob, jobTimeout); got != batchv1.JobComplete {
 		t.Fatalf("coordinator Job ended %s, want Complete; termination message: %s", got, c.terminationMessages(coordinatorJob))
 	}
-	if got, _ := c.waitJob(workerJob, time.Minute); got != batchv1.JobComplete {
+	got, job := c.waitJob(workerJob, time.Minute)
+	if got != batchv1.JobComplete {
 		t.Errorf("worker Job ended %s, want Complete", got)
 	}
 	coordinators := c.pods(coordinatorJob)
@@ -94,6 +98,14 @@ func TestReadWriteOnceSourcePinsWorkersToCoordinatorNode(t *testing.T) {
 		t.Fatalf("want one coordinator pod, got %d", len(coordinators))
 	}
 	node := coordinators[0].Spec.NodeName
+	// The pinning is in the Job, not luck of the scheduler: its Pods must ask for the node.
+	pin, err := json.Marshal([]any{job.Spec.Template.Spec.NodeSelector, job.Spec.Template.Spec.Affinity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(pin), strconv.Quote(node)) {
+		t.Errorf("worker Job template does not pin its pods to node %s: nodeSelector and affinity %s", node, pin)
+	}
 	workers := c.pods(workerJob)
 	if len(workers) == 0 {
 		t.Fatal("no worker pods")
