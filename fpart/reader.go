@@ -59,19 +59,29 @@ type prefetcher struct {
 	stack   []*dirJob
 	stopped bool
 	quit    chan struct{}
-	tokens  chan struct{}
-	read    func(*dirJob) listing
-	wg      sync.WaitGroup
+	// allReaders is closed by rampUp; readers but the first wait for it.
+	allReaders chan struct{}
+	rampOnce   sync.Once
+	tokens     chan struct{}
+	read       func(*dirJob) listing
+	wg         sync.WaitGroup
 }
 
 func newPrefetcher(readers, window int, read func(*dirJob) listing) *prefetcher {
-	p := &prefetcher{tokens: make(chan struct{}, window), quit: make(chan struct{}), read: read}
+	p := &prefetcher{tokens: make(chan struct{}, window), quit: make(chan struct{}),
+		allReaders: make(chan struct{}), read: read}
 	p.wake = sync.NewCond(&p.mu)
-	for range readers {
+	for i := range readers {
 		p.wg.Add(1)
-		go p.work()
+		go p.work(i > 0)
 	}
 	return p
+}
+
+// rampUp lets every reader work. Until then one reader prefetches, so that the reads the
+// first partition waits for do not share the CPUs with reads far ahead of it.
+func (p *prefetcher) rampUp() {
+	p.rampOnce.Do(func() { close(p.allReaders) })
 }
 
 // push offers jobs for prefetching; the last one is read first.
@@ -96,8 +106,15 @@ func (p *prefetcher) stop() {
 	p.wg.Wait()
 }
 
-func (p *prefetcher) work() {
+func (p *prefetcher) work(waitForRampUp bool) {
 	defer p.wg.Done()
+	if waitForRampUp {
+		select {
+		case <-p.allReaders:
+		case <-p.quit:
+			return
+		}
+	}
 	for {
 		select {
 		case p.tokens <- struct{}{}: // wait until fewer than cap(tokens) listings are held

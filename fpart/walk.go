@@ -78,6 +78,9 @@ func WalkRoots(ctx context.Context, roots []string, opts Options, h Handler) (Su
 	}
 	w.prefetch = newPrefetcher(readers, 4*readers, w.readJob)
 	defer w.prefetch.stop()
+	if !opts.Live {
+		w.prefetch.rampUp() // nothing is handed out before the end: full speed at once
+	}
 
 	for i, root := range w.roots {
 		self := dirEntry{name: path.Base(strings.TrimRight(root.path, "/")), mode: unix.S_IFDIR, dev: root.dev}
@@ -260,6 +263,9 @@ func (w *walker) visitDir(job *dirJob, self *dirEntry, parent *dirState) error {
 		return nil // fpart applies -x to the root too
 	}
 	w.summary.Dirs++
+	if w.summary.Dirs == 64 {
+		w.prefetch.rampUp() // big partitions (-s) should not wait for full speed
+	}
 	if w.h.Dir != nil {
 		if err := w.h.Dir(rel); err != nil {
 			return err
@@ -421,6 +427,7 @@ func (w *walker) flushLinks() error {
 }
 
 func (w *walker) emitPartition(p Partition) error {
+	w.prefetch.rampUp()
 	w.summary.Partitions++
 	w.summary.Entries += int64(len(p.Entries))
 	w.summary.Bytes += p.Bytes
