@@ -59,7 +59,7 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 	fmt.Fprintf(streams.Stdout, "krsync coordinator: %d partitions done, %d failed; %d entries (%d bytes) walked, %d files (%d bytes) transferred, %d walk errors\n",
 		status.Partitions.Done, status.Partitions.Failed, status.EntriesWalked, status.BytesWalked,
 		status.FilesTransferred, status.BytesTransferred, status.WalkErrors)
-	if errors.Is(err, coordinator.ErrPartitionsFailed) {
+	if errors.Is(err, coordinator.ErrIncomplete) {
 		return exitStatus{code: 1, err: err}
 	}
 	return err

@@ -64,7 +64,7 @@ func (cmd CoordinatorCmd) runCoordinator(ctx context.Context, c *coordinator.Coo
 		d.Warn(endCtx, "PublishedToken", "the lease API token is the published default from krsync's manifests/; replace the Secret krsync-token with a random one")
 	}
 	d.Finish(endCtx, status, err)
-	if err != nil && !errors.Is(err, coordinator.ErrPartitionsFailed) && !errors.Is(err, context.Canceled) {
+	if err != nil && !errors.Is(err, coordinator.ErrIncomplete) && !errors.Is(err, context.Canceled) {
 		// Given up for good: workers left running would only retry a coordinator that is gone.
 		if derr := d.StopWorkers(endCtx); derr != nil {
 			log.Warn().Err(derr).Msg("could not delete the worker Job")

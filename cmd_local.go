@@ -372,12 +372,12 @@ func (c LocalCmd) outcome(ctx context.Context, res localResult, status leaseapi.
 		return interruptedError{msg: "interrupted; " + resume, err: ctx.Err()}
 	case res.workerErr != nil:
 		return exitStatus{1, fmt.Errorf("%w; %s", res.workerErr, resume)}
-	case errors.Is(res.coordErr, coordinator.ErrPartitionsFailed):
+	case errors.Is(res.coordErr, coordinator.ErrIncomplete):
 		// The run is over, not interrupted: what failed (unreadable entries, walk errors)
 		// needs a fix and a fresh walk, which skips what is already copied.
 		c.removeState(stateDir, log)
-		return exitStatus{1, fmt.Errorf("%d of %d partitions failed (listed above); fix the cause and run again: the next run walks afresh and skips what is already copied",
-			status.Partitions.Failed, status.Partitions.Total)}
+		return exitStatus{1, fmt.Errorf("%w (%d of %d partitions failed, %d walk errors); fix the cause and run again: the next run walks afresh and skips what is already copied",
+			res.coordErr, status.Partitions.Failed, status.Partitions.Total, status.WalkErrors)}
 	default:
 		return exitStatus{1, fmt.Errorf("%w; %s", res.coordErr, resume)}
 	}

@@ -21,8 +21,17 @@ import (
 	"github.com/krsync/krsync/leaseapi"
 )
 
+// ErrIncomplete is wrapped by Run's error when the run is over but did not copy everything:
+// partitions were given up (ErrPartitionsFailed too) or entries could not be read during the
+// walk (ErrWalkErrors too). Nothing is lost silently: either makes the exit code non-zero.
+var ErrIncomplete = errors.New("the copy is incomplete")
+
 // ErrPartitionsFailed is wrapped by Run's error when some partitions were given up.
 var ErrPartitionsFailed = errors.New("some partitions failed")
+
+// ErrWalkErrors is wrapped by Run's error when the walk could not read some entries
+// (an unreadable directory): nothing below them was partitioned, so nothing was copied.
+var ErrWalkErrors = errors.New("some entries could not be read during the walk")
 
 // ErrInvalidConfig is wrapped by New's error when the configuration or the source is unusable.
 var ErrInvalidConfig = errors.New("invalid coordinator configuration")
@@ -221,7 +230,7 @@ func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status
 		ln.Close()
 		return c.q.status(), err
 	}
-	finishedClean := false
+	finishedClean, forgetJournal := false, false
 	defer func() {
 		if err := j.close(); err != nil {
 			c.log.Error().Err(err).Msg("closing the journal")
@@ -231,9 +240,13 @@ func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status
 		// again on the same state dir, the coordinator syncs afresh instead of resuming a
 		// finished run and doing nothing. (A run with failed partitions keeps it: the
 		// next run retries just those.)
-		if finishedClean && c.cfg.StateDir != "" {
+		if (finishedClean || forgetJournal) && c.cfg.StateDir != "" {
 			if err := os.Remove(j.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				c.log.Warn().Err(err).Msg("removing the journal of the finished run")
+			}
+			if finishedClean && j.createdDir != "" {
+				// Only when empty: a token file or anything the user put there stays.
+				_ = os.Remove(j.createdDir)
 			}
 		}
 	}()
@@ -297,6 +310,16 @@ func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status
 	status := c.q.status()
 	if runErr != nil {
 		return status, runErr
+	}
+	if status.WalkErrors > 0 {
+		// A rerun must walk again to reach what could not be read: forget the journal.
+		forgetJournal = true
+		walkErr := fmt.Errorf("%w: %w: %d (logged above as \"walk\" warnings); fix their permissions and run again",
+			ErrIncomplete, ErrWalkErrors, status.WalkErrors)
+		if len(status.Failed) > 0 {
+			return status, errors.Join(failedError(status.Failed), walkErr)
+		}
+		return status, walkErr
 	}
 	if len(status.Failed) > 0 {
 		return status, failedError(status.Failed)
@@ -531,5 +554,5 @@ func failedError(failed []leaseapi.FailedPartition) error {
 		}
 		fmt.Fprintf(&b, "partition %d after %d attempts: %s", f.Partition, f.Attempts, msg)
 	}
-	return fmt.Errorf("%w: %d failed: %s", ErrPartitionsFailed, len(failed), b.String())
+	return fmt.Errorf("%w: %w: %d failed: %s", ErrIncomplete, ErrPartitionsFailed, len(failed), b.String())
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -51,6 +52,9 @@ type journal struct {
 	db      *bolt.DB
 	path    string
 	tempDir string // removed on close: the journal of a run without --state-dir
+	// createdDir is the state directory when this journal created it: a clean finish removes
+	// it again (when empty), so a state dir on the destination volume leaves no trace there.
+	createdDir string
 }
 
 // journalState is what a journal holds when it is opened.
@@ -73,8 +77,13 @@ func openJournal(stateDir, identity string) (*journal, error) {
 			return nil, fmt.Errorf("journal: temporary directory: %w", err)
 		}
 		stateDir, j.tempDir, noSync = dir, dir, true
-	} else if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("state dir: %w", err)
+	} else {
+		if _, err := os.Lstat(stateDir); errors.Is(err, fs.ErrNotExist) {
+			j.createdDir = stateDir
+		}
+		if err := os.MkdirAll(stateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("state dir: %w", err)
+		}
 	}
 	j.path = filepath.Join(stateDir, JournalFile)
 	db, err := bolt.Open(j.path, 0o600, &bolt.Options{

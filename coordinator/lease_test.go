@@ -3,6 +3,8 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -302,7 +304,7 @@ func TestWalkErrors(t *testing.T) {
 			t.Fatalf("Run = %v; want the walk's error", err)
 		}
 	})
-	t.Run("non-fatal walk errors are counted and the run goes on", func(t *testing.T) {
+	t.Run("non-fatal walk errors are counted, the run goes on and ends incomplete", func(t *testing.T) {
 		walk := func(ctx context.Context, h WalkHandler) error {
 			h.Error("unreadable", errors.New("permission denied"))
 			if err := h.Partition(part("a")); err != nil {
@@ -310,11 +312,30 @@ func TestWalkErrors(t *testing.T) {
 			}
 			return h.Dir(".")
 		}
-		r := start(t, Config{Walk: walk})
+		stateDir := filepath.Join(t.TempDir(), "state")
+		r := start(t, Config{Walk: walk, StateDir: stateDir})
 		drain(t, r.client, "w")
 		st, err := r.wait(t)
-		if err != nil || st.WalkErrors != 1 || st.Partitions.Done != 2 {
-			t.Fatalf("Run = %+v, %v; want 1 walk error and everything done", st, err)
+		if st.WalkErrors != 1 || st.Partitions.Done != 2 {
+			t.Fatalf("Run status = %+v; want 1 walk error and everything done", st)
+		}
+		if !errors.Is(err, ErrIncomplete) || !errors.Is(err, ErrWalkErrors) || errors.Is(err, ErrPartitionsFailed) {
+			t.Fatalf("Run = %v; want ErrIncomplete and ErrWalkErrors, not ErrPartitionsFailed", err)
+		}
+		// The next run must walk again to reach what could not be read.
+		if _, err := os.Stat(filepath.Join(stateDir, JournalFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("journal after a run with walk errors: %v; want it removed", err)
+		}
+	})
+	t.Run("a clean finish removes the state dir it created", func(t *testing.T) {
+		stateDir := filepath.Join(t.TempDir(), "state")
+		r := start(t, Config{Walk: staticWalk([][]string{{"a"}}, []string{"."}), StateDir: stateDir})
+		drain(t, r.client, "w")
+		if _, err := r.wait(t); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(stateDir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("state dir after a clean finish: %v; want it removed (it was created by the run)", err)
 		}
 	})
 }
