@@ -23,7 +23,7 @@ type ManifestsCmd struct {
 	FpartOpts   string `help:"fpart options of the coordinator's walk." default:"-zz -x .zfs -x .snapshot* -x .ckpt"`
 	RsyncOpts   string `help:"rsync options of the workers." default:"--archive --numeric-ids --hard-links"`
 	Token       string `help:"Lease API token for the Secret (default: a new random one)."`
-	OutputDir   string `help:"Write one file per object and a kustomization.yaml into DIR instead of printing." placeholder:"DIR" type:"path"`
+	OutputDir   string `help:"Write one file per object and a Kustomization into DIR instead of printing." placeholder:"DIR" type:"path"`
 }
 
 // Run renders the manifests and prints them, or writes them into --output-dir.

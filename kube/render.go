@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-//go:embed templates/*.yaml
+//go:embed templates/*.yaml templates/Kustomization
 var templateFS embed.FS
 
 // PublishedToken is the lease API token in the repository's manifests/. It is public, so a
@@ -22,8 +22,11 @@ var templateFS embed.FS
 const PublishedToken = "published-default-token-replace-me"
 
 // Kustomization is the name of the kustomize file among the rendered files; it is not a
-// Kubernetes object.
-const Kustomization = "kustomization.yaml"
+// Kubernetes object. It is one of the names kustomize looks for, and the one without a .yaml
+// extension: `kubectl apply -f manifests` reads every .yaml file of the directory and would
+// fail on a kustomization.yaml ("no matches for kind Kustomization"); with this name both
+// `kubectl apply -f manifests` and `kubectl apply -k manifests` work.
+const Kustomization = "Kustomization"
 
 // Params customise the manifests. DefaultParams gives the values of the repository's manifests/.
 type Params struct {
@@ -110,6 +113,7 @@ func Render(p Params) ([]File, error) {
 		return nil, fmt.Errorf("manifest templates: %w", err)
 	}
 	sort.Strings(names)
+	names = append(names, "templates/"+Kustomization)
 	var files, last []File
 	for _, name := range names {
 		src, err := templateFS.ReadFile(name)
