@@ -154,19 +154,11 @@ func (d *Driver) scale(ctx context.Context, c Coordinator) error {
 }
 
 // wantWorkers is the parallelism for the work waiting: partitions pending or leased, at
-// least 1 (a worker waits for the first partition while the walk goes on), at most max, and
-// never below current.
-func wantWorkers(st leaseapi.Status, max int, current int32) int32 {
-	want := st.Partitions.Pending + st.Partitions.Leased
-	want = min(max64(want, 1), int64(max))
-	return int32(max64(want, int64(current)))
-}
-
-func max64(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
+// least 1 (a worker waits for the first partition while the walk goes on), at most limit,
+// and never below current.
+func wantWorkers(st leaseapi.Status, limit int, current int32) int32 {
+	want := min(max(st.Partitions.Pending+st.Partitions.Leased, 1), int64(limit))
+	return int32(max(want, int64(current)))
 }
 
 func parallelism(job *batchv1.Job) int32 {
