@@ -15,18 +15,20 @@ import (
 
 // hostileNames are file names that break shells, line-based lists, option parsers and
 // UTF-8 decoders. None contains '/' or NUL, which no file name can.
-var hostileNames = []string{
-	"with space", " leading-space", "trailing-space ", "  ",
-	"new\nline", "\nleading-newline", "trailing-newline\n", "tab\there", "\r carriage-return",
-	"-leading-dash", "--delete", "-", "--", "-e ssh", "-rf",
-	"invalid-\xff\xfe-utf8", "\xc3\x28", "\x80", "\xed\xa0\x80-surrogate",
-	"star*", "question?", "[brackets]", "{braces}", "back\\slash", "single'quote", "double\"quote",
-	"colon:name", "host:path", "rsync::module", "semi;colon", "$HOME", "`backtick`", "$(echo hi)",
-	"pipe|name", "amp&name", "redirect>name", "less<name", "#hash", "~tilde", "%s%n%x",
-	"unicodé", "e\u0301-nfd", "emoji-\U0001F980", "\x01control\x1f", "del\x7f",
-	"...", ".hidden", "..hidden", "..\\..", "NUL-is-impossible-but-this-is-fine",
-	strings.Repeat("L", 251) + ".txt", // 255 bytes, the longest name ext4 allows
-	strings.Repeat("é", 127),          // 254 bytes of two-byte runes
+func hostileNames() []string {
+	return []string{
+		"with space", " leading-space", "trailing-space ", "  ",
+		"new\nline", "\nleading-newline", "trailing-newline\n", "tab\there", "\r carriage-return",
+		"-leading-dash", "--delete", "-", "--", "-e ssh", "-rf",
+		"invalid-\xff\xfe-utf8", "\xc3\x28", "\x80", "\xed\xa0\x80-surrogate",
+		"star*", "question?", "[brackets]", "{braces}", "back\\slash", "single'quote", "double\"quote",
+		"colon:name", "host:path", "rsync::module", "semi;colon", "$HOME", "`backtick`", "$(echo hi)",
+		"pipe|name", "amp&name", "redirect>name", "less<name", "#hash", "~tilde", "%s%n%x",
+		"unicodé", "e\u0301-nfd", "emoji-\U0001F980", "\x01control\x1f", "del\x7f",
+		"...", ".hidden", "..hidden", "..\\..", "NUL-is-impossible-but-this-is-fine",
+		strings.Repeat("L", 251) + ".txt", // 255 bytes, the longest name ext4 allows
+		strings.Repeat("é", 127),          // 254 bytes of two-byte runes
+	}
 }
 
 // hostileBuilder creates hostile/ one entry at a time; everything is sequential so the
@@ -40,7 +42,7 @@ type hostileBuilder struct {
 }
 
 func (g *generator) hostile() error {
-	h := &hostileBuilder{g: g, r: g.rng(streamHostle), stream: streamHostle, isRoot: os.Geteuid() == 0, skips: map[string]bool{}}
+	h := &hostileBuilder{g: g, r: g.rng(streamHostile), stream: streamHostile, isRoot: os.Geteuid() == 0, skips: map[string]bool{}}
 	steps := []func() error{
 		h.names, h.deepPaths, h.modes, h.owners, h.emptyDirs, h.zeroFiles,
 		h.symlinks, h.hardLinks, h.sparse, h.specials, h.oddTimes,
@@ -127,7 +129,7 @@ func (h *hostileBuilder) names() error {
 	if err := h.dir("hostile/names", 0o755, -1, -1); err != nil {
 		return err
 	}
-	for _, name := range hostileNames {
+	for _, name := range hostileNames() {
 		if err := h.file("hostile/names/"+name, 1+h.small(), 0o644, -1, -1); err != nil {
 			return err
 		}

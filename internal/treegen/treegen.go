@@ -199,10 +199,10 @@ func timeFor(r *rand.Rand) time.Time {
 
 // Stream numbers keep the random streams of different objects apart.
 const (
-	streamFile   = 1 << 40
-	streamBig    = 2 << 40
-	streamDir    = 3 << 40
-	streamHostle = 4 << 40
+	streamFile    = 1 << 40
+	streamBig     = 2 << 40
+	streamDir     = 3 << 40
+	streamHostile = 4 << 40
 )
 
 // plain creates the directory tree, the small files and the big files.
