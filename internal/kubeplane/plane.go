@@ -71,7 +71,8 @@ func Start(dir string) (*Plane, error) {
 	return p, err
 }
 
-// errDaemonExited marks a control plane whose controller manager or scheduler died at start.
+// errDaemonExited marks a control plane whose API server, controller manager or scheduler
+// died at start.
 var errDaemonExited = errors.New("control plane daemon exited")
 
 func startOnce(dir string) (*Plane, error) {
@@ -118,7 +119,12 @@ func startOnce(dir string) (*Plane, error) {
 // kube-controller-manager gives up when the API server is slow to become healthy, and without
 // it no Job, ServiceAccount or node taint ever moves.
 func (p *Plane) daemonsAlive() error {
-	for _, d := range []struct{ pidFile, log string }{{"kcm.pid", "kcm.log"}, {"scheduler.pid", "scheduler.log"}} {
+	// The API server too: when another plane on the machine took its port between the
+	// script's choice and its bind, it exits, and the kubeconfig points at a stranger
+	// (x509: unknown authority); a new start picks new ports.
+	for _, d := range []struct{ pidFile, log string }{
+		{"apiserver.pid", "apiserver.log"}, {"kcm.pid", "kcm.log"}, {"scheduler.pid", "scheduler.log"},
+	} {
 		b, err := os.ReadFile(filepath.Join(p.Dir, d.pidFile))
 		if err != nil {
 			return fmt.Errorf("%s: %w", d.pidFile, err)
