@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -246,7 +247,12 @@ func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status
 			}
 			if finishedClean && j.createdDir != "" {
 				// Only when empty: a token file or anything the user put there stays.
-				_ = os.Remove(j.createdDir)
+				// Removing it changes its parent's mtime, which the directory-metadata pass
+				// has already set (the destination root for /dest/.krsync-state): put it back.
+				parent, statErr := os.Stat(filepath.Dir(j.createdDir))
+				if os.Remove(j.createdDir) == nil && statErr == nil {
+					_ = os.Chtimes(filepath.Dir(j.createdDir), time.Time{}, parent.ModTime())
+				}
 			}
 		}
 	}()

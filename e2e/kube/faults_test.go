@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/krsync/krsync/internal/treegen"
+	"github.com/krsync/krsync/leaseapi"
 )
 
 // longTTL is far beyond jobTimeout: a copy that finishes proves a lease was handed back at
@@ -27,27 +28,30 @@ const slowRsync = "--archive --numeric-ids --hard-links --bwlimit=2m"
 // lease TTL.
 func TestDeletedWorkerPodReleasesLeaseAtOnce(t *testing.T) {
 	c := newCluster(t, clusterOptions{})
-	c.generate(treegen.Spec{Seed: 3, Files: 40, BigFiles: 6, BigSize: 6 << 20})
+	// Only big files, each its own partition, each seconds long under --bwlimit: whenever the
+	// single worker has finished one partition and holds a lease, it is in the middle of one.
+	c.generate(treegen.Spec{Seed: 3, BigFiles: 5, BigSize: 8 << 20})
 	before := c.scanSource()
 	c.apply(c.render("--parallelism", "1", "--fpart-opts", "-zz -L -f 1", "--rsync-opts", slowRsync),
 		coordinatorEnv("KRSYNC_LEASE_TTL", longTTL))
 
 	client := c.coordinatorClient()
 	var victim corev1.Pod
-	c.waitFor("a worker pod holding a lease", 2*time.Minute, func() (bool, error) {
+	var held leaseapi.Status
+	c.waitFor("the worker to be copying its second partition", 2*time.Minute, func() (bool, error) {
 		st, err := client.Status(context.Background())
-		if err != nil || st.Partitions.Leased == 0 {
+		if err != nil || st.Partitions.Leased != 1 || st.Partitions.Done < 1 {
 			return false, nil
 		}
 		for _, p := range c.pods(workerJob) {
 			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
-				victim = p
+				victim, held = p, st
 				return true, nil
 			}
 		}
 		return false, nil
 	})
-	t.Logf("deleting worker pod %s with grace 0 while it copies", victim.Name)
+	t.Logf("deleting worker pod %s with grace 0 while it copies (partitions %+v)", victim.Name, held.Partitions)
 	if err := c.cs.CoreV1().Pods(c.ns).Delete(context.Background(), victim.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +70,13 @@ func TestDeletedWorkerPodReleasesLeaseAtOnce(t *testing.T) {
 		t.Log("no moment without a lease was observed (a replacement worker may have leased it again at once)")
 	}
 
+	var ev *corev1.Event
+	c.waitFor("an Event on the worker Job saying the deleted pod's lease was released", time.Minute, func() (bool, error) {
+		ev = c.releasedEvent(victim.Name)
+		return ev != nil, nil
+	})
+	t.Logf("Event %s: %s", ev.Reason, ev.Message)
+
 	if got, _ := c.waitJob(coordinatorJob, jobTimeout); got != batchv1.JobComplete {
 		t.Fatalf("coordinator Job ended %s, want Complete (a lease held until its %s TTL would hang it); termination message: %s",
 			got, longTTL, c.terminationMessages(coordinatorJob))
@@ -75,6 +86,16 @@ func TestDeletedWorkerPodReleasesLeaseAtOnce(t *testing.T) {
 	}
 	c.destEqualsSource()
 	c.sourceUnchanged(before)
+}
+
+// releasedEvent finds the Event in which the coordinator says it handed back pod's leases.
+func (c *testCluster) releasedEvent(pod string) *corev1.Event {
+	for _, e := range c.events() {
+		if e.InvolvedObject.Kind == "Job" && e.InvolvedObject.Name == workerJob && strings.Contains(e.Message, pod) && strings.Contains(e.Message, "lease") {
+			return &e
+		}
+	}
+	return nil
 }
 
 // TestDeletedCoordinatorPodGarbageCollectsWorkerJob: the worker Job is owned by the
