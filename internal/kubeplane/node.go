@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 // heartbeatEvery is well inside the node lifecycle controller's 40 s grace period.
@@ -83,7 +84,18 @@ func markReady(ctx context.Context, cs kubernetes.Interface, node *corev1.Node) 
 		}},
 		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
 	}
-	updated, err := cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	status := node.Status
+	var updated *corev1.Node
+	// The node lifecycle controller taints a new Node at once: retry on its conflicts.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		current, err := cs.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		current.Status = status
+		updated, err = cs.CoreV1().Nodes().UpdateStatus(ctx, current, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("mark ready: %w", err)
 	}
@@ -109,16 +121,20 @@ func heartbeat(ctx context.Context, cs kubernetes.Interface, name string) error 
 	if err != nil {
 		return fmt.Errorf("node lease %s: %w", name, err)
 	}
-	node, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("node %s: %w", name, err)
-	}
-	for i := range node.Status.Conditions {
-		if node.Status.Conditions[i].Type == corev1.NodeReady {
-			node.Status.Conditions[i].LastHeartbeatTime = metav1.Now()
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		node, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
 		}
-	}
-	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+		for i := range node.Status.Conditions {
+			if node.Status.Conditions[i].Type == corev1.NodeReady {
+				node.Status.Conditions[i].LastHeartbeatTime = metav1.Now()
+			}
+		}
+		_, err = cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("node %s: heartbeat: %w", name, err)
 	}
 	return nil
