@@ -20,7 +20,7 @@ import (
 const longTTL = "30m"
 
 // slowRsync keeps each partition in flight for seconds, so a test can interrupt one.
-const slowRsync = "--archive --numeric-ids --hard-links --bwlimit=2m"
+const slowRsync = "--archive --numeric-ids --hard-links --bwlimit=3m"
 
 // TestDeletedWorkerPodReleasesLeaseAtOnce: a worker Pod deleted in the middle of a partition
 // (grace 0: killed before it can hand the lease back itself) has its lease released by the
@@ -30,7 +30,7 @@ func TestDeletedWorkerPodReleasesLeaseAtOnce(t *testing.T) {
 	c := newCluster(t, clusterOptions{})
 	// Only big files, each its own partition, each seconds long under --bwlimit: whenever the
 	// single worker has finished one partition and holds a lease, it is in the middle of one.
-	c.generate(treegen.Spec{Seed: 3, BigFiles: 5, BigSize: 8 << 20})
+	c.generate(treegen.Spec{Seed: 3, BigFiles: 4, BigSize: 6 << 20})
 	before := c.scanSource()
 	c.apply(c.render("--parallelism", "1", "--fpart-opts", "-zz -L -f 1", "--rsync-opts", slowRsync),
 		coordinatorEnv("KRSYNC_LEASE_TTL", longTTL))
