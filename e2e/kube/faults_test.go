@@ -125,7 +125,9 @@ func TestDeletedCoordinatorPodGarbageCollectsWorkerJob(t *testing.T) {
 	if !owned {
 		t.Fatalf("worker Job owner references %+v do not name the coordinator pod %s", job.OwnerReferences, owner.Name)
 	}
-	if err := c.cs.CoreV1().Pods(c.ns).Delete(context.Background(), owner.Name, metav1.DeleteOptions{}); err != nil {
+	// Grace 0: the coordinator is killed before it could clean up, so only the garbage
+	// collector, following the owner reference, can remove the Job.
+	if err := c.cs.CoreV1().Pods(c.ns).Delete(context.Background(), owner.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitFor("the garbage collector to remove the worker Job of the deleted coordinator", 2*time.Minute, func() (bool, error) {

@@ -144,6 +144,9 @@ func (r *podRunner) runPod(ctx context.Context) error {
 			return nil // the Pod fails; finish reads the init status
 		}
 	}
+	if r.terminating() || ctx.Err() != nil {
+		return nil // deleted while it started: its containers never run
+	}
 	var wg sync.WaitGroup
 	for i := range r.pod.Spec.Containers {
 		c := &r.pod.Spec.Containers[i]
