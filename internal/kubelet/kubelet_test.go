@@ -113,7 +113,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 	}
 }
 
-// createPod creates a Pod and waits until it reaches a terminal phase.
+// runPod creates a Pod and waits until it reaches a terminal phase.
 func (e *env) runPod(t *testing.T, pod *corev1.Pod) *corev1.Pod {
 	t.Helper()
 	e.createPod(t, pod)
@@ -291,7 +291,7 @@ func TestEnvVolumesAndPorts(t *testing.T) {
 
 	server := shPod("server", `set -e
 { echo "listen=$LISTEN"; echo "name=$POD_NAME ns=$POD_NS node=$NODE ip=$POD_IP"; echo "token=$TOKEN opts=$OPTS from=$FROM_CM ref=$REF"
-  echo "secretfile=$(cat /etc/krsync/token) cmfile=$(cat $CM_DIR/opts)"; } > "$OUT/server"`,
+  echo "secretfile=$(cat $SECRET_DIR/token) cmfile=$(cat $CM_DIR/opts)"; } > "$OUT/server"`,
 		corev1.EnvVar{Name: "OUT", Value: "/out"},
 		corev1.EnvVar{Name: "LISTEN", Value: ":8080"},
 		corev1.EnvVar{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
@@ -302,13 +302,12 @@ func TestEnvVolumesAndPorts(t *testing.T) {
 		corev1.EnvVar{Name: "OPTS", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cm"}, Key: "opts"}}},
 		corev1.EnvVar{Name: "REF", Value: "$(POD_NAME)-x"},
 		corev1.EnvVar{Name: "CM_DIR", Value: "/etc/cm"},
+		corev1.EnvVar{Name: "SECRET_DIR", Value: "/etc/krsync"},
 	)
 	server.Labels = map[string]string{"app": "server"}
 	c := &server.Spec.Containers[0]
 	c.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
 	c.EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cm"}}}}
-	c.Command[2] = strings.ReplaceAll(c.Command[2], "/etc/krsync/token", "$SECRET_DIR/token")
-	c.Env = append(c.Env, corev1.EnvVar{Name: "SECRET_DIR", Value: "/etc/krsync"})
 	c.VolumeMounts = []corev1.VolumeMount{{Name: "out", MountPath: "/out"}, {Name: "sec", MountPath: "/etc/krsync", ReadOnly: true}, {Name: "cm", MountPath: "/etc/cm"}}
 	server.Spec.Volumes = []corev1.Volume{
 		{Name: "out", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "out"}}},
