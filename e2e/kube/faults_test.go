@@ -98,10 +98,12 @@ func (c *testCluster) releasedEvent(pod string) *corev1.Event {
 }
 
 // TestDeletedCoordinatorPodGarbageCollectsWorkerJob: the worker Job is owned by the
-// coordinator's Pod, so deleting that Pod makes the garbage collector remove the Job.
+// coordinator's Pod, so deleting that Pod makes the garbage collector remove the Job; the
+// coordinator Job's next Pod then resumes and completes the copy.
 func TestDeletedCoordinatorPodGarbageCollectsWorkerJob(t *testing.T) {
 	c := newCluster(t, clusterOptions{})
 	c.generate(treegen.Spec{Seed: 4, Files: 40, BigFiles: 6, BigSize: 6 << 20})
+	before := c.scanSource()
 	c.apply(c.render("--parallelism", "2", "--fpart-opts", "-zz -L -f 1", "--rsync-opts", slowRsync))
 
 	var job *batchv1.Job
@@ -147,6 +149,15 @@ func TestDeletedCoordinatorPodGarbageCollectsWorkerJob(t *testing.T) {
 		}
 		return true, nil
 	})
+
+	// The coordinator Job starts a new coordinator (backoffLimit), which resumes from its
+	// journal on the destination and finishes the copy with a worker Job of its own.
+	if got, _ := c.waitJob(coordinatorJob, jobTimeout); got != batchv1.JobComplete {
+		t.Fatalf("coordinator Job ended %s after its pod was deleted, want Complete (a new pod resumes); termination message: %s",
+			got, c.terminationMessages(coordinatorJob))
+	}
+	c.destEqualsSource()
+	c.sourceUnchanged(before)
 }
 
 // TestRoleMissingVerbFailsClearly: a Role without one verb the coordinator needs makes the
