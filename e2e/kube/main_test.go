@@ -6,6 +6,7 @@ package kubee2e
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/krsync/krsync/internal/kubeplane"
@@ -13,4 +14,11 @@ import (
 
 var cluster kubeplane.Shared
 
-func TestMain(m *testing.M) { os.Exit(cluster.Main(m)) }
+func TestMain(m *testing.M) {
+	code := cluster.Main(m)
+	if built.path != "" {
+		// The built binary is ~80 MB; do not leave one behind per run.
+		_ = os.RemoveAll(filepath.Dir(built.path))
+	}
+	os.Exit(code)
+}
