@@ -1,10 +1,11 @@
 package main
 
 import (
+	"github.com/krsync/krsync/internal/testbin"
+
 	"bytes"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,14 +15,7 @@ import (
 // localRsync finds the real rsync; without it the test skips, or fails under CI=true.
 func localRsync(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("rsync")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("rsync is required under CI=true: %v", err)
-		}
-		t.Skipf("rsync not found (%v); apt-get install rsync", err)
-	}
-	return path
+	return testbin.Program(t, "rsync")
 }
 
 // runLocal runs `krsync --log-format=json --log-level=debug local args...` in-process.

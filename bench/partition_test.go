@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"github.com/krsync/krsync/internal/testbin"
+
 	"bufio"
 	"fmt"
 	"io"
@@ -143,14 +145,7 @@ func timeRun(b *testing.B, argv []string) runResult {
 // lookBinary finds a program once; without it the benchmark skips (fails under CI=true).
 func lookBinary(b *testing.B, name string) string {
 	b.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			b.Fatalf("%s not found (apt-get install %s): %v", name, name, err)
-		}
-		b.Skipf("%s not found, nothing to compare with (apt-get install %s): %v", name, name, err)
-	}
-	return path
+	return testbin.Program(b, name)
 }
 
 // buildKrsync builds the krsync binary of this module, as users run it.

@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"github.com/krsync/krsync/internal/testbin"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -49,14 +51,7 @@ func krsyncBinary(t *testing.T) string {
 // needRsync returns the path of rsync, skipping the test when it is missing (failing under CI=true).
 func needRsync(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("rsync")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("rsync not found and CI=true: %v", err)
-		}
-		t.Skipf("rsync not found (%v); install rsync 3.2 to run this test", err)
-	}
-	return p
+	return testbin.Program(t, "rsync")
 }
 
 // makeTree writes a generated tree of files, directories, an empty directory and symlinks

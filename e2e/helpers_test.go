@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/krsync/krsync/internal/testbin"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -72,14 +74,7 @@ func requireRsync(t *testing.T) string {
 
 func requireProgram(t *testing.T, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found on PATH, and CI=true forbids skipping: %v", name, err)
-		}
-		t.Skipf("%s not found on PATH (apt-get install %s): %v", name, name, err)
-	}
-	return path
+	return testbin.Program(t, name)
 }
 
 // hostileSpec is the hostile tree of the e2e tests; bigSize 0 leaves the big file out.

@@ -1,6 +1,8 @@
 package fpart_test
 
 import (
+	"github.com/krsync/krsync/internal/testbin"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -23,14 +25,7 @@ import (
 // reason, or fails under CI=true so that a green CI run never hides an untested path.
 func fpartBinary(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("fpart")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("fpart not found (apt-get install fpart): %v", err)
-		}
-		t.Skipf("fpart not found, cannot compare with it (apt-get install fpart): %v", err)
-	}
-	return path
+	return testbin.Program(t, "fpart")
 }
 
 // treeSpec describes a seeded test tree.

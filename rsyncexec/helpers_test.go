@@ -1,6 +1,8 @@
 package rsyncexec
 
 import (
+	"github.com/krsync/krsync/internal/testbin"
+
 	"bytes"
 	"fmt"
 	"os"
@@ -28,10 +30,7 @@ func needRsync(t *testing.T) string {
 // skipOrFail skips with reason, but fails when CI=true so a green CI run never hides a path.
 func skipOrFail(t *testing.T, reason string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true and the test cannot run: %s", reason)
-	}
-	t.Skip(reason)
+	testbin.SkipOrFail(t, reason)
 }
 
 // writeScript writes an executable script (a test double standing in for rsync, or a wrapper

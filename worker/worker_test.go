@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"github.com/krsync/krsync/internal/testbin"
+
 	"bytes"
 	"context"
 	"errors"
@@ -8,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -23,14 +24,7 @@ import (
 // findRsync finds the real rsync once; without it the test skips, or fails under CI=true.
 func findRsync(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("rsync")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("rsync is required under CI=true: %v", err)
-		}
-		t.Skipf("rsync not found (%v); install it with apt-get install rsync", err)
-	}
-	return path
+	return testbin.Program(t, "rsync")
 }
 
 // gatedRsync is an rsync wrapper that announces it started and then waits at a FIFO until the

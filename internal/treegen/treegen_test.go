@@ -1,6 +1,8 @@
 package treegen_test
 
 import (
+	"github.com/krsync/krsync/internal/testbin"
+
 	"bytes"
 	"io/fs"
 	"os"
@@ -19,14 +21,7 @@ import (
 // requireRsync finds the real rsync once; without it the test skips, or fails under CI=true.
 func requireRsync(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("rsync")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("rsync not found on PATH (CI=true forbids skipping): %v", err)
-		}
-		t.Skipf("rsync not found on PATH: %v", err)
-	}
-	return path
+	return testbin.Program(t, "rsync")
 }
 
 func generate(t *testing.T, spec treegen.Spec) (string, treegen.Summary) {
