@@ -1,0 +1,175 @@
+//go:build linux
+
+package rsyncexec
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestDropUnchanged copies a small tree with the real rsync, changes one thing in the
+// destination per case, and checks that exactly the changed entry is left for rsync.
+func TestDropUnchanged(t *testing.T) {
+	rsync := needRsync(t)
+	entries := []string{"a.txt", "d", "d/b.txt", "link", "hard1", "hard2"}
+	setup := func(t *testing.T) (src, dst string) {
+		t.Helper()
+		src, dst = filepath.Join(t.TempDir(), "src"), filepath.Join(t.TempDir(), "dst")
+		must(t, os.MkdirAll(filepath.Join(src, "d"), 0o755))
+		must(t, os.WriteFile(filepath.Join(src, "a.txt"), []byte("alpha"), 0o644))
+		must(t, os.WriteFile(filepath.Join(src, "d/b.txt"), []byte("beta"), 0o600))
+		must(t, os.Symlink("a.txt", filepath.Join(src, "link")))
+		must(t, os.WriteFile(filepath.Join(src, "hard1"), []byte("h"), 0o644))
+		must(t, os.Link(filepath.Join(src, "hard1"), filepath.Join(src, "hard2")))
+		if out, err := exec.Command(rsync, "-aH", "--numeric-ids", "--modify-window=-1", src+"/", dst+"/").CombinedOutput(); err != nil {
+			t.Fatalf("rsync: %v\n%s", err, out)
+		}
+		return src, dst
+	}
+	old := time.Date(2001, 2, 3, 4, 5, 6, 7, time.UTC)
+	tests := []struct {
+		name   string
+		change func(t *testing.T, dst string)
+		kept   []string
+	}{
+		{"nothing changed: only hard links go to rsync", func(*testing.T, string) {}, []string{"hard1", "hard2"}},
+		{"file mtime", func(t *testing.T, dst string) { must(t, os.Chtimes(filepath.Join(dst, "a.txt"), old, old)) }, []string{"a.txt", "hard1", "hard2"}},
+		{"file mode", func(t *testing.T, dst string) { must(t, os.Chmod(filepath.Join(dst, "d/b.txt"), 0o644)) }, []string{"d/b.txt", "hard1", "hard2"}},
+		{"file owner", func(t *testing.T, dst string) { must(t, os.Lchown(filepath.Join(dst, "a.txt"), 4242, 4242)) }, []string{"a.txt", "hard1", "hard2"}},
+		{"directory mtime", func(t *testing.T, dst string) { must(t, os.Chtimes(filepath.Join(dst, "d"), old, old)) }, []string{"d", "hard1", "hard2"}},
+		{"file missing", func(t *testing.T, dst string) { must(t, os.Remove(filepath.Join(dst, "a.txt"))) }, []string{"a.txt", "hard1", "hard2"}},
+		{"symlink target, same mtime", func(t *testing.T, dst string) {
+			p := filepath.Join(dst, "link")
+			var st syscallStat
+			lstatInto(t, p, &st)
+			must(t, os.Remove(p))
+			must(t, os.Symlink("d/b.txt", p))
+			restoreLinkTime(t, p, st)
+		}, []string{"link", "hard1", "hard2"}},
+		{"a directory replaced by a symlink in the destination", func(t *testing.T, dst string) {
+			outside := t.TempDir()
+			must(t, os.Rename(filepath.Join(dst, "d"), filepath.Join(outside, "d")))
+			must(t, os.Symlink(filepath.Join(outside, "d"), filepath.Join(dst, "d")))
+		}, []string{"d", "d/b.txt", "hard1", "hard2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if os.Geteuid() != 0 && tt.name == "file owner" {
+				t.Skip("chown to another owner needs root")
+			}
+			src, dst := setup(t)
+			tt.change(t, dst)
+			kept, _, dropped := dropUnchanged(src, dst, list(entries...), false)
+			got := splitList(kept)
+			if !equalStrings(got, tt.kept) || int(dropped) != len(entries)-len(tt.kept) {
+				t.Fatalf("kept %q (dropped %d); want %q", got, dropped, tt.kept)
+			}
+		})
+	}
+}
+
+// TestRunSkipsUnchanged: an unchanged list does not start rsync at all; a changed one is
+// copied, and options that change the meaning of "unchanged" turn the pre-check off.
+func TestRunSkipsUnchanged(t *testing.T) {
+	rsync := needRsync(t)
+	src, dst := filepath.Join(t.TempDir(), "src"), filepath.Join(t.TempDir(), "dst")
+	must(t, os.MkdirAll(filepath.Join(src, "d"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "d/f"), []byte("x"), 0o644))
+	ctx := context.Background()
+	job := Job{Binary: rsync, Source: src, Dest: dst, List: list("d", "d/f")}
+	if _, err := Run(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(ctx, job)
+	if err != nil || res.Args != nil || res.Unchanged != 2 {
+		t.Fatalf("second run: %+v, %v; want rsync not started and 2 unchanged", res, err)
+	}
+	dirs := Job{Binary: rsync, Source: src, Dest: dst, List: list(".", "d"), Dirs: true}
+	if _, err := Run(ctx, dirs); err != nil { // sets the root's metadata, which no file pass does
+		t.Fatal(err)
+	}
+	if res, err := Run(ctx, dirs); err != nil || res.Unchanged != 2 || res.Args != nil {
+		t.Fatalf("directory pass over unchanged dirs: %+v, %v; want rsync not started", res, err)
+	}
+	must(t, os.WriteFile(filepath.Join(src, "d/f"), []byte("changed"), 0o644))
+	res, err = Run(ctx, job)
+	if err != nil || res.FilesTransferred != 1 || res.Unchanged != 1 {
+		t.Fatalf("after a change: %+v, %v; want 1 file transferred, 1 unchanged (the directory)", res, err)
+	}
+	job.Args = []string{"--archive", "--checksum"}
+	if res, err := Run(ctx, job); err != nil || res.Unchanged != 0 || res.Args == nil {
+		t.Fatalf("with --checksum: %+v, %v; want every entry handed to rsync", res, err)
+	}
+}
+
+func TestQuickCheckSafe(t *testing.T) {
+	tests := []struct {
+		args []string
+		want bool
+	}{
+		{DefaultArgs, true},
+		{[]string{"-aH", "--numeric-ids"}, true},
+		{[]string{"-aHS", "-v"}, true},
+		{[]string{"-a", "-c"}, false},
+		{[]string{"-aX"}, false},
+		{[]string{"--archive", "--acls"}, false},
+		{[]string{"-a", "--chmod=u+w"}, false},
+		{[]string{"-a", "--size-only"}, false},
+	}
+	for _, tt := range tests {
+		if got := quickCheckSafe(tt.args); got != tt.want {
+			t.Errorf("quickCheckSafe(%q) = %v; want %v", tt.args, got, tt.want)
+		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func splitList(l []byte) []string {
+	var out []string
+	start := 0
+	for i, c := range l {
+		if c == 0 {
+			out = append(out, string(l[start:i]))
+			start = i + 1
+		}
+	}
+	return out
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+type syscallStat = unix.Stat_t
+
+func lstatInto(t *testing.T, p string, st *unix.Stat_t) {
+	t.Helper()
+	must(t, unix.Lstat(p, st))
+}
+
+// restoreLinkTime gives the symlink p the mtime st had, so only its target differs.
+func restoreLinkTime(t *testing.T, p string, st unix.Stat_t) {
+	t.Helper()
+	ts := []unix.Timespec{st.Atim, st.Mtim}
+	must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW))
+}
