@@ -88,18 +88,7 @@ func newEnv(t *testing.T, o envOptions) *testEnv {
 	e.claim("source-pvc", orDefault(o.sourceModes, rwx))
 	e.claim("dest-pvc", orDefault(o.destModes, rwx))
 
-	files, err := kube.Render(kube.DefaultParams())
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := kube.Decode(kube.Stream(files))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := kube.ParseManifests(objs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := defaultManifests(t)
 	e.template = filepath.Join(t.TempDir(), "job.yaml")
 	if err := os.WriteFile(e.template, []byte(m.WorkerTemplate.Data[kube.WorkerTemplateKey]), 0o644); err != nil {
 		t.Fatal(err)
@@ -237,4 +226,22 @@ func (e *testEnv) eventually(what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition
 	}
+}
+
+// defaultManifests renders, strictly decodes and parses the default manifests.
+func defaultManifests(t testing.TB) *kube.Manifests {
+	t.Helper()
+	files, err := kube.Render(kube.DefaultParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := kube.Decode(kube.Stream(files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := kube.ParseManifests(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -23,18 +23,7 @@ import (
 // on demand (an internal error, an unreachable SelfSubjectAccessReview): the driver's error
 // names the call and the object.
 func TestAPIErrorsNameTheCall(t *testing.T) {
-	files, err := kube.Render(kube.DefaultParams())
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := kube.Decode(kube.Stream(files))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := kube.ParseManifests(objs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := defaultManifests(t)
 	tmpl := filepath.Join(t.TempDir(), "job.yaml")
 	if err := os.WriteFile(tmpl, []byte(m.WorkerTemplate.Data[kube.WorkerTemplateKey]), 0o644); err != nil {
 		t.Fatal(err)

@@ -21,18 +21,7 @@ import (
 // manifests, the Role edited by edit, and returns a client acting as that ServiceAccount.
 func (e *testEnv) applyRBAC(edit func(*rbacv1.Role)) kubernetes.Interface {
 	e.t.Helper()
-	files, err := kube.Render(kube.DefaultParams())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	objs, err := kube.Decode(kube.Stream(files))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	m, err := kube.ParseManifests(objs)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	m := defaultManifests(e.t)
 	if edit != nil {
 		edit(m.Role)
 	}
