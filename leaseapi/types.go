@@ -64,6 +64,19 @@ type Lease struct {
 	List    []byte `json:"list"`
 	Entries int64  `json:"entries"`
 	Bytes   int64  `json:"bytes"`
+	// TempDir names, relative to the destination root, the directory of this run where rsync
+	// keeps its temporary files (rsync --temp-dir, one subdirectory per attempt): krsync
+	// creates it and removes it whole, and removes nothing else in the destination. Empty:
+	// rsync's default (a temporary file beside each file it writes).
+	TempDir string `json:"temp_dir,omitempty"`
+	// RemoveTempDir asks the worker to remove TempDir before this partition's rsync runs. The
+	// coordinator sets it on the directory-metadata partition that holds the root: by then
+	// every file partition has settled, and the root's mtime is set after the removal.
+	RemoveTempDir bool `json:"remove_temp_dir,omitempty"`
+	// SourceCheck are a few names at the top of the source root that the coordinator walked.
+	// A worker whose source holds none of them is not looking at the same tree (a wrong mount,
+	// a subPath on one side only) and stops before copying anything.
+	SourceCheck []string `json:"source_check,omitempty"`
 }
 
 // TTL is the lease's time to live.
