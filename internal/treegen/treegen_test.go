@@ -243,3 +243,42 @@ func TestGenerateRsyncRoundTrip(t *testing.T) {
 		t.Errorf("rsync -n sees changes (%v):\n%s", err, out)
 	}
 }
+
+func TestRandomTreeIsDeterministicAndHostileAtTheTop(t *testing.T) {
+	spec := treegen.RandomSpec{Seed: 77, Entries: 400}
+	a, b := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	for _, root := range []string{a, b} {
+		if _, err := treegen.Random(root, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Absolute symlink targets do not depend on the root in a random tree: all must match.
+	if diffs, err := treecmp.Compare(a, b, treecmp.Options{SymlinkTimes: true}); err != nil || len(diffs) > 0 {
+		t.Fatalf("same seed, different trees (%v):\n%s", err, treecmp.Format(diffs, 20))
+	}
+	tree, err := treecmp.Scan(a, treecmp.Options{SkipContent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var topHostile, links, fifos, maxDepth int
+	for rel, e := range tree.Entries {
+		if !strings.Contains(rel, "/") && rel != "." && strings.ContainsAny(rel[:1], "#;- \n") {
+			topHostile++
+		}
+		if e.LinkGroup != "" {
+			links++
+		}
+		if e.Type == os.ModeNamedPipe {
+			fifos++
+		}
+		maxDepth = max(maxDepth, strings.Count(rel, "/"))
+	}
+	for _, rel := range []string{"#top", ";semi", "#dir/inner", "--delete/#x"} {
+		if _, ok := tree.Entries[rel]; !ok {
+			t.Errorf("%q is missing", rel)
+		}
+	}
+	if topHostile < 5 || links == 0 || fifos == 0 || maxDepth < 3 {
+		t.Errorf("tree too tame: %d hostile top-level names, %d hard-linked names, %d FIFOs, depth %d", topHostile, links, fifos, maxDepth)
+	}
+}
