@@ -51,12 +51,21 @@ const (
 type Config struct {
 	// Source is the root of the tree to copy; it must be a readable directory.
 	Source string
+	// Dest is where the workers copy to (as the workers see it: /dest in a pod). It is part
+	// of the run's identity, and decides whether StateDir lies in the destination.
+	Dest string
+	// Volumes names the volumes behind Source and Dest when the paths alone do not (in a
+	// pod they are always /source and /dest): e.g. the PersistentVolumes of the claims.
+	// It is part of the run's identity.
+	Volumes string
 	// Partitioner are fpart's options for the walk (see LiveDefaults).
 	Partitioner fpart.Options
 	// Walk, when set, replaces fpart.Walk over Source (tests feed partitions through it).
 	Walk WalkFunc
-	// Identity names the run in the journal; empty means the absolute source and the
-	// partitioner options. A state directory written under another identity is refused.
+	// Identity names the run in the journal; empty means the absolute source and
+	// destination, Volumes and the partitioner options. A state directory written under
+	// another identity is refused (ErrJournalMismatch). It also names the run's temporary
+	// directory in the destination (TempDirName).
 	Identity string
 	// LeaseTTL is how long a lease lives without a renewal.
 	LeaseTTL time.Duration
@@ -112,6 +121,11 @@ type Coordinator struct {
 	polls   chan struct{} // long-poll semaphore
 	ready   atomic.Bool
 	journal *journal // set by Run before serving
+	// tempDir is the run's directory for rsync's temporary files, relative to the
+	// destination root (Lease.TempDir).
+	tempDir string
+	// sourceCheck are a few top-level names of the source (Lease.SourceCheck).
+	sourceCheck []string
 }
 
 // New checks cfg and the source and returns a coordinator ready to Run.
@@ -123,7 +137,15 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 		return nil, invalidf("%w", err)
 	}
 	if cfg.Identity == "" {
-		cfg.Identity = defaultIdentity(cfg.Source, cfg.Partitioner)
+		cfg.Identity = defaultIdentity(cfg.Source, cfg.Dest, cfg.Volumes, cfg.Partitioner)
+	}
+	tempDir := TempDirName(cfg.Identity)
+	if err := checkOwnNames(cfg.Source, cfg.Dest, cfg.StateDir, tempDir); err != nil {
+		return nil, invalidf("%w", err)
+	}
+	sourceCheck, err := pickSourceCheck(cfg.Source, cfg.StateDir, tempDir)
+	if err != nil {
+		return nil, invalidf("%w", err)
 	}
 	if cfg.Walk == nil {
 		if err := cfg.Partitioner.Validate(); err != nil {
@@ -148,6 +170,9 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 		log:   log,
 		q:     newQueue(cfg.LeaseTTL, cfg.MaxAttempts),
 		polls: make(chan struct{}, cfg.MaxLongPolls),
+
+		tempDir:     tempDir,
+		sourceCheck: sourceCheck,
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, invalidf("TLS needs both a certificate and a key")
@@ -224,50 +249,76 @@ func (c *Coordinator) ReleaseWorker(name string) int {
 
 // Run opens the journal, walks the source and serves the lease API on ln until every
 // partition is done or failed and the workers were told (bounded by Linger), or ctx ends.
-// It closes ln. The error wraps ErrPartitionsFailed when some partitions failed.
+// It closes ln. The error wraps ErrIncomplete when the run ended without copying
+// everything; the journal is then forgotten, so that the next run walks again. Only a run
+// that was stopped before the end (ctx, a fatal error) keeps its journal, to resume.
 func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status, error) {
-	j, err := openJournal(c.cfg.StateDir, c.cfg.Identity)
+	j, st, aside, err := openAndLoad(c.cfg.StateDir, c.cfg.Identity)
 	if err != nil {
 		ln.Close()
 		return c.q.status(), err
 	}
-	finishedClean, forgetJournal := false, false
-	defer func() {
-		if err := j.close(); err != nil {
-			c.log.Error().Err(err).Msg("closing the journal")
-			return
-		}
-		// A run that ended with every partition done leaves no journal behind: started
-		// again on the same state dir, the coordinator syncs afresh instead of resuming a
-		// finished run and doing nothing. (A run with failed partitions keeps it: the
-		// next run retries just those.)
-		if (finishedClean || forgetJournal) && c.cfg.StateDir != "" {
-			if err := os.Remove(j.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				c.log.Warn().Err(err).Msg("removing the journal of the finished run")
-			}
-			if finishedClean && j.createdDir != "" {
-				// Only when empty: a token file or anything the user put there stays.
-				// Removing it changes its parent's mtime, which the directory-metadata pass
-				// has already set (the destination root for /dest/.krsync-state): put it back.
-				parent, statErr := os.Stat(filepath.Dir(j.createdDir))
-				if os.Remove(j.createdDir) == nil && statErr == nil {
-					_ = os.Chtimes(filepath.Dir(j.createdDir), time.Time{}, parent.ModTime())
-				}
-			}
-		}
-	}()
-	st, err := j.load()
-	if err != nil {
-		ln.Close()
-		return c.q.status(), err
+	if aside != "" {
+		c.log.Warn().Str("set_aside", aside).Msg("the journal was corrupt: set aside, walking afresh (rsync skips what is already copied); remove the file once you no longer need it")
 	}
+	status, err := c.run(ctx, ln, j, st)
+	ended := err == nil || errors.Is(err, ErrIncomplete)
+	if cerr := c.endJournal(j, ended); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	if err == nil {
+		c.log.Info().Int64("partitions", status.Partitions.Done).Int64("files_transferred", status.FilesTransferred).
+			Int64("bytes_transferred", status.BytesTransferred).Int64("vanished", status.Vanished).Msg("all partitions done")
+	}
+	return status, err
+}
+
+// endJournal closes the journal. A run that ended (complete or not) leaves no journal
+// behind: the next run on the same state dir walks afresh instead of resuming a run that is
+// over (and skips, in rsync, what is already there). The state directory goes too when
+// krsync created it and it is empty; its parent's mtime (the destination root's, set by the
+// directory-metadata pass, for /dest/.krsync-state) is put back. A failure to put it back
+// makes the run incomplete: the destination would not equal the source.
+func (c *Coordinator) endJournal(j *journal, ended bool) error {
+	if err := j.closeGuarded(); err != nil {
+		c.log.Error().Err(err).Msg("closing the journal")
+		return nil
+	}
+	if !ended || c.cfg.StateDir == "" {
+		return nil
+	}
+	if err := os.Remove(j.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		c.log.Warn().Err(err).Msg("removing the journal of the finished run")
+		return nil
+	}
+	if j.createdDir == "" {
+		return nil
+	}
+	parentDir := filepath.Dir(j.createdDir)
+	parent, err := os.Stat(parentDir)
+	if err != nil {
+		return fmt.Errorf("%w: the state directory's parent %s: %w", ErrIncomplete, parentDir, err)
+	}
+	// Only when empty: a token file or anything the user put there stays.
+	if err := os.Remove(j.createdDir); err != nil {
+		c.log.Info().Err(err).Str("state_dir", j.createdDir).Msg("state directory kept: not empty")
+		return nil
+	}
+	if err := os.Chtimes(parentDir, time.Time{}, parent.ModTime()); err != nil {
+		return fmt.Errorf("%w: removing the state directory %s changed the mtime of %s and putting it back failed: %w (the coordinator needs CAP_FOWNER, or to own it)",
+			ErrIncomplete, j.createdDir, parentDir, unwrapPathError(err))
+	}
+	return nil
+}
+
+// run serves one run on an open journal; see Run.
+func (c *Coordinator) run(ctx context.Context, ln net.Listener, j *journal, st journalState) (leaseapi.Status, error) {
 	c.restore(st)
 	c.journal = j
 	if c.cfg.StateDir != "" {
 		c.log.Info().Str("state_dir", c.cfg.StateDir).Int("partitions", len(st.parts)).
 			Bool("walk_done", st.walkDone).Msg("journal opened")
 	}
-
 	srv := c.newServer()
 	serveErr := make(chan error, 1)
 	go func() {
@@ -318,8 +369,6 @@ func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status
 		return status, runErr
 	}
 	if status.WalkErrors > 0 {
-		// A rerun must walk again to reach what could not be read: forget the journal.
-		forgetJournal = true
 		walkErr := fmt.Errorf("%w: %w: %d (logged above as \"walk\" warnings); fix their permissions and run again",
 			ErrIncomplete, ErrWalkErrors, status.WalkErrors)
 		if len(status.Failed) > 0 {
@@ -330,9 +379,6 @@ func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status
 	if len(status.Failed) > 0 {
 		return status, failedError(status.Failed)
 	}
-	finishedClean = true
-	c.log.Info().Int64("partitions", status.Partitions.Done).Int64("files_transferred", status.FilesTransferred).
-		Int64("bytes_transferred", status.BytesTransferred).Msg("all partitions done")
 	return status, nil
 }
 
@@ -381,7 +427,7 @@ func (c *Coordinator) restore(st journalState) {
 		c.q.add(p)
 	}
 	if st.walkDone {
-		c.q.setWalkDone(st.walkErrors)
+		c.q.setWalkDone(st.walkErrors, st.vanished)
 	}
 	if st.dirsIssued {
 		c.q.setDirsIssued()
@@ -424,7 +470,7 @@ func (c *Coordinator) walk(ctx context.Context, j *journal) error {
 		}
 	}
 	var dirs []string
-	var walkErrors int64
+	var walkErrors, vanished int64
 	h := WalkHandler{
 		Partition: func(p WalkPartition) error {
 			if len(p.List) == 0 {
@@ -442,6 +488,14 @@ func (c *Coordinator) walk(ctx context.Context, j *journal) error {
 			return nil
 		},
 		Error: func(rel string, err error) {
+			if errors.Is(err, fs.ErrNotExist) {
+				// Listed by readdir, gone by lstat or open: deleted during the walk, as
+				// happens on a live volume. Like rsync's "vanished" files: not an error.
+				vanished++
+				c.q.addVanished()
+				c.log.Info().Str("path", rel).Err(err).Msg("vanished during the walk")
+				return
+			}
 			walkErrors++
 			c.q.addWalkError()
 			c.log.Warn().Str("path", rel).Err(err).Msg("walk")
@@ -461,11 +515,11 @@ func (c *Coordinator) walk(ctx context.Context, j *journal) error {
 	case err != nil:
 		return fmt.Errorf("walk %s: %w", c.cfg.Source, err)
 	}
-	if err := j.setWalkDone(walkErrors); err != nil {
+	if err := j.setWalkDone(walkErrors, vanished); err != nil {
 		return err
 	}
-	c.q.setWalkDone(walkErrors)
-	ev := c.log.Info().Int64("walk_errors", walkErrors)
+	c.q.setWalkDone(walkErrors, vanished)
+	ev := c.log.Info().Int64("walk_errors", walkErrors).Int64("vanished", vanished)
 	if replayed > 0 {
 		ev = ev.Int64("replayed_partitions", replayed)
 	}

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -36,6 +38,10 @@ var (
 	keyIdentity   = []byte("identity")
 	keyWalkDone   = []byte("walk_done")
 	keyWalkErrors = []byte("walk_errors")
+	keyVanished   = []byte("vanished")
+	// keyCreatedDir marks a state directory that krsync created: whichever run finishes
+	// removes it (when empty), even when the run that created it was interrupted.
+	keyCreatedDir = []byte("created_state_dir")
 	keyDirsIssued = []byte("dirs_issued")
 )
 
@@ -62,14 +68,29 @@ type journalState struct {
 	parts      []restoredPartition
 	walkDone   bool
 	walkErrors int64
+	vanished   int64
 	dirsIssued bool
 }
 
+// ErrJournalCorrupt means the journal file is damaged (bbolt refused it, panicked on it, or a
+// record does not decode). openAndLoad sets such a journal aside and starts afresh.
+var ErrJournalCorrupt = errors.New("the journal is corrupt")
+
 // openJournal opens (creating it if needed) the journal in stateDir, or a throwaway one in a
-// temporary directory when stateDir is empty. identity names the run (source and partitioner
-// options); a journal written for another identity is refused.
+// temporary directory when stateDir is empty. identity names the run (source, destination,
+// volumes and partitioner options); a journal written for another identity is refused.
 func openJournal(stateDir, identity string) (*journal, error) {
-	j := &journal{}
+	created := false
+	if stateDir != "" {
+		_, err := os.Lstat(stateDir)
+		created = errors.Is(err, fs.ErrNotExist)
+	}
+	return openJournalAt(stateDir, identity, created)
+}
+
+// openJournalAt is openJournal; created says that this run made the state directory.
+func openJournalAt(stateDir, identity string, created bool) (j *journal, err error) {
+	j = &journal{}
 	noSync := false
 	if stateDir == "" {
 		dir, err := os.MkdirTemp("", "krsync-coordinator-")
@@ -77,15 +98,13 @@ func openJournal(stateDir, identity string) (*journal, error) {
 			return nil, fmt.Errorf("journal: temporary directory: %w", err)
 		}
 		stateDir, j.tempDir, noSync = dir, dir, true
-	} else {
-		if _, err := os.Lstat(stateDir); errors.Is(err, fs.ErrNotExist) {
-			j.createdDir = stateDir
-		}
-		if err := os.MkdirAll(stateDir, 0o700); err != nil {
-			return nil, fmt.Errorf("state dir: %w", err)
-		}
+	} else if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	j.path = filepath.Join(stateDir, JournalFile)
+	// bbolt panics on some damage (a bad freelist page, a failed assertion) and reads its
+	// file through mmap, where a bad page number faults: both become errors here.
+	defer guardJournal(j.path, "open", &err)()
 	db, err := bolt.Open(j.path, 0o600, &bolt.Options{
 		Timeout:      2 * time.Second,
 		NoSync:       noSync,
@@ -93,24 +112,87 @@ func openJournal(stateDir, identity string) (*journal, error) {
 	})
 	if err != nil {
 		j.removeTemp()
-		if errors.Is(err, bolterrors.ErrTimeout) {
+		var pathErr *fs.PathError
+		switch {
+		case errors.Is(err, bolterrors.ErrTimeout):
 			return nil, fmt.Errorf("state dir %s: %w (its journal is locked); stop the other one or use another --state-dir", stateDir, ErrStateDirBusy)
+		case errors.As(err, &pathErr):
+			return nil, fmt.Errorf("state dir %s: open journal: %w", stateDir, err)
 		}
-		return nil, fmt.Errorf("state dir %s: open journal: %w", stateDir, err)
+		// Anything else is bbolt refusing the file's contents (invalid, checksum, version).
+		return nil, fmt.Errorf("journal %s: %w: %w", j.path, ErrJournalCorrupt, err)
 	}
 	// Completions from many workers arrive together; one fsync commits a batch of them.
 	db.MaxBatchDelay = 2 * time.Millisecond
 	j.db = db
-	if err := j.init(identity); err != nil {
-		_ = j.close()
+	ours, err := j.init(identity, created && j.tempDir == "")
+	if err != nil {
+		_ = j.closeGuarded()
 		return nil, err
+	}
+	if ours && j.tempDir == "" {
+		j.createdDir = stateDir
 	}
 	return j, nil
 }
 
+// guardJournal turns a panic or a memory fault while bbolt reads the journal at path into
+// an error wrapping ErrJournalCorrupt. Use it as defer guardJournal(path, what, &err)(): the
+// call makes faults panic on this goroutine (bbolt reads its file through mmap), the deferred
+// function it returns recovers and puts the fault setting back.
+func guardJournal(path, what string, err *error) func() {
+	old := debug.SetPanicOnFault(true)
+	return func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			*err = fmt.Errorf("journal %s: %w: %s: %v", path, ErrJournalCorrupt, what, oneLine(fmt.Sprint(r)))
+		}
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// openAndLoad opens the journal of stateDir and reads it back. A corrupt journal (see
+// ErrJournalCorrupt) is renamed to journal.db.corrupt-<time> and a fresh one started: the
+// walk runs again and rsync skips what is already copied. aside names the renamed file.
+func openAndLoad(stateDir, identity string) (j *journal, st journalState, aside string, err error) {
+	created := false
+	if stateDir != "" {
+		_, err := os.Lstat(stateDir)
+		created = errors.Is(err, fs.ErrNotExist)
+	}
+	j, err = openJournalAt(stateDir, identity, created)
+	if err == nil {
+		if st, err = j.load(); err == nil {
+			return j, st, "", nil
+		}
+		created = created || j.createdDir != ""
+		_ = j.closeGuarded()
+	}
+	if !errors.Is(err, ErrJournalCorrupt) || stateDir == "" {
+		return nil, journalState{}, "", err
+	}
+	path := filepath.Join(stateDir, JournalFile)
+	aside = path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000000000Z")
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return nil, journalState{}, "", fmt.Errorf("%w; could not set it aside: %w; remove it and run again", err, rerr)
+	}
+	if j, err = openJournalAt(stateDir, identity, created); err != nil {
+		return nil, journalState{}, aside, err
+	}
+	if st, err = j.load(); err != nil {
+		_ = j.closeGuarded()
+		return nil, journalState{}, aside, err
+	}
+	return j, st, aside, nil
+}
+
 // init creates the buckets of a new journal, or checks the format and identity of an old one.
-func (j *journal) init(identity string) error {
-	err := j.db.Update(func(tx *bolt.Tx) error {
+// created records that krsync made the state directory; ours says whether this journal or an
+// earlier run of it did.
+func (j *journal) init(identity string, created bool) (ours bool, err error) {
+	defer guardJournal(j.path, "init", &err)()
+	err = j.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			if tx.Bucket(bucketPartitions) != nil {
@@ -131,8 +213,14 @@ func (j *journal) init(identity string) error {
 			return fmt.Errorf("journal format %q, want %q", got, journalFormat)
 		}
 		if got := string(meta.Get(keyIdentity)); got != identity {
-			return fmt.Errorf("%w (%s), not this one (%s); use another --state-dir or remove it", ErrJournalMismatch, got, identity)
+			return invalidf("%w (%s), not this one (%s); use another --state-dir or remove %s", ErrJournalMismatch, oneLine(got), identity, j.path)
 		}
+		if created {
+			if err := meta.Put(keyCreatedDir, []byte{1}); err != nil {
+				return err
+			}
+		}
+		ours = meta.Get(keyCreatedDir) != nil
 		for _, name := range [][]byte{bucketPartitions, bucketStates, bucketHashes, bucketDirs} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -141,9 +229,15 @@ func (j *journal) init(identity string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("journal %s: %w", j.path, err)
+		return false, fmt.Errorf("journal %s: %w", j.path, err)
 	}
-	return nil
+	return ours, nil
+}
+
+// closeGuarded closes a journal that may be corrupt.
+func (j *journal) closeGuarded() (err error) {
+	defer guardJournal(j.path, "close", &err)()
+	return j.close()
 }
 
 // close closes the journal and removes it when it was a throwaway one.
@@ -163,19 +257,59 @@ func (j *journal) removeTemp() {
 }
 
 // load reads the whole journal back: partitions (without their lists) and their states.
-// Failed partitions come back pending: a new run gives them new attempts.
-func (j *journal) load() (journalState, error) {
-	var st journalState
-	err := j.db.View(func(tx *bolt.Tx) error {
+// Failed partitions come back pending: a new run gives them new attempts. It reads every
+// page of every bucket, and then lets bbolt check the page structure (tx.Check), so that
+// damage shows here, as ErrJournalCorrupt, rather than as a panic later in the run.
+func (j *journal) load() (st journalState, err error) {
+	defer guardJournal(j.path, "load", &err)()
+	err = j.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return errors.New("no meta bucket")
+		}
+		for _, name := range [][]byte{bucketPartitions, bucketStates, bucketHashes, bucketDirs} {
+			b := tx.Bucket(name)
+			if b == nil {
+				return fmt.Errorf("no %s bucket", name)
+			}
+			// Touch every key and value: a bad page faults or panics now, under the guard.
+			var sum byte
+			if err := b.ForEach(func(k, v []byte) error {
+				for _, x := range [][]byte{k, v} {
+					for _, c := range x {
+						sum ^= c
+					}
+				}
+				return nil
+			}); err != nil {
+				return fmt.Errorf("%s bucket: %w", name, err)
+			}
+			_ = sum
+		}
+		// Only after every page was read here: tx.Check reads on a goroutine of its own,
+		// where a fault could not be caught. Drain it whole: it reads until it closes.
+		var checkErr error
+		for err := range tx.Check() {
+			if checkErr == nil {
+				checkErr = fmt.Errorf("page check: %w", err)
+			}
+		}
+		if checkErr != nil {
+			return checkErr
+		}
 		st.walkDone = meta.Get(keyWalkDone) != nil
 		st.dirsIssued = meta.Get(keyDirsIssued) != nil
-		if v := meta.Get(keyWalkErrors); v != nil {
-			n, k := binary.Uvarint(v)
-			if k <= 0 || n > 1<<62 {
-				return errors.New("meta walk_errors: corrupt value")
+		for _, c := range []struct {
+			key []byte
+			to  *int64
+		}{{keyWalkErrors, &st.walkErrors}, {keyVanished, &st.vanished}} {
+			if v := meta.Get(c.key); v != nil {
+				n, k := binary.Uvarint(v)
+				if k <= 0 || n > 1<<62 {
+					return fmt.Errorf("meta %s: corrupt value", c.key)
+				}
+				*c.to = int64(n)
 			}
-			st.walkErrors = int64(n)
 		}
 		states := tx.Bucket(bucketStates)
 		return tx.Bucket(bucketPartitions).ForEach(func(k, v []byte) error {
@@ -201,7 +335,10 @@ func (j *journal) load() (journalState, error) {
 		})
 	})
 	if err != nil {
-		return journalState{}, fmt.Errorf("journal %s: %w; remove the state dir to start over", j.path, err)
+		if errors.Is(err, ErrJournalCorrupt) {
+			return journalState{}, err
+		}
+		return journalState{}, fmt.Errorf("journal %s: %w: %w", j.path, ErrJournalCorrupt, err)
 	}
 	return st, nil
 }
@@ -345,9 +482,12 @@ func (j *journal) dirChunk(after []byte, n int) (list []byte, count int64, last 
 }
 
 // setWalkDone records the end of the walk.
-func (j *journal) setWalkDone(walkErrors int64) error {
+func (j *journal) setWalkDone(walkErrors, vanished int64) error {
 	return j.setMeta("walk done", func(meta *bolt.Bucket) error {
 		if err := meta.Put(keyWalkErrors, binary.AppendUvarint(nil, uint64(max(walkErrors, 0)))); err != nil {
+			return err
+		}
+		if err := meta.Put(keyVanished, binary.AppendUvarint(nil, uint64(max(vanished, 0)))); err != nil {
 			return err
 		}
 		return meta.Put(keyWalkDone, []byte{1})

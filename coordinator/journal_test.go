@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -58,9 +59,11 @@ func TestResumeMidWalk(t *testing.T) {
 	}
 }
 
-// TestResumeAfterWalkDone checks a finished walk is not run again, and that partitions
-// failed in an earlier run get new attempts (e.g. after the destination was freed).
-func TestResumeAfterWalkDone(t *testing.T) {
+// TestRerunAfterFailedPartitionsWalksAgain: a run that ended with failed partitions leaves
+// no journal, so the next run walks again, finds what was added, and its outcome depends on
+// that walk only (issue 9, item 3: the old journal made the rerun skip the walk and end 0
+// without the new files).
+func TestRerunAfterFailedPartitionsWalksAgain(t *testing.T) {
 	stateDir := t.TempDir()
 	source := t.TempDir()
 	ctx := context.Background()
@@ -78,33 +81,33 @@ func TestResumeAfterWalkDone(t *testing.T) {
 		}
 	}
 	drain(t, r1.client, "w")
-	if _, err := r1.wait(t); !errors.Is(err, ErrPartitionsFailed) {
+	if _, err := r1.wait(t); !errors.Is(err, ErrPartitionsFailed) || !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("first run: %v; want ErrPartitionsFailed", err)
 	}
-
-	noWalk := func(context.Context, WalkHandler) error {
-		t.Error("the walk ran again although the journal says it finished")
-		return nil
+	if _, err := os.Stat(filepath.Join(stateDir, JournalFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the journal of an incomplete run is still there: %v", err)
 	}
-	r2 := start(t, Config{Source: source, StateDir: stateDir, Walk: noWalk})
-	got := drain(t, r2.client, "w")
-	if len(got) != 1 || got[0].Paths()[0] != "full" || got[0].Attempt != 1 {
-		t.Fatalf("second run leased %+v; want only the failed partition, with fresh attempts", got)
+
+	walked := false
+	walk := staticWalk([][]string{{"ok"}, {"full"}, {"new"}}, []string{"."})
+	r2 := start(t, Config{Source: source, StateDir: stateDir, Walk: func(ctx context.Context, h WalkHandler) error {
+		walked = true
+		return walk(ctx, h)
+	}})
+	var leased []string
+	for _, l := range drain(t, r2.client, "w") {
+		leased = append(leased, string(l.Kind)+":"+strings.Join(l.Paths(), ","))
+	}
+	sort.Strings(leased)
+	if want := []string{"dirs:.", "files:full", "files:new", "files:ok"}; !walked || !slices.Equal(leased, want) {
+		t.Fatalf("second run walked %v, leased %q; want a new walk and %q", walked, leased, want)
 	}
 	st, err := r2.wait(t)
 	if err != nil {
 		t.Fatalf("second run: %v", err)
 	}
-	if st.Partitions.Done != 3 || st.Partitions.Failed != 0 || st.FilesTransferred != 2 {
+	if st.Partitions.Done != 4 || st.Partitions.Failed != 0 {
 		t.Fatalf("status = %+v", st)
-	}
-	// Finished with everything done, the run leaves no journal: the next run syncs afresh.
-	if _, err := os.Stat(filepath.Join(stateDir, JournalFile)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("journal after a clean finish: %v; want it removed", err)
-	}
-	r3 := start(t, Config{Source: source, StateDir: stateDir, Walk: staticWalk([][]string{{"ok"}, {"full"}}, []string{"."})})
-	if got := drain(t, r3.client, "w"); len(got) != 3 {
-		t.Fatalf("a run after a finished one leased %d partitions; want all 3 again", len(got))
 	}
 }
 

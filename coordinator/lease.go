@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -155,8 +156,8 @@ func (q *queue) addLocked(r restoredPartition) {
 	q.parts[r.id] = p
 	q.counts.Total++
 	if r.kind == leaseapi.KindFiles {
-		q.stats.EntriesWalked += r.entries
-		q.stats.BytesWalked += r.bytes
+		q.stats.EntriesWalked = addSaturating(q.stats.EntriesWalked, r.entries)
+		q.stats.BytesWalked = addSaturating(q.stats.BytesWalked, r.bytes)
 	}
 	if r.done {
 		p.state = stateDone
@@ -174,15 +175,21 @@ func (q *queue) addWalkError() {
 	q.mu.Unlock()
 }
 
+// addVanished counts one entry that vanished during the walk.
+func (q *queue) addVanished() {
+	q.mu.Lock()
+	q.stats.Vanished++
+	q.mu.Unlock()
+}
+
 // setWalkDone records that the walk emitted its last partition.
-func (q *queue) setWalkDone(walkErrors int64) {
+func (q *queue) setWalkDone(walkErrors, vanished int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.walkDone = true
 	q.stats.WalkDone = true
-	if walkErrors > q.stats.WalkErrors {
-		q.stats.WalkErrors = walkErrors
-	}
+	q.stats.WalkErrors = max(q.stats.WalkErrors, walkErrors)
+	q.stats.Vanished = max(q.stats.Vanished, vanished)
 	q.checkPhaseLocked()
 }
 
@@ -404,11 +411,20 @@ func (q *queue) pushPendingLocked(p *partition) {
 
 func (q *queue) countDoneLocked(p *partition, stats leaseapi.TransferStats) {
 	if p.kind == leaseapi.KindFiles {
-		q.stats.EntriesDone += p.entries
-		q.stats.BytesDone += p.bytes
+		q.stats.EntriesDone = addSaturating(q.stats.EntriesDone, p.entries)
+		q.stats.BytesDone = addSaturating(q.stats.BytesDone, p.bytes)
 	}
-	q.stats.FilesTransferred += stats.FilesTransferred
-	q.stats.BytesTransferred += stats.BytesTransferred
+	q.stats.FilesTransferred = addSaturating(q.stats.FilesTransferred, stats.FilesTransferred)
+	q.stats.BytesTransferred = addSaturating(q.stats.BytesTransferred, stats.BytesTransferred)
+}
+
+// addSaturating adds two non-negative counters, stopping at math.MaxInt64 instead of
+// wrapping into negative numbers (a worker reports whatever rsync printed).
+func addSaturating(a, b int64) int64 {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // wakeLocked ends the current long polls, if any waits.

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -157,6 +158,10 @@ func (c *Coordinator) handleLease(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, leaseapi.LeaseResponse{State: leaseapi.LeaseGranted, Lease: &leaseapi.Lease{
 		Partition: g.id, Attempt: g.attempt, Token: g.token, TTLMS: g.ttl.Milliseconds(),
 		Kind: g.kind, List: list, Entries: g.entries, Bytes: g.bytes,
+		TempDir: c.tempDir, SourceCheck: c.sourceCheck,
+		// The directory-metadata partition of the root removes the temporary directory:
+		// every file partition has settled by then, and the root's mtime is set after.
+		RemoveTempDir: g.kind == leaseapi.KindDirs && holdsRoot(list),
 	}})
 }
 
@@ -348,4 +353,9 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "") + "..."
+}
+
+// holdsRoot says whether a NUL-terminated list names the root ".".
+func holdsRoot(list []byte) bool {
+	return bytes.HasPrefix(list, []byte(".\x00")) || bytes.Contains(list, []byte("\x00.\x00"))
 }

@@ -42,14 +42,23 @@ func FpartWalk(root string, opts fpart.Options) WalkFunc {
 	}
 }
 
-// defaultIdentity names a run by its absolute source and the partitioner options that
-// decide what the partitions hold (not the read-ahead, not fpart's output format), so a
-// coordinator rescheduled on another node with other defaults still resumes.
-func defaultIdentity(source string, opts fpart.Options) string {
-	abs, err := filepath.Abs(source)
-	if err != nil {
-		abs = source
-	}
+// defaultIdentity names a run by its absolute source and destination, the volumes behind
+// them, and the partitioner options that decide what the partitions hold (not the
+// read-ahead, not fpart's output format), so a coordinator rescheduled on another node with
+// other defaults still resumes, and a journal of a copy to another destination (whose
+// finished partitions say nothing about this one) is refused.
+func defaultIdentity(source, dest, volumes string, opts fpart.Options) string {
 	opts.Readers, opts.NulTerminated, opts.TrailingSlash, opts.Output = 0, false, false, ""
-	return fmt.Sprintf("source=%q fpart=%+v", abs, opts)
+	return fmt.Sprintf("source=%q dest=%q volumes=%q fpart=%+v", absPath(source), absPath(dest), volumes, opts)
+}
+
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return abs
 }

@@ -167,18 +167,21 @@ type FailedPartition struct {
 
 // Status is the coordinator's progress: the numbers behind the progress bar and `krsync status`.
 type Status struct {
-	Partitions       PartitionCounts   `json:"partitions"`
-	EntriesWalked    int64             `json:"entries_walked"`
-	BytesWalked      int64             `json:"bytes_walked"`
-	EntriesDone      int64             `json:"entries_done"`
-	BytesDone        int64             `json:"bytes_done"`
-	FilesTransferred int64             `json:"files_transferred"`
-	BytesTransferred int64             `json:"bytes_transferred"`
-	WalkErrors       int64             `json:"walk_errors"`
-	WalkDone         bool              `json:"walk_done"`
-	Finished         bool              `json:"finished"`
-	Failed           []FailedPartition `json:"failed,omitempty"`
-	StartedAt        time.Time         `json:"started_at"`
+	Partitions       PartitionCounts `json:"partitions"`
+	EntriesWalked    int64           `json:"entries_walked"`
+	BytesWalked      int64           `json:"bytes_walked"`
+	EntriesDone      int64           `json:"entries_done"`
+	BytesDone        int64           `json:"bytes_done"`
+	FilesTransferred int64           `json:"files_transferred"`
+	BytesTransferred int64           `json:"bytes_transferred"`
+	WalkErrors       int64           `json:"walk_errors"`
+	// Vanished counts entries the walk listed that were gone when it looked at them
+	// (deleted during the walk): reported, not an error, like rsync's "vanished" files.
+	Vanished  int64             `json:"vanished"`
+	WalkDone  bool              `json:"walk_done"`
+	Finished  bool              `json:"finished"`
+	Failed    []FailedPartition `json:"failed,omitempty"`
+	StartedAt time.Time         `json:"started_at"`
 }
 
 // ErrorResponse is the body of every 4xx and 5xx answer.
