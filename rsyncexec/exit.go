@@ -122,12 +122,15 @@ func (e *ExitError) NoSpace() bool {
 }
 
 // Retryable says whether a Run error is worth another attempt: an *ExitError says so itself;
-// a run stopped by its context is (the lease goes back to the queue); a bad list or a missing
-// rsync is not; other setup failures (temporary files) are.
+// a run stopped by its context is (the lease goes back to the queue); a bad list, entries
+// refused for a symlinked parent (*RefusedError) or a missing rsync is not; other setup
+// failures (temporary files) are.
 func Retryable(err error) bool {
 	var exit *ExitError
 	switch {
 	case err == nil:
+		return false
+	case errors.Is(err, ErrSymlinkParent):
 		return false
 	case errors.As(err, &exit):
 		return exit.Retryable()

@@ -145,6 +145,11 @@ func (m Message) Relative(roots ...string) string {
 			break
 		}
 	}
+	// The list's "./NAME" entries (see cleanList): rsync prints them without the "./" as far
+	// as rsync 3.5 goes, but a path printed as given must still match the walk's name.
+	for strings.HasPrefix(p, "./") && len(p) > 2 {
+		p = p[2:]
+	}
 	if strings.HasPrefix(m.Op, "mkstemp") {
 		p = realNameOfTemp(p)
 	}
@@ -163,15 +168,16 @@ func realNameOfTemp(p string) string {
 // stderrReader consumes rsync's stderr line by line: it keeps the last lines, the failed and
 // vanished paths, and whether the destination was full.
 type stderrReader struct {
-	roots        []string
-	tail         []string
-	failed       []string
-	failedCount  int
-	vanished     []string
-	otherErrors  int // "rsync: ..." complaints that are not about a vanished path
-	noSpace      bool
-	seenFailed   map[string]bool
-	seenVanished map[string]bool
+	roots         []string
+	tail          []string
+	failed        []string
+	failedCount   int
+	vanished      []string
+	vanishedCount int
+	otherErrors   int // "rsync: ..." complaints that are not about a vanished path
+	noSpace       bool
+	seenFailed    map[string]bool
+	seenVanished  map[string]bool
 }
 
 func newStderrReader(roots ...string) *stderrReader {
@@ -203,9 +209,14 @@ func (r *stderrReader) line(line string) {
 		return
 	}
 	if m.Vanished {
-		if !r.seenVanished[rel] && len(r.vanished) < maxFailedPaths {
+		// Counted past the cap: the worker compares the count with the partition's size.
+		// The set is as large as the list at most, which is in memory already.
+		if !r.seenVanished[rel] {
 			r.seenVanished[rel] = true
-			r.vanished = append(r.vanished, rel)
+			r.vanishedCount++
+			if len(r.vanished) < maxFailedPaths {
+				r.vanished = append(r.vanished, rel)
+			}
 		}
 		return
 	}

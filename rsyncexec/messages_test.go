@@ -63,6 +63,17 @@ func TestParseMessage(t *testing.T) {
 			want: Message{Path: "/dst/d/.file.txt.XyZ123", Op: "mkstemp", Errno: 13}, ok: true,
 			roots: []string{"/dst"}, rel: "d/file.txt",
 		},
+		{
+			// The list's "./NAME" entries, should an rsync print them as given.
+			name: "./ prefix", line: `rsync: [sender] link_stat "/src/./#top" failed: No such file or directory (2)`,
+			want: Message{Path: "/src/./#top", Op: "link_stat", Errno: 2, Vanished: true}, ok: true,
+			roots: []string{"/src"}, rel: "#top",
+		},
+		{
+			name: "./ prefix, relative to the destination", line: `rsync: [receiver] recv_generator: mkdir "./;dir/x" failed: Permission denied (13)`,
+			want: Message{Path: "./;dir/x", Op: "recv_generator: mkdir", Errno: 13}, ok: true,
+			roots: []string{"/dst"}, rel: ";dir/x",
+		},
 		{name: "summary line", line: `rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1394) [sender=3.5.0]`},
 		{name: "no path", line: `rsync: connection unexpectedly closed (0 bytes received so far) [sender]`},
 		{name: "not rsync", line: `hello "world"`},
@@ -113,6 +124,13 @@ func TestStderrReader(t *testing.T) {
 	}
 	if len(r.tail) != stderrTailLines || r.tail[stderrTailLines-1] != "line 99" {
 		t.Errorf("tail = %q", r.tail)
+	}
+	// Vanished paths are counted beyond the ones kept, each once.
+	for i := 0; i < 2*maxFailedPaths; i++ {
+		r.line(fmt.Sprintf(`rsync: [sender] link_stat "/src/./d/%d" failed: No such file or directory (2)`, i%(maxFailedPaths+500)))
+	}
+	if len(r.vanished) != maxFailedPaths || r.vanishedCount != maxFailedPaths+500+1 || r.vanished[1] != "d/0" {
+		t.Errorf("vanished: kept %d, counted %d, second %q; want %d, %d, d/0", len(r.vanished), r.vanishedCount, r.vanished[1], maxFailedPaths, maxFailedPaths+501)
 	}
 }
 

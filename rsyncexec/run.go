@@ -40,11 +40,24 @@ type Job struct {
 	// Dirs makes this the directory-metadata pass: List holds directories only, and each one's
 	// mode, owner, group and mtime are set to the source's without copying what is inside.
 	Dirs bool
-	// TempDir, when set, holds the list as a file (--files-from=FILE) while rsync runs; by
+	// TempDir names a directory directly below Dest (one plain name, e.g. ".krsync-tmp-1a2b")
+	// that krsync owns. A file pass creates it (mode 0700) when missing and, for this run
+	// only, a fresh subdirectory TempLabel-RANDOM in it, where rsync writes its temporary
+	// files (--temp-dir) before renaming each into place (the same file system: a rename);
+	// Run removes that subdirectory whole before it returns, whatever the outcome. Both are
+	// resolved without following symlinks: a symlink or a file named TempDir is refused
+	// (ErrTempDir) and left alone. RemoveTempDir removes TempDir itself at the end of a run.
+	// Empty: rsync's default, a temporary ".NAME.XXXXXX" beside each file, which a killed
+	// rsync leaves behind for good.
+	TempDir string
+	// TempLabel begins the name of this run's subdirectory of TempDir, e.g. "p12-a3" for
+	// partition 12, attempt 3, so that a leftover says whose it was; "" is "run".
+	TempLabel string
+	// ListDir, when set, holds the list as a file (--files-from=FILE) while rsync runs; by
 	// default rsync reads the list from its standard input (--files-from=-), which needs no
 	// writable directory (pods often have a read-only root filesystem) and leaves nothing
 	// behind when the worker is killed.
-	TempDir string
+	ListDir string
 	// KillGrace is the time between SIGTERM and SIGKILL on cancellation; 0 is DefaultKillGrace.
 	KillGrace time.Duration
 	// Logger receives the command lines at debug level; nil logs nothing.
@@ -64,8 +77,10 @@ type Result struct {
 	// Warnings are non-fatal complaints: vanished files (exit 24, or 23 when every complaint
 	// was a listed path that no longer exists) and whatever rsync printed on a successful run.
 	Warnings []string
-	// Vanished are the listed paths that were gone when rsync looked (at most 1000).
-	Vanished []string
+	// Vanished are the listed paths that were gone when rsync looked (at most 1000);
+	// VanishedCount counts them all.
+	Vanished      []string
+	VanishedCount int
 	// Args is the command line of the (first) rsync run, binary first.
 	Args []string
 	// Unchanged counts the listed entries left out of the rsync run because the destination
@@ -80,13 +95,20 @@ type Result struct {
 //
 //	rsync --modify-window=-1 ARGS --from0 --files-from=- --stats -- SOURCE/ DEST/
 //
-// with the list on rsync's standard input (or in a file in Job.TempDir).
+// with the list on rsync's standard input (or in a file in Job.ListDir), and
+// --temp-dir=DEST/TEMPDIR/LABEL-RANDOM after the user's options when Job.TempDir is set.
 // --files-from implies --relative (the list's paths keep their directories, which rsync
 // creates as "implied directories" with the source's attributes) and --dirs (a listed
 // directory is copied as itself, not recursed into), and turns off -a's recursion (rsync(1),
 // --files-from). The list is cleaned first: "." and trailing "/" or "/." would make rsync copy
-// a directory's contents, so "dir/" becomes "dir", and the root "." is dropped from a file
-// pass (the root exists; its metadata belongs to the directory pass).
+// a directory's contents, so "dir/" becomes "./dir" (every entry starts with "./", which no
+// comment line can: see cleanList), and the root "." is dropped from a file pass (the root
+// exists; its metadata belongs to the directory pass).
+//
+// Entries whose parent directories are not real directories below the source (a symlink on
+// the way) are not given to rsync, which would follow it out of the source: the rest is
+// copied and the error is a *RefusedError naming them (see dropUnsafe, and the race it
+// leaves).
 //
 // The directory pass (Dirs) puts "--filter=+ */ --filter=- *" before the user's options so
 // that only directories can be transferred, whatever the list says; the root, which rsync can
@@ -143,6 +165,7 @@ func Run(ctx context.Context, job Job) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	list, refused, refusedCount := dropUnsafe(source, list)
 	var unchanged int64
 	if quickCheckSafe(args) {
 		var rootUnchanged bool
@@ -155,19 +178,37 @@ func Run(ctx context.Context, job Job) (Result, error) {
 	if grace <= 0 {
 		grace = DefaultKillGrace
 	}
-	r := runner{binary: binary, source: source, dest: dest, grace: grace, log: log}
+	r := runner{binary: binary, source: source, dest: dest, grace: grace, log: log, listDir: job.ListDir}
 
 	start := time.Now()
+	var res Result
+	var firstErr error
 	var runs []run
 	switch {
 	case !job.Dirs:
-		if len(list) > 0 {
-			extra := []string(nil)
-			if os.Geteuid() != 0 {
-				extra = append(extra, "--chmod=Du+rwx")
-			}
-			runs = append(runs, run{args: joinArgs(nil, args, extra), list: list})
+		if len(list) == 0 {
+			break
 		}
+		extra := []string(nil)
+		if os.Geteuid() != 0 {
+			extra = append(extra, "--chmod=Du+rwx")
+		}
+		if job.TempDir != "" && ctx.Err() == nil {
+			tmp, err := makeAttemptDir(dest, job.TempDir, job.TempLabel)
+			if err != nil {
+				return Result{}, err
+			}
+			// Removed after rsync has exited (Run waits for its whole process group), so
+			// nothing writes there any more; a failure to remove is only a warning: the
+			// directory pass removes TempDir whole at the end of the run.
+			defer func() {
+				if err := tmp.remove(); err != nil {
+					log.Warn().Err(err).Msg("rsync's temporary directory left behind")
+				}
+			}()
+			extra = append(extra, "--temp-dir="+tmp.path)
+		}
+		runs = append(runs, run{args: joinArgs(nil, args, extra), list: list})
 	default:
 		if len(list) > 0 {
 			runs = append(runs, run{args: joinArgs([]string{"--filter=+ */", "--filter=- *"}, args, nil), list: list})
@@ -177,8 +218,6 @@ func Run(ctx context.Context, job Job) (Result, error) {
 		}
 	}
 
-	var res Result
-	var firstErr error
 	for _, rn := range runs {
 		if ctx.Err() != nil && firstErr == nil {
 			firstErr = fmt.Errorf("rsync not run: %w", ctx.Err())
@@ -186,10 +225,11 @@ func Run(ctx context.Context, job Job) (Result, error) {
 		if firstErr != nil && ctx.Err() != nil {
 			break
 		}
-		out, err := r.run(ctx, rn, job.TempDir)
+		out, err := r.run(ctx, rn)
 		res.Stats = res.Stats.Add(out.Stats)
 		res.Warnings = append(res.Warnings, out.Warnings...)
-		res.Vanished = append(res.Vanished, out.Vanished...)
+		res.Vanished = append(res.Vanished, out.Vanished[:min(len(out.Vanished), maxFailedPaths-len(res.Vanished))]...)
+		res.VanishedCount += out.VanishedCount
 		if res.Args == nil {
 			res.Args = out.Args
 		}
@@ -204,6 +244,10 @@ func Run(ctx context.Context, job Job) (Result, error) {
 	res.Duration = time.Since(start)
 	res.FilesTransferred = res.Stats.RegularFilesTransferred
 	res.BytesTransferred = res.Stats.TotalTransferredSize
+	if refusedCount > 0 && (firstErr == nil || ctx.Err() == nil) {
+		// A stopped run is retried as a whole, and the refusal comes again then.
+		firstErr = &RefusedError{Paths: refused, Count: refusedCount, Err: firstErr}
+	}
 	return res, firstErr
 }
 
@@ -229,11 +273,19 @@ func joinArgs(before, user, after []string) []string {
 }
 
 // cleanList checks and cleans a NUL-terminated list: empty entries are skipped, absolute
-// paths and ".." components are refused, "a//b", "./a", "a/" and "a/." become "a/b", "a",
-// and the root ("." after cleaning) is reported in root instead of listed.
+// paths and ".." components are refused, "a//b", "./a", "a/" and "a/." become "./a/b",
+// "./a", and the root ("." after cleaning) is reported in root instead of listed.
+//
+// Every entry comes out as "./NAME": rsync reads a --files-from line that begins with '#' or
+// ';' as a comment and skips it, even with --from0 (rsync(1), --files-from; options.c
+// read_filesfrom), so a top-level "#notes" or ";x" (and everything listed below such a
+// directory) would silently not be copied. A leading "./" can never be a comment, and with
+// --relative rsync drops it from the destination path ("./a/b" lands at DEST/a/b; rsync(1),
+// --relative: a "./" marks where the implied directories start). Paths that rsync prints
+// come without it.
 func cleanList(list []byte) (cleaned []byte, root bool, err error) {
 	var b bytes.Buffer
-	b.Grow(len(list))
+	b.Grow(len(list) + len(list)/8)
 	for len(list) > 0 {
 		entry := list
 		if i := bytes.IndexByte(list, 0); i >= 0 {
@@ -258,6 +310,7 @@ func cleanList(list []byte) (cleaned []byte, root bool, err error) {
 			root = true
 			continue
 		}
+		b.WriteString("./")
 		b.WriteString(p)
 		b.WriteByte(0)
 	}
@@ -273,16 +326,17 @@ type run struct {
 // runner runs rsync for one job.
 type runner struct {
 	binary, source, dest string
+	listDir              string // see Job.ListDir
 	grace                time.Duration
 	log                  zerolog.Logger
 }
 
 // run executes one rsync and reads its output.
-func (r runner) run(ctx context.Context, rn run, tempDir string) (Result, error) {
+func (r runner) run(ctx context.Context, rn run) (Result, error) {
 	argv := append([]string{r.binary}, rn.args...)
 	switch {
-	case rn.list != nil && tempDir != "":
-		listFile, err := writeList(tempDir, rn.list)
+	case rn.list != nil && r.listDir != "":
+		listFile, err := writeList(r.listDir, rn.list)
 		if err != nil {
 			return Result{}, err
 		}
@@ -298,7 +352,7 @@ func (r runner) run(ctx context.Context, rn run, tempDir string) (Result, error)
 	stderr := newStderrReader(r.roots()...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = rsyncEnv(os.Environ())
-	if rn.list != nil && tempDir == "" {
+	if rn.list != nil && r.listDir == "" {
 		cmd.Stdin = bytes.NewReader(rn.list)
 	}
 	cmd.Stdout = &lineWriter{line: stats.line}
@@ -321,7 +375,7 @@ func (r runner) run(ctx context.Context, rn run, tempDir string) (Result, error)
 	cmd.Stdout.(*lineWriter).flush()
 	cmd.Stderr.(*lineWriter).flush()
 
-	res := Result{Stats: stats.stats, Args: argv, Duration: time.Since(start), Vanished: stderr.vanished}
+	res := Result{Stats: stats.stats, Args: argv, Duration: time.Since(start), Vanished: stderr.vanished, VanishedCount: stderr.vanishedCount}
 	if ctx.Err() != nil && (waitErr != nil || cmd.ProcessState == nil || !cmd.ProcessState.Success()) {
 		// rsync was stopped before it finished: the partition is not known to be complete.
 		res.ExitCode = exitCodeOf(cmd.ProcessState)
@@ -345,7 +399,7 @@ func (r runner) run(ctx context.Context, rn run, tempDir string) (Result, error)
 		warning := fmt.Sprintf("rsync exit %d (%s): %s", res.ExitCode, ExitMeaning(res.ExitCode), stderr.lastMessage())
 		if len(stderr.vanished) > 0 {
 			warning = fmt.Sprintf("rsync exit %d: %d listed path(s) vanished after the walk, e.g. %q",
-				res.ExitCode, len(stderr.vanished), stderr.vanished[0])
+				res.ExitCode, stderr.vanishedCount, stderr.vanished[0])
 		}
 		res.Warnings = append(res.Warnings, warning)
 		return res, nil

@@ -71,15 +71,15 @@ func TestRunHostileTree(t *testing.T) {
 	rsync := needRsync(t)
 	for _, listIn := range []string{"stdin", "file"} {
 		t.Run("list on "+listIn, func(t *testing.T) {
-			tempDir := ""
+			listDir := ""
 			if listIn == "file" {
-				tempDir = t.TempDir()
+				listDir = t.TempDir()
 			}
 			src, dst := t.TempDir(), t.TempDir()
 			entries := nonRootOwners(hostileTree())
 			makeTree(t, src, entries)
 			paths := listOf(entries)
-			job := Job{Binary: rsync, Source: src, Dest: dst, List: list(paths...), TempDir: tempDir}
+			job := Job{Binary: rsync, Source: src, Dest: dst, List: list(paths...), ListDir: listDir}
 
 			res, err := Run(context.Background(), job)
 			if err != nil {
@@ -103,8 +103,8 @@ func TestRunHostileTree(t *testing.T) {
 			if res.Stats.RegularFilesTransferred != 0 || res.Stats.TotalTransferredSize != 0 {
 				t.Errorf("second run transferred %d files, %d bytes; want 0", res.Stats.RegularFilesTransferred, res.Stats.TotalTransferredSize)
 			}
-			if tempDir != "" {
-				if left, _ := os.ReadDir(tempDir); len(left) != 0 {
+			if listDir != "" {
+				if left, _ := os.ReadDir(listDir); len(left) != 0 {
 					t.Errorf("list files left behind: %v", left)
 				}
 			}
@@ -273,11 +273,11 @@ func TestRunVanishedFiles(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	makeTree(t, src, []entry{{path: "here", content: "h", mode: 0o644, uid: -1, gid: -1}})
 	// Listed by the walk, deleted before rsync ran: rsync says link_stat ... ENOENT, exit 23.
-	res, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("gone", "here", "gone dir/x")})
+	res, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("gone", "here", "gone dir/x", "#gone")})
 	if err != nil {
 		t.Fatalf("Run = %v, want success with a warning", err)
 	}
-	if !reflect.DeepEqual(res.Vanished, []string{"gone", "gone dir/x"}) || len(res.Warnings) == 0 {
+	if !reflect.DeepEqual(res.Vanished, []string{"gone", "gone dir/x", "#gone"}) || res.VanishedCount != 3 || len(res.Warnings) == 0 {
 		t.Errorf("vanished %q, warnings %q", res.Vanished, res.Warnings)
 	}
 	if _, err := os.Stat(filepath.Join(dst, "here")); err != nil {
@@ -542,13 +542,16 @@ func TestCleanList(t *testing.T) {
 		root    bool
 		wantErr bool
 	}{
-		{"plain", list("a", "b/c"), []string{"a", "b/c"}, false, false},
-		{"trailing slash and dot", list("a/", "b/.", "./c", "d//e"), []string{"a", "b", "c", "d/e"}, false, false},
-		{"root", list(".", "./", "x"), []string{"x"}, true, false},
-		{"no final NUL", []byte("a\x00b"), []string{"a", "b"}, false, false},
-		{"empty entries", []byte("\x00\x00a\x00"), []string{"a"}, false, false},
-		{"odd bytes kept", list("-x", "a\nb", "\xff"), []string{"-x", "a\nb", "\xff"}, false, false},
-		{"dots in names are fine", list("..a", "a..", "...", ".hidden"), []string{"..a", "a..", "...", ".hidden"}, false, false},
+		{"plain", list("a", "b/c"), []string{"./a", "./b/c"}, false, false},
+		{"trailing slash and dot", list("a/", "b/.", "./c", "d//e", "././f"), []string{"./a", "./b", "./c", "./d/e", "./f"}, false, false},
+		{"root", list(".", "./", "x"), []string{"./x"}, true, false},
+		{"no final NUL", []byte("a\x00b"), []string{"./a", "./b"}, false, false},
+		{"empty entries", []byte("\x00\x00a\x00"), []string{"./a"}, false, false},
+		{"odd bytes kept", list("-x", "a\nb", "\xff"), []string{"./-x", "./a\nb", "./\xff"}, false, false},
+		{"dots in names are fine", list("..a", "a..", "...", ".hidden"), []string{"./..a", "./a..", "./...", "./.hidden"}, false, false},
+		// rsync reads a line starting with '#' or ';' as a comment, even with --from0.
+		{"comment-like names", list("#top", ";semi", "#dir/inner", "d/#deep"), []string{"./#top", "./;semi", "./#dir/inner", "./d/#deep"}, false, false},
+		{"comment-like after ./", list("./#top", "./;x"), []string{"./#top", "./;x"}, false, false},
 		{"absolute", list("/a"), nil, false, true},
 		{"dot-dot", list("a/.."), nil, false, true},
 	}

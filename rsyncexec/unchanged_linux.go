@@ -4,7 +4,6 @@ package rsyncexec
 
 import (
 	"bytes"
-	"path"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -66,7 +65,7 @@ func dropUnchanged(source, dest string, list []byte, root bool) (kept []byte, ro
 		} else {
 			list = nil
 		}
-		if unchanged(src, dst, string(entry)) {
+		if unchanged(src, dst, strings.TrimPrefix(string(entry), "./")) {
 			dropped++
 			continue
 		}
@@ -100,76 +99,4 @@ func unchanged(src, dst *beneath, rel string) bool {
 func sameAttributes(s, d *unix.Stat_t) bool {
 	return s.Mode == d.Mode && s.Uid == d.Uid && s.Gid == d.Gid &&
 		s.Mtim.Sec == d.Mtim.Sec && s.Mtim.Nsec == d.Mtim.Nsec
-}
-
-// beneath resolves relative paths below one root directory without following symlinks,
-// keeping the last parent directory open (lists come in walk order: siblings are adjacent).
-type beneath struct {
-	fd       int
-	parent   string
-	parentFD int // -1 when no parent is open
-}
-
-func openBeneath(dir string) (*beneath, error) {
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	return &beneath{fd: fd, parentFD: -1}, nil
-}
-
-func (b *beneath) close() {
-	b.setParent("", -1)
-	unix.Close(b.fd)
-}
-
-func (b *beneath) setParent(parent string, fd int) {
-	if b.parentFD >= 0 && b.parentFD != b.fd {
-		unix.Close(b.parentFD)
-	}
-	b.parent, b.parentFD = parent, fd
-}
-
-// dirOf opens (or reuses) the parent directory of rel and returns it with rel's last name.
-func (b *beneath) dirOf(rel string) (int, string, error) {
-	parent, name := path.Split(rel)
-	parent = strings.TrimSuffix(parent, "/")
-	if b.parentFD >= 0 && parent == b.parent {
-		return b.parentFD, name, nil
-	}
-	if parent == "" {
-		b.setParent("", b.fd)
-		return b.fd, name, nil
-	}
-	fd, err := unix.Openat2(b.fd, parent, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
-	})
-	if err != nil {
-		b.setParent("", -1)
-		return -1, "", err
-	}
-	b.setParent(parent, fd)
-	return fd, name, nil
-}
-
-func (b *beneath) lstat(rel string, st *unix.Stat_t) error {
-	fd, name, err := b.dirOf(rel)
-	if err != nil {
-		return err
-	}
-	return unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-func (b *beneath) readlink(rel string) (string, error) {
-	fd, name, err := b.dirOf(rel)
-	if err != nil {
-		return "", err
-	}
-	buf := make([]byte, unix.PathMax)
-	n, err := unix.Readlinkat(fd, name, buf)
-	if err != nil {
-		return "", err
-	}
-	return string(buf[:n]), nil
 }

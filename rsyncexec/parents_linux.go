@@ -1,0 +1,108 @@
+package rsyncexec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrSymlinkParent is wrapped by a *RefusedError: listed entries whose parent directories
+// are not a chain of real directories below the source.
+var ErrSymlinkParent = errors.New("a parent directory is a symlink")
+
+// RefusedError is a run in which some listed entries were not copied because reading them
+// could leave the source: a parent directory on their path is a symlink (see dropUnsafe).
+// The other entries were copied; Err is the outcome of that rsync run (nil when it succeeded).
+// No retry helps: the same entries would be refused again.
+type RefusedError struct {
+	// Paths are the refused entries relative to the source root (at most 1000); Count counts
+	// them all.
+	Paths []string
+	Count int
+	// Err is the error of the rsync run over the other entries, if any.
+	Err error
+}
+
+func (e *RefusedError) Error() string {
+	msg := fmt.Sprintf("%d listed path(s) not copied because a parent directory is a symlink, not a directory of the source (e.g. %q)", e.Count, firstOf(e.Paths))
+	if e.Err != nil {
+		msg += "; the rest: " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap lets errors.Is/As see ErrSymlinkParent and the rsync run's own error.
+func (e *RefusedError) Unwrap() []error { return []error{ErrSymlinkParent, e.Err} }
+
+func firstOf(paths []string) string {
+	if len(paths) == 0 {
+		return ""
+	}
+	return paths[0]
+}
+
+// dropUnsafe removes from a cleaned list ("./NAME" entries) those whose parent directories
+// are not a chain of real directories below source, and returns them (relative, without
+// "./"; at most maxFailedPaths, count counts all).
+//
+// Why: rsync's sender follows symlinks in the directories of a --files-from entry (only the
+// last component is copied as a link, rsync(1) --relative and --links), so an entry
+// "lnk/secret" where lnk points outside the source makes a worker, often root with
+// CAP_DAC_OVERRIDE, copy a file from outside the source. Each parent is opened below the
+// source with openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS; the entry itself may be a symlink
+// (it is copied as one). Parents seen once are not opened again within the job.
+//
+// What remains: the check and rsync's own open are separate moments. Someone who can write
+// the source can swap a checked parent directory for a symlink after the check and before
+// rsync opens the path (milliseconds to minutes on a long partition), and rsync then follows
+// it. Closing that window would need rsync's sender itself to open every path beneath its
+// root without following symlinks.
+//
+// Errors other than a symlink on the way (a missing or unreadable parent) are left to rsync,
+// which reports them as vanished or failed paths as it would without this check.
+func dropUnsafe(source string, list []byte) (kept []byte, refused []string, count int) {
+	root, err := unix.Open(source, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return list, nil, 0 // rsync reports an unusable source itself
+	}
+	defer unix.Close(root)
+	symlinked := map[string]bool{} // parent -> is (under) a symlink; checked parents only
+	var b bytes.Buffer
+	rest := list
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 {
+			i = len(rest)
+		}
+		entry := rest[:i]
+		rest = rest[min(i+1, len(rest)):]
+		rel := strings.TrimPrefix(string(entry), "./")
+		parent := path.Dir(rel)
+		bad, seen := symlinked[parent]
+		if !seen && parent != "." {
+			fd, err := openDirAt(root, parent, unix.O_PATH)
+			if err == nil {
+				unix.Close(fd)
+			}
+			bad = errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV)
+			symlinked[parent] = bad
+		}
+		if bad {
+			if count < maxFailedPaths {
+				refused = append(refused, rel)
+			}
+			count++
+			continue
+		}
+		b.Write(entry)
+		b.WriteByte(0)
+	}
+	if count == 0 {
+		return list, nil, 0
+	}
+	return b.Bytes(), refused, count
+}

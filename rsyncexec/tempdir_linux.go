@@ -1,0 +1,115 @@
+package rsyncexec
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrTempDir is wrapped by the errors about krsync's temporary directory in the destination
+// (Job.TempDir): it is a symlink or not a directory (krsync never follows or replaces one),
+// or it could not be created or removed.
+var ErrTempDir = errors.New("krsync's temporary directory")
+
+// tempDirMode keeps rsync's half-written files private: they have the mode 0600 anyway, but
+// their names would tell what is being copied.
+const tempDirMode = 0o700
+
+// attemptDir is one run's subdirectory of Job.TempDir, held open so that its removal does
+// not depend on the names above it.
+type attemptDir struct {
+	path   string // absolute, for rsync's --temp-dir
+	parent int    // DEST/TempDir, open
+	name   string // the subdirectory's name in parent
+}
+
+// checkTempName accepts one plain name: the directory sits directly below the destination
+// root, so that opening it cannot pass through anything but the root.
+func checkTempName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("%w: %q is not a plain name below the destination", ErrTempDir, name)
+	}
+	return nil
+}
+
+// makeAttemptDir creates DEST/name (mode 0700) when it is missing and a fresh subdirectory
+// LABEL-RANDOM inside it, without following symlinks: when DEST/name is a symlink or not a
+// directory, it is refused and left alone.
+func makeAttemptDir(dest, name, label string) (*attemptDir, error) {
+	if err := checkTempName(name); err != nil {
+		return nil, err
+	}
+	root, err := unix.Open(dest, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: destination %s: %w", ErrTempDir, dest, err)
+	}
+	defer unix.Close(root)
+	full := filepath.Join(dest, name)
+	if err := unix.Mkdirat(root, name, tempDirMode); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("%w: create %s: %w", ErrTempDir, full, err)
+	}
+	parent, err := openDirAt(root, name, unix.O_PATH)
+	if err != nil {
+		return nil, tempDirError(full, err)
+	}
+	if label == "" {
+		label = "run"
+	}
+	for range 10 {
+		sub := label + "-" + strconv.FormatUint(rand.Uint64(), 36)
+		err = unix.Mkdirat(parent, sub, tempDirMode)
+		if err == nil {
+			return &attemptDir{path: filepath.Join(full, sub), parent: parent, name: sub}, nil
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			break
+		}
+	}
+	unix.Close(parent)
+	return nil, fmt.Errorf("%w: create a directory in %s: %w", ErrTempDir, full, err)
+}
+
+// remove removes the run's subdirectory whole and closes its parent.
+func (a *attemptDir) remove() error {
+	defer unix.Close(a.parent)
+	if err := removeTree(a.parent, a.name); err != nil {
+		return fmt.Errorf("%w: remove %s: %w", ErrTempDir, a.path, err)
+	}
+	return nil
+}
+
+// RemoveTempDir removes the directory name directly below dest whole (the run's Job.TempDir,
+// when every partition is settled), without following symlinks: a symlink or a file of that
+// name is refused with an error wrapping ErrTempDir and left alone, since krsync did not
+// create it. A missing directory is fine.
+func RemoveTempDir(dest, name string) error {
+	if err := checkTempName(name); err != nil {
+		return err
+	}
+	root, err := unix.Open(dest, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("%w: destination %s: %w", ErrTempDir, dest, err)
+	}
+	defer unix.Close(root)
+	full := filepath.Join(dest, name)
+	if err := removeTree(root, name); err != nil {
+		return tempDirError(full, err)
+	}
+	return nil
+}
+
+// tempDirError says what is wrong with the temporary directory in one line.
+func tempDirError(full string, err error) error {
+	switch {
+	case errors.Is(err, unix.ELOOP):
+		return fmt.Errorf("%w: %s is a symlink, not the directory krsync made; krsync does not follow it: remove it and run again", ErrTempDir, full)
+	case errors.Is(err, unix.ENOTDIR):
+		return fmt.Errorf("%w: %s is not a directory; krsync did not make it: remove or rename it and run again", ErrTempDir, full)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrTempDir, full, err)
+}
