@@ -26,7 +26,11 @@ func (e *OptionError) Error() string {
 
 // ParseArgs splits an --rsync-opts string like a POSIX shell (quotes and backslashes, no
 // expansion) and validates the result with ValidateArgs. The options replace DefaultArgs, as
-// fpsync's -o does; an empty string gives nil, which a Job reads as DefaultArgs.
+// fpsync's -o does, with one exception: --hard-links is added unless the options say
+// --hard-links/-H or --no-hard-links/--no-H themselves. The partitioner keeps every name of
+// an inode in one partition precisely so that rsync -H can link them; options such as the
+// chart's "--archive --compress-level=9 --numeric-ids" would otherwise copy each name as a
+// file of its own. An empty string gives nil, which a Job reads as DefaultArgs.
 func ParseArgs(s string) ([]string, error) {
 	args, err := shellquote.Split(s)
 	if err != nil {
@@ -37,6 +41,9 @@ func ParseArgs(s string) ([]string, error) {
 	}
 	if err := ValidateArgs(args); err != nil {
 		return nil, err
+	}
+	if said, _ := lastSwitch(args, 'H', "hard-links"); !said {
+		args = append(args, "--hard-links")
 	}
 	return args, nil
 }
@@ -52,6 +59,9 @@ const (
 	reasonDirLinks  = "it makes rsync follow symlinks in the destination, which could write outside it"
 	reasonNotCopy   = "it does not copy anything"
 	reasonQuiet     = "it hides rsync's --stats report, from which krsync counts the files and bytes copied (errors are reported either way)"
+	reasonTempDir   = "krsync gives each rsync run a temporary directory of its own in the destination and removes it afterwards; another one would keep a stopped run's half-written files where krsync does not clean up"
+	reasonPartial   = "a stopped rsync leaves these directories with half-written files inside the destination, where krsync does not clean up (--partial works)"
+	reasonDelay     = "it keeps a partition's files in .~tmp~ directories inside the destination until the end of that rsync run, which a stopped run leaves behind; with partitions, its all-at-once update covers one partition only anyway"
 )
 
 // refusedLong maps long option names (without the leading dashes) to the reason they are
@@ -88,6 +98,9 @@ var refusedLong = map[string]string{
 	"detach":              reasonRemote,
 	"no-detach":           reasonRemote,
 	"keep-dirlinks":       reasonDirLinks,
+	"temp-dir":            reasonTempDir,
+	"partial-dir":         reasonPartial,
+	"delay-updates":       reasonDelay,
 	"quiet":               reasonQuiet,
 	"help":                reasonNotCopy,
 	"version":             reasonNotCopy,
@@ -114,6 +127,7 @@ var refusedShort = map[byte][2]string{
 	'M': {"-M (--remote-option)", reasonRemote},
 	'V': {"-V (--version)", reasonNotCopy},
 	'q': {"-q (--quiet)", reasonQuiet},
+	'T': {"-T (--temp-dir)", reasonTempDir},
 }
 
 // shortWithValue are the single-letter options that take a value (rsync(1) OPTIONS SUMMARY):
@@ -143,7 +157,10 @@ var longWithValue = map[string]bool{
 // reason: deletions, recursion, moving (--remove-source-files), list options that conflict
 // with krsync's own --files-from/--from0, filter merge files (--from0 would make rsync read
 // them NUL-separated), dry runs (a partition would be recorded as done without being copied),
-// --quiet (it hides the --stats report), remote-shell and daemon options, and --keep-dirlinks.
+// --quiet (it hides the --stats report), remote-shell and daemon options, --keep-dirlinks, and
+// the options that make rsync keep files in directories of their own inside the destination
+// (--temp-dir, which krsync sets itself, --partial-dir and --delay-updates): krsync creates
+// and removes nothing in the destination but its own temporary directory.
 // Paths are refused too: they come from the partition list. Everything else (-S, -A, -X, -z,
 // --bwlimit, --checksum, -v, ...) passes through to rsync, which reports options it does not
 // know (exit 1, not retryable).
@@ -241,14 +258,21 @@ func checkFilterRule(arg, rule string) error {
 // wantsHumanNumbers says whether args turn on rsync's human-readable numbers (-h), which
 // would make --stats print 1.23M instead of exact byte counts.
 func wantsHumanNumbers(args []string) bool {
-	human := false
+	_, on := lastSwitch(args, 'h', "human-readable")
+	return on
+}
+
+// lastSwitch reads an on/off option the way rsync does, the last word winning: on by -X
+// (alone or in a bundle such as -aX) or --long, off by --no-long or --no-X. said is false when
+// args mention it neither way. Option values (-f RULE, --exclude=PATTERN) are skipped.
+func lastSwitch(args []string, short byte, long string) (said, on bool) {
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
 		switch {
-		case arg == "--human-readable":
-			human = true
-		case arg == "--no-human-readable" || arg == "--no-h":
-			human = false
+		case arg == "--"+long:
+			said, on = true, true
+		case arg == "--no-"+long || arg == "--no-"+string(short):
+			said, on = true, false
 		case strings.HasPrefix(arg, "--"):
 			name, _, hasValue := strings.Cut(arg[2:], "=")
 			if longWithValue[name] && !hasValue {
@@ -256,8 +280,8 @@ func wantsHumanNumbers(args []string) bool {
 			}
 		case strings.HasPrefix(arg, "-") && len(arg) > 1:
 			for j := 1; j < len(arg); j++ {
-				if arg[j] == 'h' {
-					human = true
+				if arg[j] == short {
+					said, on = true, true
 				}
 				if strings.IndexByte(shortWithValue, arg[j]) >= 0 {
 					if j == len(arg)-1 {
@@ -268,7 +292,7 @@ func wantsHumanNumbers(args []string) bool {
 			}
 		}
 	}
-	return human
+	return said, on
 }
 
 // ErrNotFound is wrapped by LookPath's error when rsync cannot be found.
