@@ -97,6 +97,11 @@ func RemoveTempDir(dest, name string) error {
 	}
 	defer unix.Close(root)
 	full := filepath.Join(dest, name)
+	// Looked at first only to name the problem well (open(O_NOFOLLOW|O_DIRECTORY) says
+	// ENOTDIR for a symlink); removeTree refuses a symlink swapped in after this on its own.
+	if isSymlinkAt(root, name) {
+		return tempDirError(full, unix.ELOOP)
+	}
 	if err := removeTree(root, name); err != nil {
 		return tempDirError(full, err)
 	}

@@ -160,13 +160,14 @@ func TestTempDirNeverFollowed(t *testing.T) {
 	tests := []struct {
 		name  string
 		plant func(t *testing.T, p, outside string)
+		says  string // what the errors must say
 	}{
-		{"symlink to an outside directory", func(t *testing.T, p, outside string) { must(t, os.Symlink(outside, p)) }},
+		{"symlink to an outside directory", func(t *testing.T, p, outside string) { must(t, os.Symlink(outside, p)) }, "is a symlink"},
 		{"symlink to a directory inside", func(t *testing.T, p, _ string) {
 			must(t, os.Mkdir(filepath.Join(filepath.Dir(p), "inside"), 0o755))
 			must(t, os.Symlink("inside", p))
-		}},
-		{"a file", func(t *testing.T, p, _ string) { must(t, os.WriteFile(p, []byte("user data"), 0o644)) }},
+		}, "is a symlink"},
+		{"a file", func(t *testing.T, p, _ string) { must(t, os.WriteFile(p, []byte("user data"), 0o644)) }, "is not a directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,11 +179,11 @@ func TestTempDirNeverFollowed(t *testing.T) {
 			before, _ := os.Lstat(p)
 
 			res, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("f"), TempDir: testTempDir})
-			if !errors.Is(err, ErrTempDir) || res.Args != nil || strings.Contains(err.Error(), "\n") {
-				t.Errorf("Run = %v (rsync %q); want a one-line ErrTempDir before rsync runs", err, res.Args)
+			if !errors.Is(err, ErrTempDir) || res.Args != nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("Run = %v (rsync %q); want a one-line ErrTempDir saying %q before rsync runs", err, res.Args, tt.says)
 			}
-			if err := RemoveTempDir(dst, testTempDir); !errors.Is(err, ErrTempDir) {
-				t.Errorf("RemoveTempDir = %v, want ErrTempDir", err)
+			if err := RemoveTempDir(dst, testTempDir); !errors.Is(err, ErrTempDir) || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("RemoveTempDir = %v, want ErrTempDir saying %q", err, tt.says)
 			}
 			after, err := os.Lstat(p)
 			if err != nil || after.Mode() != before.Mode() {

@@ -2,6 +2,12 @@
 // coordinator, rsyncs it with rsyncexec, renews the lease while rsync runs, and reports the
 // outcome, until the coordinator says all work is done.
 //
+// Before its first rsync it checks that its source holds one of the names the coordinator saw
+// at the top of the walked tree (a wrong mount stops it, exit 2 in the CLI), and it fails,
+// rather than reports done, a partition whose entries mostly vanished. In the destination it
+// creates and removes only the run's temporary directory named by the lease (rsyncexec does
+// the work, without following symlinks); it never guesses at leftovers by their names.
+//
 // It deliberately knows nothing of how partitions are made or queued (that is the coordinator,
 // reached only through leaseapi), nor of how rsync's command line is built (rsyncexec), nor of
 // flags, processes or Kubernetes (cmd_worker.go and cmd_local.go wire it).

@@ -112,6 +112,8 @@ func (c Config) validate() error {
 type worker struct {
 	cfg Config
 	log zerolog.Logger
+	// sourceChecked is set once a lease's SourceCheck names were found in the source.
+	sourceChecked bool
 }
 
 func (w *worker) loop(ctx context.Context) error {
@@ -161,56 +163,64 @@ func (w *worker) stopped(ctx context.Context) error {
 }
 
 // runLease copies one partition and reports it. A nil error means "lease the next one".
+//
+// What the worker creates or removes in the destination is the lease's TempDir only: rsync
+// keeps its temporary files in a subdirectory of it made for this attempt, which
+// rsyncexec.Run removes whole when rsync has ended (success, failure or stop), and the lease
+// that says RemoveTempDir removes TempDir whole before its rsync runs. A worker killed
+// outright leaves its attempt's subdirectory behind; that final removal takes it. Nothing
+// else in the destination is removed by krsync itself, whatever its name.
 func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 	log := w.log.With().Int64("partition", l.Partition).Int("attempt", l.Attempt).Str("kind", string(l.Kind)).Logger()
 	log.Debug().Int64("entries", l.Entries).Int64("bytes", l.Bytes).Msg("leased")
+	if err := w.checkSource(l); err != nil {
+		// Not this partition's fault: hand it back unspent for a worker that sees the tree.
+		w.handBack(ctx, l, log)
+		return err
+	}
 
 	rsyncCtx, stopRsync := context.WithCancelCause(ctx)
 	defer stopRsync(nil)
 	var renewing sync.WaitGroup
 	renewing.Go(func() { w.renew(rsyncCtx, l, stopRsync, log) })
-	res, runErr := rsyncexec.Run(rsyncCtx, rsyncexec.Job{
-		Binary: w.cfg.RsyncBinary,
-		Args:   w.cfg.RsyncArgs,
-		Source: w.cfg.Source,
-		Dest:   w.cfg.Dest,
-		List:   l.List,
-		Dirs:   l.Kind == leaseapi.KindDirs,
-		Logger: &log,
-	})
+	var res rsyncexec.Result
+	var runErr error
+	if l.RemoveTempDir && l.TempDir != "" {
+		// Every file partition has settled when the coordinator sends this lease, and the
+		// root's mtime, which the removal changes, is set by this lease's rsync afterwards.
+		runErr = rsyncexec.RemoveTempDir(w.cfg.Dest, l.TempDir)
+	}
+	if runErr == nil {
+		res, runErr = rsyncexec.Run(rsyncCtx, rsyncexec.Job{
+			Binary:    w.cfg.RsyncBinary,
+			Args:      w.cfg.RsyncArgs,
+			Source:    w.cfg.Source,
+			Dest:      w.cfg.Dest,
+			List:      l.List,
+			Dirs:      l.Kind == leaseapi.KindDirs,
+			TempDir:   l.TempDir,
+			TempLabel: fmt.Sprintf("p%d-a%d", l.Partition, l.Attempt),
+			Logger:    &log,
+		})
+	}
 	stopRsync(errRsyncEnded)
 	renewing.Wait()
+	if runErr == nil {
+		runErr = w.mostlyVanished(l, res)
+	}
 
 	switch cause := context.Cause(rsyncCtx); {
 	case runErr == nil:
 		// Even when a stop was asked meanwhile, the copy is done: report it, not hand it back.
-		// An earlier attempt, maybe by a process killed before a restart of the whole run
-		// (so this attempt may be numbered 1), can have left temporary files: tidy always.
-		w.tidy(l, bigDirSize, log)
 		return w.complete(ctx, l, res, log)
 	case ctx.Err() != nil:
-		w.tidy(l, 0, log)
 		w.handBack(ctx, l, log)
 		return w.stopped(ctx)
 	case errors.Is(cause, leaseapi.ErrStaleLease), errors.Is(cause, leaseapi.ErrUnknownPartition):
-		// Not tidied: the partition's new holder may be writing its own temporary files
-		// there now; it tidies after its attempt succeeds.
 		log.Warn().Err(cause).Msg("lease lost while rsync ran; rsync stopped, moving on")
 		return nil
 	default:
-		w.tidy(l, 0, log)
 		return w.fail(ctx, l, runErr, log)
-	}
-}
-
-// tidy removes the temporary files a stopped rsync may have left beside the partition's
-// entries (see tempfiles.go), before the partition is handed to anyone else.
-func (w *worker) tidy(l leaseapi.Lease, maxDirSize int64, log zerolog.Logger) {
-	if l.Kind != leaseapi.KindFiles {
-		return
-	}
-	if n := removeTempFiles(w.cfg.Source, w.cfg.Dest, l.List, maxDirSize); n > 0 {
-		log.Info().Int("removed", n).Msg("removed temporary files of an interrupted rsync")
 	}
 }
 
@@ -288,12 +298,28 @@ func (w *worker) fail(ctx context.Context, l leaseapi.Lease, runErr error, log z
 	req := leaseapi.FailRequest{Token: l.Token, Error: oneLine(runErr.Error()), Retryable: true}
 	var fatal error
 	var exitErr *rsyncexec.ExitError
+	var refused *rsyncexec.RefusedError
+	var vanished *vanishedError
 	switch {
 	case errors.As(runErr, &exitErr) && exitErr.NoSpace():
 		// Every partition would fail the same way, and it is not the partition's fault: hand
 		// it back without spending an attempt, so a rerun after freeing space completes it.
 		w.handBack(ctx, l, log)
 		return fatalf("worker %s: destination %s is full: free some space and run again (%s)", w.cfg.Name, w.cfg.Dest, req.Error)
+	case errors.As(runErr, &refused):
+		// Entries below a symlinked parent: another attempt would refuse them again. The
+		// rest of the partition was copied (or failed for its own reasons, named too).
+		req.Retryable = false
+		req.FailedPaths = refused.Paths
+		if errors.As(refused.Err, &exitErr) {
+			req.FailedPaths = append(req.FailedPaths, exitErr.FailedPaths...)
+			if !exitErr.Retryable() {
+				fatal = fatalf("partition %d: %s", l.Partition, req.Error)
+			}
+		}
+	case errors.As(runErr, &vanished):
+		req.Retryable = false
+		req.FailedPaths = vanished.paths
 	case errors.As(runErr, &exitErr):
 		req.Retryable = exitErr.Retryable()
 		req.FailedPaths = exitErr.FailedPaths
@@ -304,9 +330,10 @@ func (w *worker) fail(ctx context.Context, l leaseapi.Lease, runErr error, log z
 		// This partition's list is wrong, not this worker: no retry, but go on.
 		req.Retryable = false
 	default:
-		// rsync did not run at all (missing binary, refused option, no temporary file):
-		// nothing this worker runs will work, but another worker may be fine, so the
-		// partition stays retryable.
+		// rsync did not run at all (missing binary, refused option, no list file, krsync's
+		// temporary directory unusable: a symlink or a file planted there): nothing this
+		// worker runs will work, but another worker may be fine, so the partition stays
+		// retryable.
 		fatal = fatalf("partition %d: %s", l.Partition, req.Error)
 	}
 	reportCtx, cancel := w.reportContext(ctx)

@@ -1,0 +1,302 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/krsync/krsync/leaseapi"
+)
+
+const testTempDir = ".krsync-tmp-worker-test"
+
+// withTempDir sets the run's temporary directory on a lease, as the coordinator does.
+func withTempDir(l leaseapi.Lease) leaseapi.Lease {
+	l.TempDir = testTempDir
+	return l
+}
+
+// plantUserFiles puts in the destination what belongs to the user and must survive any
+// partition: files named like rsync's temporary files beside listed names (the worker used
+// to delete those), and a symlinked directory leading out of the destination with such a
+// file behind it. It returns a check to run at the end.
+func plantUserFiles(t *testing.T, dest string) func() {
+	t.Helper()
+	outside := t.TempDir()
+	files := map[string]string{
+		filepath.Join(dest, ".a.abc123"):                     "user data beside a",
+		filepath.Join(dest, "dir with space", ".b c.x1Y2z3"): "user data beside b c",
+		filepath.Join(outside, ".a.abc123"):                  "outside",
+	}
+	for p, content := range files {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(outside, filepath.Join(dest, "linked")); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		for p, want := range files {
+			if got, err := os.ReadFile(p); err != nil || string(got) != want {
+				t.Errorf("%s = %q, %v: krsync removed or changed a file it did not create", p, got, err)
+			}
+		}
+		if target, err := os.Readlink(filepath.Join(dest, "linked")); err != nil || target != outside {
+			t.Errorf("the destination's symlink changed: %q, %v", target, err)
+		}
+	}
+}
+
+// TestRunRemovesOnlyItsOwnTempDir runs successful, failed and stopped partitions over a
+// destination holding the user's look-alikes of rsync's temporary files: they stay, and
+// what krsync made (its temporary directory) is gone once the last lease removed it.
+func TestRunRemovesOnlyItsOwnTempDir(t *testing.T) {
+	rsync := findRsync(t)
+	dirs := withTempDir(fileLease(9, ".", "d", "dir with space"))
+	dirs.Kind, dirs.RemoveTempDir = leaseapi.KindDirs, true
+	tests := []struct {
+		name    string
+		leases  []leaseapi.Lease
+		prepare func(t *testing.T, dest string)
+		stop    bool // cancel the worker while rsync runs
+	}{
+		{name: "successful partitions", leases: []leaseapi.Lease{
+			withTempDir(fileLease(1, "a", "dir with space", "dir with space/b c")),
+			withTempDir(fileLease(2, "d", "d/e\nnewline")),
+			dirs,
+		}},
+		{name: "a failed partition", leases: []leaseapi.Lease{
+			withTempDir(fileLease(1, "a", "d", "d/e\nnewline")), dirs,
+		}, prepare: func(t *testing.T, dest string) {
+			// A non-empty directory where a file goes: rsync exits 23.
+			if err := os.MkdirAll(filepath.Join(dest, "d", "e\nnewline", "in-the-way"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "leftovers of a killed worker", leases: []leaseapi.Lease{withTempDir(fileLease(1, "a")), dirs},
+			prepare: func(t *testing.T, dest string) {
+				p := filepath.Join(dest, testTempDir, "p4-a1-dead", "a.AbC123")
+				if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte("half"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "a stopped partition", leases: []leaseapi.Lease{withTempDir(fileLease(1, "a"))}, stop: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake, srv := newFakeCoordinator(t, tt.leases...)
+			cfg := baseConfig(t, srv.URL, sourceTree(t))
+			cfg.RsyncBinary = rsync
+			check := plantUserFiles(t, cfg.Dest)
+			if tt.prepare != nil {
+				tt.prepare(t, cfg.Dest)
+			}
+			if tt.stop {
+				gated := newGatedRsync(t, rsync)
+				cfg.RsyncBinary = gated.binary
+				ctx, stop := context.WithCancel(t.Context())
+				defer stop()
+				wait := startWorker(t, ctx, cfg)
+				waitFor(t, "rsync to start", gated.hasStarted)
+				// The run's directory exists while rsync runs...
+				if entries, err := os.ReadDir(filepath.Join(cfg.Dest, testTempDir)); err != nil || len(entries) != 1 || !strings.HasPrefix(entries[0].Name(), "p1-a1-") {
+					t.Errorf("temporary directory while rsync runs: %v, %v; want one p1-a1-* directory", entries, err)
+				}
+				stop()
+				if err := wait(); !errors.Is(err, context.Canceled) {
+					t.Fatalf("Run = %v, want context.Canceled", err)
+				}
+				// ...and is gone with the attempt.
+				if entries, err := os.ReadDir(filepath.Join(cfg.Dest, testTempDir)); err != nil || len(entries) != 0 {
+					t.Errorf("after the stop: %v, %v; want an empty temporary directory", entries, err)
+				}
+				check()
+				return
+			}
+			if err := startWorker(t, t.Context(), cfg)(); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			check()
+			if _, err := os.Lstat(filepath.Join(cfg.Dest, testTempDir)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("krsync's temporary directory is still there: %v", err)
+			}
+			_, _, completes, _ := fake.snapshot()
+			if _, ok := completes[9]; !ok {
+				t.Errorf("the directory pass did not complete: %v", completes)
+			}
+		})
+	}
+}
+
+// TestRunRefusesPlantedTempDir: a symlink where the run's temporary directory goes stops the
+// worker (every partition would meet it) without following it, in a file partition and in
+// the final removal alike.
+func TestRunRefusesPlantedTempDir(t *testing.T) {
+	rsync := findRsync(t)
+	dirs := withTempDir(fileLease(9, "."))
+	dirs.Kind, dirs.RemoveTempDir = leaseapi.KindDirs, true
+	for name, l := range map[string]leaseapi.Lease{"file partition": withTempDir(fileLease(1, "a")), "final removal": dirs} {
+		t.Run(name, func(t *testing.T) {
+			fake, srv := newFakeCoordinator(t, l)
+			cfg := baseConfig(t, srv.URL, sourceTree(t))
+			cfg.RsyncBinary = rsync
+			outside := t.TempDir()
+			if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("outside"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, filepath.Join(cfg.Dest, testTempDir)); err != nil {
+				t.Fatal(err)
+			}
+			err := startWorker(t, t.Context(), cfg)()
+			if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "symlink") || strings.Contains(err.Error(), "\n") {
+				t.Errorf("Run = %v; want a one-line fatal error about the symlink", err)
+			}
+			if entries, _ := os.ReadDir(outside); len(entries) != 1 {
+				t.Errorf("the symlink was followed: %v", entries)
+			}
+			if _, err := os.Stat(filepath.Join(cfg.Dest, "a")); err == nil && name == "file partition" {
+				t.Errorf("rsync ran despite the planted temporary directory")
+			}
+			if _, _, completes, _ := fake.snapshot(); len(completes) != 0 {
+				t.Errorf("completed %v", completes)
+			}
+		})
+	}
+}
+
+// TestRunChecksSourceFirst: a worker whose source lacks every name the coordinator saw at
+// the top of its source stops before copying, hands the lease back unspent, and says so.
+func TestRunChecksSourceFirst(t *testing.T) {
+	rsync := findRsync(t)
+	tests := []struct {
+		name     string
+		check    []string
+		mismatch bool
+	}{
+		{"one name present is enough", []string{"gone-since", "a"}, false},
+		{"no names: no check", nil, false},
+		{"only names that are not plain are ignored", []string{"../etc", "x/y"}, false},
+		{"none present", []string{"a-not-here", "#neither", "new\nline"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := fileLease(1, "a", "d")
+			l.SourceCheck = tt.check
+			fake, srv := newFakeCoordinator(t, l, fileLease(2, "dir with space"))
+			cfg := baseConfig(t, srv.URL, sourceTree(t))
+			cfg.RsyncBinary = rsync
+			err := startWorker(t, t.Context(), cfg)()
+			leased, _, completes, fails, releases := fake.snapshotAll()
+			if !tt.mismatch {
+				if err != nil || len(completes) != 2 {
+					t.Fatalf("Run = %v, completes %v; want both partitions done", err, completes)
+				}
+				return
+			}
+			var mismatch *SourceMismatchError
+			if !errors.As(err, &mismatch) || !errors.Is(err, ErrFatal) || !errors.Is(err, ErrSourceMismatch) {
+				t.Fatalf("Run = %v; want a fatal *SourceMismatchError", err)
+			}
+			want := `the worker's source does not match the coordinator's: none of "a-not-here", "#neither", "new\nline" is in ` + cfg.Source +
+				` (is --source/the volume mount or subPath the same as the coordinator's?)`
+			if err.Error() != want {
+				t.Errorf("error\n%s\nwant\n%s", err, want)
+			}
+			if leased != 1 || releases[cfg.Name] != 1 || len(fails) != 0 || len(completes) != 0 {
+				t.Errorf("leased %d, releases %v, fails %v, completes %v; want the one lease handed back unspent", leased, releases, fails, completes)
+			}
+			if entries, _ := os.ReadDir(cfg.Dest); len(entries) != 0 {
+				t.Errorf("copied before the check: %v", entries)
+			}
+		})
+	}
+}
+
+// TestRunFailsMostlyVanishedPartitions: a few entries gone since the walk is a live tree; most
+// of a partition gone is a worker looking at another tree, and must not count as done.
+func TestRunFailsMostlyVanishedPartitions(t *testing.T) {
+	rsync := findRsync(t)
+	tests := []struct {
+		name     string
+		paths    []string
+		failed   bool
+		vanished []string
+	}{
+		{"one of four vanished", []string{"a", "d", "d/e\nnewline", "gone"}, false, nil},
+		{"half vanished", []string{"a", "gone"}, false, nil},
+		{"a lone entry vanished", []string{"gone"}, false, nil},
+		{"two of three vanished", []string{"a", "gone", "#gone too"}, true, []string{"gone", "#gone too"}},
+		{"all vanished", []string{"x/1", "x/2", "x/3"}, true, []string{"x/1", "x/2", "x/3"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake, srv := newFakeCoordinator(t, fileLease(1, tt.paths...), fileLease(2, "dir with space"))
+			cfg := baseConfig(t, srv.URL, sourceTree(t))
+			cfg.RsyncBinary = rsync
+			if err := startWorker(t, t.Context(), cfg)(); err != nil {
+				t.Fatalf("Run = %v; the worker goes on after such a partition", err)
+			}
+			_, _, completes, fails := fake.snapshot()
+			if _, ok := completes[2]; !ok {
+				t.Errorf("the next partition was not done: %v", completes)
+			}
+			got, failed := fails[1]
+			if failed != tt.failed {
+				t.Fatalf("partition 1 failed %v (%+v), completes %v; want failed %v", failed, got, completes, tt.failed)
+			}
+			if !failed {
+				return
+			}
+			if got.Retryable || !reflect.DeepEqual(got.FailedPaths, tt.vanished) ||
+				!strings.Contains(got.Error, "may not be the tree the coordinator walked") {
+				t.Errorf("failure %+v; want not retryable, failed paths %q, a message about the source", got, tt.vanished)
+			}
+		})
+	}
+}
+
+// TestRunReportsSymlinkedParents: entries below a symlink leading out of the source are not
+// copied; the partition fails for good naming them, the rest is copied, the worker goes on.
+func TestRunReportsSymlinkedParents(t *testing.T) {
+	rsync := findRsync(t)
+	src := sourceTree(t)
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("not yours"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(src, "lnk")); err != nil {
+		t.Fatal(err)
+	}
+	fake, srv := newFakeCoordinator(t, fileLease(1, "lnk/secret", "a"), fileLease(2, "d"))
+	cfg := baseConfig(t, srv.URL, src)
+	cfg.RsyncBinary = rsync
+	if err := startWorker(t, t.Context(), cfg)(); err != nil {
+		t.Fatalf("Run = %v; the worker goes on", err)
+	}
+	_, _, completes, fails := fake.snapshot()
+	got := fails[1]
+	if got.Retryable || !reflect.DeepEqual(got.FailedPaths, []string{"lnk/secret"}) || !strings.Contains(got.Error, "symlink") {
+		t.Errorf("failure %+v; want not retryable, naming lnk/secret", got)
+	}
+	if _, ok := completes[2]; !ok {
+		t.Errorf("the next partition was not done: %v", completes)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Dest, "a")); err != nil {
+		t.Errorf("the partition's other entry was not copied: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(cfg.Dest, "lnk", "secret")); err == nil {
+		t.Errorf("read through the symlink out of the source")
+	}
+}

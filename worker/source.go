@@ -1,0 +1,95 @@
+package worker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/krsync/krsync/leaseapi"
+	"github.com/krsync/krsync/rsyncexec"
+)
+
+// ErrSourceMismatch is wrapped by Run's error when the worker's source is not the tree the
+// coordinator walked: none of the lease's SourceCheck names is in it. The error wraps
+// ErrFatal too; krsync worker exits 2 with its message.
+var ErrSourceMismatch = errors.New("the worker's source does not match the coordinator's")
+
+// SourceMismatchError is ErrSourceMismatch with what was looked for, where. Its message is
+// the one line a user sees.
+type SourceMismatchError struct {
+	Source string
+	Names  []string
+}
+
+func (e *SourceMismatchError) Error() string {
+	quoted := make([]string, len(e.Names))
+	for i, n := range e.Names {
+		quoted[i] = strconv.Quote(n)
+	}
+	return fmt.Sprintf("%s: none of %s is in %s (is --source/the volume mount or subPath the same as the coordinator's?)",
+		ErrSourceMismatch, strings.Join(quoted, ", "), e.Source)
+}
+
+// Is lets errors.Is match both ErrSourceMismatch and ErrFatal.
+func (e *SourceMismatchError) Is(target error) bool {
+	return target == ErrSourceMismatch || target == ErrFatal
+}
+
+// checkSource, before the worker's first rsync, looks for the names the coordinator saw at
+// the top of its source (Lease.SourceCheck) in this worker's source. Why: with the source
+// mounted differently in the workers (a subPath on one side, another claim, an empty mount
+// point), every listed entry is missing, rsync calls each one "vanished" and exits 23 with
+// nothing copied, which would count as success. One name found is enough: the others may
+// have been deleted since the walk. Names that are not plain names are not looked up.
+func (w *worker) checkSource(l leaseapi.Lease) error {
+	if w.sourceChecked || len(l.SourceCheck) == 0 {
+		return nil
+	}
+	var names []string
+	for _, name := range l.SourceCheck {
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+			continue
+		}
+		names = append(names, name)
+		if _, err := os.Lstat(filepath.Join(w.cfg.Source, name)); err == nil {
+			w.sourceChecked = true
+			return nil
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return &SourceMismatchError{Source: w.cfg.Source, Names: names}
+}
+
+// vanishedError is a partition whose entries mostly vanished (see mostlyVanished).
+type vanishedError struct {
+	vanished, entries int
+	source            string
+	paths             []string
+}
+
+func (e *vanishedError) Error() string {
+	return fmt.Sprintf("%d of %d listed entries were missing when rsync looked; the worker's source %s may not be the tree the coordinator walked", e.vanished, e.entries, e.source)
+}
+
+// mostlyVanished fails a partition in which more than half of the entries (and at least two)
+// vanished between the walk and rsync. rsync counts vanished files as a warning (exit 24, or
+// 23 with only "no such file" complaints), which is right for a live tree where a few files
+// go away; when most of a partition is gone, the likelier story is a worker looking at
+// another tree than the walk did, and reporting it done would end the run with exit 0 and
+// nothing copied. The failure is not retryable: the same source gives the same answer.
+func (w *worker) mostlyVanished(l leaseapi.Lease, res rsyncexec.Result) error {
+	entries := bytes.Count(l.List, []byte{0})
+	if len(l.List) > 0 && l.List[len(l.List)-1] != 0 {
+		entries++
+	}
+	if res.VanishedCount < 2 || 2*res.VanishedCount <= entries {
+		return nil
+	}
+	return &vanishedError{vanished: res.VanishedCount, entries: entries, source: w.cfg.Source, paths: res.Vanished}
+}
