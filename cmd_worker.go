@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -47,11 +49,24 @@ func (c WorkerCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams)
 	if err != nil {
 		return usagef("%v", err)
 	}
-	if err := worker.CheckSource(c.Source); err != nil {
+	source, err := resolveSource(c.Source)
+	if err != nil {
 		return usagef("%v (--source)", err)
 	}
 	if err := worker.CheckDest(c.Dest); err != nil {
 		return usagef("%v (--dest)", err)
+	}
+	dest, err := filepath.Abs(c.Dest)
+	if err == nil {
+		dest, err = filepath.EvalSymlinks(dest)
+	}
+	if err != nil {
+		return usagef("destination %s: %v (--dest)", c.Dest, err)
+	}
+	// The same check as krsync local's: a destination inside the source (or the same
+	// directory) would copy the copy, and a source inside the destination be written over.
+	if err := refuseOverlap(source, dest); err != nil {
+		return usagef("%v", err)
 	}
 	token, err := readToken(c.TokenFile, c.Token)
 	if err != nil {
@@ -74,6 +89,9 @@ func (c WorkerCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams)
 		Client: client, Name: name, Source: c.Source, Dest: c.Dest,
 		RsyncBinary: rsyncBinary, RsyncArgs: args, Wait: c.Wait,
 	}, log)
+	if errors.Is(err, worker.ErrSourceMismatch) {
+		return usagef("%v", err) // a mount to fix, like a bad --source: exit 2
+	}
 	if err != nil {
 		return err
 	}
@@ -81,17 +99,15 @@ func (c WorkerCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams)
 	return nil
 }
 
-// rsyncArgs splits and checks --rsync-opts; empty means rsyncexec.DefaultArgs.
+// rsyncArgs turns --rsync-opts into rsync's options with rsyncexec.ParseArgs, which splits,
+// validates and keeps --hard-links; empty means rsyncexec.DefaultArgs.
 func rsyncArgs(opts string) ([]string, error) {
-	if strings.TrimSpace(opts) == "" {
-		return rsyncexec.DefaultArgs, nil
-	}
 	args, err := rsyncexec.ParseArgs(opts)
 	if err != nil {
 		return nil, usagef("--rsync-opts: %v", err)
 	}
-	if err := rsyncexec.ValidateArgs(args); err != nil {
-		return nil, usagef("--rsync-opts: %v", err)
+	if args == nil {
+		return rsyncexec.DefaultArgs, nil
 	}
 	return args, nil
 }
