@@ -171,3 +171,49 @@ func TestLookPath(t *testing.T) {
 		t.Errorf("LookPath(%s) = %q, %v", fake, got, err)
 	}
 }
+
+// FuzzParseArgs: any --rsync-opts string is either refused with one line or accepted with
+// hard links said one way or the other, and never with an option krsync must refuse
+// standing alone as an argument.
+func FuzzParseArgs(f *testing.F) {
+	for _, seed := range []string{
+		"--archive --compress-level=9 --numeric-ids", "-avHz", "-a --no-H", "-a -f '- H'", "-aT/tmp",
+		"--temp-dir /x", "--delay-updates", "--partial-dir=.p", "-a --delete", `--exclude='a b' -r`, "'",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		args, err := ParseArgs(s)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") && !strings.Contains(s, "\n") {
+				t.Fatalf("ParseArgs(%q): error is not one line: %q", s, err)
+			}
+			return
+		}
+		if args == nil {
+			return
+		}
+		if said, _ := lastSwitch(args, 'H', "hard-links"); !said {
+			t.Fatalf("ParseArgs(%q) = %q: hard links dropped silently", s, args)
+		}
+		if err := ValidateArgs(args); err != nil {
+			t.Fatalf("ParseArgs(%q) = %q, which ValidateArgs refuses: %v", s, args, err)
+		}
+		for i, a := range args {
+			switch a {
+			case "--delete", "--temp-dir", "--delay-updates", "--partial-dir", "--recursive", "-r", "-T":
+				if i == 0 || !takesValue(args[i-1]) {
+					t.Fatalf("ParseArgs(%q) = %q: %s accepted", s, args, a)
+				}
+			}
+		}
+	})
+}
+
+// takesValue says whether arg is an option whose value is the next argument.
+func takesValue(arg string) bool {
+	if name, ok := strings.CutPrefix(arg, "--"); ok {
+		return longWithValue[name]
+	}
+	return len(arg) > 1 && arg[0] == '-' && strings.IndexByte(shortWithValue, arg[len(arg)-1]) >= 0
+}
