@@ -1,7 +1,16 @@
 // Package rsyncexec runs one rsync over one partition: it validates the user's rsync options,
-// builds the command line (--files-from over the source root, never through a shell), runs rsync
-// as a child process group that a context can stop, parses its --stats numbers and turns its exit
-// status and stderr into an *ExitError that says whether a retry can help and which paths failed.
+// builds the command line (--files-from over the source root, every entry written "./NAME" so
+// that none reads as a comment, never through a shell), runs rsync as a child process group
+// that a context can stop, parses its --stats numbers and turns its exit status and stderr
+// into an *ExitError that says whether a retry can help and which paths failed.
+//
+// It owns every path krsync itself touches below the source and the destination, and
+// resolves them without following symlinks (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS):
+// the entries left out as unchanged, the entries refused because a parent directory is a
+// symlink (RefusedError), and krsync's temporary directory in the destination (Job.TempDir,
+// RemoveTempDir), the only thing krsync creates or removes there by itself.
+//
 // It knows nothing of leases, partitions or the coordinator's API, and it does not walk trees or
-// retry on its own: the caller (the worker) decides what to do with the result.
+// retry on its own: the caller (the worker) decides what to do with the result. It is Linux
+// only (openat2, PR_SET_PDEATHSIG).
 package rsyncexec
