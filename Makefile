@@ -4,7 +4,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 EXAMPLE_DEST ?= /tmp/krsync-example
 KUBE_SCRIPT ?= ../shared/kube/control-plane.sh
 
-.PHONY: build example test deps kube-build bench fuzz
+.PHONY: build example test deps kube-build bench bench-slow fuzz
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/krsync .
@@ -28,6 +28,13 @@ test: deps kube-build
 
 bench: deps build
 	go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/
+
+# Every metadata request on slow (FUSE) storage costs 1 ms: rsync, fpsync, xargs and krsync,
+# source and destination behind bench/slowfs; writes bench/RESULTS.md. See bench/slow_test.go
+# for the knobs (KRSYNC_BENCH_SHAPES=slow20k for the acceptance tree of issue 13).
+bench-slow: deps build
+	scripts/install-bench-deps
+	KRSYNC_BENCH_SLOW=1 go test -run '^$$' -bench SlowSync -benchtime 1x -timeout 180m -v ./bench/
 
 fuzz:
 	scripts/fuzz
