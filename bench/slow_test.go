@@ -36,7 +36,8 @@ import (
 // KRSYNC_SLOW_BASELINE_ROUNDS (rounds of rsync, fpsync and xargs, the slow baselines: 1, so
 // that one run stays near 20 minutes), KRSYNC_SLOW_DELAY (1ms), KRSYNC_SLOW_TTL (how long
 // the kernel caches names and attributes, 1s), KRSYNC_SLOW_TOOLS (a comma list of tool names to run, e.g.
-// "rsync,krsync-w8"), KRSYNC_BIN (the krsync binary, default ../bin/krsync from make
+// "rsync,krsync-w8"), KRSYNC_SLOW_KRSYNC_ARGS (extra flags for krsync local, split on
+// spaces, e.g. "--fpart-opts=-f250"), KRSYNC_BIN (the krsync binary, default ../bin/krsync from make
 // build), KRSYNC_BENCH_RESULTS (the report, default RESULTS.md here; "-" for none).
 // It runs only when KRSYNC_BENCH_SLOW=1 (set by make bench-slow), so `make bench` stays fast.
 
@@ -175,11 +176,13 @@ func slowTools(b *testing.B, workers []int) []slowTool {
 				"sh", src, dst, lists, fpart, rsync}
 		}},
 	}
+	// Extra flags for krsync local, to try a knob before it becomes a default.
+	krsyncExtra := strings.Fields(os.Getenv("KRSYNC_SLOW_KRSYNC_ARGS"))
 	for _, n := range workers {
 		tools = append(tools, slowTool{name: fmt.Sprintf("krsync-w%d", n), resync: n == 8, verify: true,
 			argv: func(src, dst, _ string) []string {
-				return []string{krsync, "--log-format=json", "local", "--source", src, "--dest", dst,
-					"--workers", strconv.Itoa(n), "--progress=never"}
+				return append([]string{krsync, "--log-format=json", "local", "--source", src, "--dest", dst,
+					"--workers", strconv.Itoa(n), "--progress=never"}, krsyncExtra...)
 			}})
 	}
 	if want := os.Getenv("KRSYNC_SLOW_TOOLS"); want != "" {
