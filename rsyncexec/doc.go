@@ -1,6 +1,7 @@
 // Package rsyncexec runs one rsync over one partition: it validates the user's rsync options,
-// builds the command line (--files-from over the source root, every entry written "./NAME" so
-// that none reads as a comment, never through a shell), runs rsync as a child process group
+// builds the command line (the entries as arguments SOURCE/./NAME with --relative, or, when
+// they do not fit, --files-from over the source root with every entry written "./NAME" so
+// that none reads as a comment; never through a shell), runs rsync as a child process group
 // that a context can stop, parses its --stats numbers and turns its exit status and stderr
 // into an *ExitError that says whether a retry can help and which paths failed.
 //
