@@ -267,6 +267,45 @@ func TestRunFailsMostlyVanishedPartitions(t *testing.T) {
 	}
 }
 
+// TestRunMostlyVanishedLooksAtTheSourceAgain: with SourceCheck names in the lease, a partition
+// whose entries mostly vanished is a live change when the source still holds at least half
+// of those names (done, with a warning), and a worker looking at another tree otherwise
+// (the worker stops with ErrSourceMismatch and hands the partition back unspent).
+func TestRunMostlyVanishedLooksAtTheSourceAgain(t *testing.T) {
+	rsync := findRsync(t)
+	tests := []struct {
+		name     string
+		check    []string
+		mismatch bool
+	}{
+		{"the source still holds the walked names", []string{"a", "d", "dir with space", "deleted-since"}, false},
+		{"most walked names are missing", []string{"a", "not-here", "nor-here", "gone-too"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lease := fileLease(1, "x/1", "x/2", "x/3")
+			lease.SourceCheck = tt.check
+			fake, srv := newFakeCoordinator(t, lease)
+			cfg := baseConfig(t, srv.URL, sourceTree(t))
+			cfg.RsyncBinary = rsync
+			err := startWorker(t, t.Context(), cfg)()
+			_, _, completes, fails, releases := fake.snapshotAll()
+			if !tt.mismatch {
+				if _, ok := completes[1]; err != nil || !ok || len(fails) > 0 {
+					t.Fatalf("Run = %v, completes %v, fails %v: want the partition done", err, completes, fails)
+				}
+				return
+			}
+			if !errors.Is(err, ErrSourceMismatch) || !errors.Is(err, ErrFatal) {
+				t.Fatalf("Run = %v; want ErrSourceMismatch", err)
+			}
+			if len(completes) > 0 || len(fails) > 0 || releases[cfg.Name] == 0 {
+				t.Errorf("completes %v, fails %v, releases %v: want the partition handed back unspent", completes, fails, releases)
+			}
+		})
+	}
+}
+
 // TestRunReportsSymlinkedParents: entries below a symlink leading out of the source are not
 // copied; the partition fails for good naming them, the rest is copied, the worker goes on.
 func TestRunReportsSymlinkedParents(t *testing.T) {

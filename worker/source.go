@@ -49,12 +49,8 @@ func (w *worker) checkSource(l leaseapi.Lease) error {
 	if w.sourceChecked || len(l.SourceCheck) == 0 {
 		return nil
 	}
-	var names []string
-	for _, name := range l.SourceCheck {
-		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-			continue
-		}
-		names = append(names, name)
+	names := checkNames(l.SourceCheck)
+	for _, name := range names {
 		if _, err := os.Lstat(filepath.Join(w.cfg.Source, name)); err == nil {
 			w.sourceChecked = true
 			return nil
@@ -66,23 +62,32 @@ func (w *worker) checkSource(l leaseapi.Lease) error {
 	return &SourceMismatchError{Source: w.cfg.Source, Names: names}
 }
 
-// vanishedError is a partition whose entries mostly vanished (see mostlyVanished).
-type vanishedError struct {
-	vanished, entries int
-	source            string
-	paths             []string
+// checkNames are the SourceCheck names worth looking up: plain names, nothing that could
+// lead out of the source.
+func checkNames(sourceCheck []string) []string {
+	var names []string
+	for _, name := range sourceCheck {
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+			continue
+		}
+		names = append(names, name)
+	}
+	return names
 }
 
-func (e *vanishedError) Error() string {
-	return fmt.Sprintf("%d of %d listed entries were missing when rsync looked; the worker's source %s may not be the tree the coordinator walked", e.vanished, e.entries, e.source)
-}
-
-// mostlyVanished fails a partition in which more than half of the entries (and at least two)
-// vanished between the walk and rsync. rsync counts vanished files as a warning (exit 24, or
-// 23 with only "no such file" complaints), which is right for a live tree where a few files
-// go away; when most of a partition is gone, the likelier story is a worker looking at
-// another tree than the walk did, and reporting it done would end the run with exit 0 and
-// nothing copied. The failure is not retryable: the same source gives the same answer.
+// mostlyVanished decides about a partition in which more than half of the entries (and at
+// least two) vanished between the walk and rsync. rsync counts vanished files as a warning
+// (exit 24, or 23 with only "no such file" complaints), which is right for a live tree; when
+// most of a partition is gone there are two stories: the tree changed (a directory was
+// deleted during the run, which a live volume does), or this worker looks at another tree
+// than the walk did, and reporting the partition done would end the run with exit 0 and
+// nothing copied. The worker tells them apart by looking again for the names the coordinator
+// saw at the top of its source (Lease.SourceCheck): when at least half of them are still
+// there, the source is the walked tree and the partition is done with a warning (the
+// vanished entries are gone from the source, so the destination still ends equal to it);
+// otherwise the worker stops with SourceMismatchError and the partition goes back unspent.
+// A lease without SourceCheck (a coordinator that sent none) fails the partition instead, as
+// not retryable, since nothing can vouch for the source.
 func (w *worker) mostlyVanished(l leaseapi.Lease, res rsyncexec.Result) error {
 	entries := bytes.Count(l.List, []byte{0})
 	if len(l.List) > 0 && l.List[len(l.List)-1] != 0 {
@@ -91,5 +96,30 @@ func (w *worker) mostlyVanished(l leaseapi.Lease, res rsyncexec.Result) error {
 	if res.VanishedCount < 2 || 2*res.VanishedCount <= entries {
 		return nil
 	}
-	return &vanishedError{vanished: res.VanishedCount, entries: entries, source: w.cfg.Source, paths: res.Vanished}
+	names := checkNames(l.SourceCheck)
+	if len(names) == 0 {
+		return &vanishedError{vanished: res.VanishedCount, entries: entries, source: w.cfg.Source, paths: res.Vanished}
+	}
+	found := 0
+	for _, name := range names {
+		if _, err := os.Lstat(filepath.Join(w.cfg.Source, name)); err == nil {
+			found++
+		}
+	}
+	if 2*found >= len(names) {
+		return nil
+	}
+	return &SourceMismatchError{Source: w.cfg.Source, Names: names}
+}
+
+// vanishedError is a partition whose entries mostly vanished while nothing can vouch that the
+// worker's source is the walked tree (see mostlyVanished).
+type vanishedError struct {
+	vanished, entries int
+	source            string
+	paths             []string
+}
+
+func (e *vanishedError) Error() string {
+	return fmt.Sprintf("%d of %d listed entries were missing when rsync looked; the worker's source %s may not be the tree the coordinator walked", e.vanished, e.entries, e.source)
 }

@@ -206,7 +206,12 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 	stopRsync(errRsyncEnded)
 	renewing.Wait()
 	if runErr == nil {
-		runErr = w.mostlyVanished(l, res)
+		if err := w.mostlyVanished(l, res); errors.Is(err, ErrSourceMismatch) {
+			w.handBack(ctx, l, log)
+			return err
+		} else if err != nil {
+			runErr = err
+		}
 	}
 
 	switch cause := context.Cause(rsyncCtx); {
