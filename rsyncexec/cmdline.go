@@ -26,23 +26,26 @@ const (
 	pointerBytes = 8
 )
 
-// argBudget is the byte budget for a command line: max (DefaultMaxArgBytes when 0), or less
-// when the stack limit, of which execve allows argv and envp a quarter (fs/exec.c), is low;
-// half of that quarter keeps a margin. Negative max is 0: never pass entries as arguments.
+// argBudget is the byte budget for a command line with the entries as arguments: max when
+// the caller set one (Job.MaxArgBytes > 0; should execve still refuse, Run falls back to
+// --files-from), 0 (never) when max is negative, and by default DefaultMaxArgBytes or, when
+// the stack limit is low, an eighth of it: execve allows argv and envp a quarter of the stack
+// limit (fs/exec.c, get_arg_page), and half of that keeps a margin.
 func argBudget(max int) int {
-	if max < 0 {
+	switch {
+	case max < 0:
 		return 0
+	case max > 0:
+		return max
 	}
-	if max == 0 {
-		max = DefaultMaxArgBytes
-	}
+	budget := DefaultMaxArgBytes
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_STACK, &rl); err == nil && rl.Cur != unix.RLIM_INFINITY {
-		if eighth := rl.Cur / 8; eighth < uint64(max) {
-			max = int(eighth)
+		if eighth := rl.Cur / 8; eighth < uint64(budget) {
+			budget = int(eighth)
 		}
 	}
-	return max
+	return budget
 }
 
 // entryArgs turns a cleaned list ("./NAME" entries) into rsync source arguments

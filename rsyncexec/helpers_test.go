@@ -275,3 +275,49 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// listMode is one way Run hands a partition's entries to rsync.
+type listMode struct {
+	name        string
+	maxArgBytes int  // Job.MaxArgBytes
+	listDir     bool // Job.ListDir set
+	asArgs      bool // the entries must be rsync arguments
+}
+
+// listModes are every way: the tests that copy hostile names run in each.
+var listModes = []listMode{
+	{name: "entries as arguments", asArgs: true},
+	{name: "list on stdin", maxArgBytes: -1},
+	{name: "list in a file", maxArgBytes: -1, listDir: true},
+}
+
+// apply sets the job's fields that select the mode.
+func (m listMode) apply(t *testing.T, job Job) Job {
+	t.Helper()
+	job.MaxArgBytes = m.maxArgBytes
+	if m.listDir {
+		job.ListDir = t.TempDir()
+	}
+	return job
+}
+
+// check fails the test when rsync's command line does not match the mode.
+func (m listMode) check(t *testing.T, argv []string) {
+	t.Helper()
+	if argv == nil {
+		return // rsync did not run
+	}
+	if got := usesFilesFrom(argv); got == m.asArgs {
+		t.Errorf("%s: rsync ran with --files-from %v: %q", m.name, got, argv[:min(len(argv), 12)])
+	}
+}
+
+// usesFilesFrom says whether rsync was given its entries with --files-from.
+func usesFilesFrom(argv []string) bool {
+	for _, a := range argv {
+		if strings.HasPrefix(a, "--files-from") {
+			return true
+		}
+	}
+	return false
+}

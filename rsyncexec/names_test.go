@@ -29,8 +29,8 @@ func commentLikeTree() []entry {
 }
 
 // TestRunCommentLikeNames copies names that rsync would read as comments, with each of them
-// as the first and as the last entry of the list, the list on stdin and in a file; then the
-// directory pass sets the metadata of directories so named.
+// as the first and as the last entry of the list, in every list mode (arguments, the list on
+// stdin, in a file); then the directory pass sets the metadata of directories so named.
 func TestRunCommentLikeNames(t *testing.T) {
 	rsync := needRsync(t)
 	entries := commentLikeTree()
@@ -38,48 +38,48 @@ func TestRunCommentLikeNames(t *testing.T) {
 	for _, e := range entries {
 		paths = append(paths, e.path)
 	}
-	tests := []struct {
-		name    string
-		order   []string
-		listDir bool
+	orders := []struct {
+		name  string
+		order []string
 	}{
-		{"hostile names first, stdin", paths, false},
-		{"hostile names last, stdin", append([]string{"plain"}, paths...), false},
-		{"each hostile name alone", nil, false},
-		{"list in a file", paths, true},
-		{"reversed, list in a file", reversed(paths), true},
+		{"hostile names first", paths},
+		{"hostile names last", append([]string{"plain"}, paths...)},
+		{"reversed", reversed(paths)},
+		{"each hostile name alone", nil},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			src := t.TempDir()
-			makeTree(t, src, entries)
-			lists := [][]string{tt.order}
-			if tt.order == nil {
-				lists = nil
-				for _, p := range paths {
-					lists = append(lists, []string{p})
+	for _, mode := range listModes {
+		for _, tt := range orders {
+			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
+				src := t.TempDir()
+				makeTree(t, src, entries)
+				lists := [][]string{tt.order}
+				if tt.order == nil {
+					lists = nil
+					for _, p := range paths {
+						lists = append(lists, []string{p})
+					}
 				}
-			}
-			dst := t.TempDir()
-			for _, l := range lists {
-				job := Job{Binary: rsync, Source: src, Dest: dst, List: list(l...)}
-				if tt.listDir {
-					job.ListDir = t.TempDir()
+				dst := t.TempDir()
+				for _, l := range lists {
+					res, err := Run(context.Background(), mode.apply(t, Job{Binary: rsync, Source: src, Dest: dst, List: list(l...)}))
+					if err != nil {
+						t.Fatalf("Run(%q): %v", l, err)
+					}
+					mode.check(t, res.Args)
 				}
-				if _, err := Run(context.Background(), job); err != nil {
-					t.Fatalf("Run(%q): %v", l, err)
+				// The directories' metadata, as the coordinator's last partition sets it.
+				res, err := Run(context.Background(), mode.apply(t, Job{Binary: rsync, Source: src, Dest: dst, Dirs: true,
+					List: list(".", "#dir", "#dir/;deeper", "plain", "#empty")}))
+				if err != nil {
+					t.Fatalf("directory pass: %v", err)
 				}
-			}
-			// The directories' metadata, as the coordinator's last partition sets it.
-			if _, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, Dirs: true,
-				List: list(".", "#dir", "#dir/;deeper", "plain", "#empty")}); err != nil {
-				t.Fatalf("directory pass: %v", err)
-			}
-			srcTree, dstTree := readTree(t, src), readTree(t, dst)
-			if diffs := diffTrees(srcTree, dstTree, nil, true); len(diffs) > 0 {
-				t.Errorf("destination differs from source:\n%s", strings.Join(diffs, "\n"))
-			}
-		})
+				mode.check(t, res.Args)
+				srcTree, dstTree := readTree(t, src), readTree(t, dst)
+				if diffs := diffTrees(srcTree, dstTree, nil, true); len(diffs) > 0 {
+					t.Errorf("destination differs from source:\n%s", strings.Join(diffs, "\n"))
+				}
+			})
+		}
 	}
 }
 

@@ -60,7 +60,8 @@ type Job struct {
 	ListDir string
 	// MaxArgBytes bounds the command line (argv and the environment, in bytes as execve counts
 	// them) when the entries are passed to rsync as arguments: a larger list goes through
-	// --files-from (see Run). 0 is DefaultMaxArgBytes; negative always uses --files-from.
+	// --files-from (see Run). 0 is DefaultMaxArgBytes, or less when the stack limit is low;
+	// negative always uses --files-from.
 	MaxArgBytes int
 	// KillGrace is the time between SIGTERM and SIGKILL on cancellation; 0 is DefaultKillGrace.
 	KillGrace time.Duration

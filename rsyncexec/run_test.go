@@ -69,22 +69,19 @@ func listOf(entries []entry) []string {
 
 func TestRunHostileTree(t *testing.T) {
 	rsync := needRsync(t)
-	for _, listIn := range []string{"stdin", "file"} {
-		t.Run("list on "+listIn, func(t *testing.T) {
-			listDir := ""
-			if listIn == "file" {
-				listDir = t.TempDir()
-			}
+	for _, mode := range listModes {
+		t.Run(mode.name, func(t *testing.T) {
 			src, dst := t.TempDir(), t.TempDir()
 			entries := nonRootOwners(hostileTree())
 			makeTree(t, src, entries)
 			paths := listOf(entries)
-			job := Job{Binary: rsync, Source: src, Dest: dst, List: list(paths...), ListDir: listDir}
+			job := mode.apply(t, Job{Binary: rsync, Source: src, Dest: dst, List: list(paths...)})
 
 			res, err := Run(context.Background(), job)
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
+			mode.check(t, res.Args)
 			if res.ExitCode != 0 || !res.Stats.Parsed || res.Stats.RegularFilesTransferred == 0 || res.FilesTransferred != res.Stats.RegularFilesTransferred {
 				t.Errorf("result %+v", res)
 			}
@@ -103,8 +100,8 @@ func TestRunHostileTree(t *testing.T) {
 			if res.Stats.RegularFilesTransferred != 0 || res.Stats.TotalTransferredSize != 0 {
 				t.Errorf("second run transferred %d files, %d bytes; want 0", res.Stats.RegularFilesTransferred, res.Stats.TotalTransferredSize)
 			}
-			if listDir != "" {
-				if left, _ := os.ReadDir(listDir); len(left) != 0 {
+			if job.ListDir != "" {
+				if left, _ := os.ReadDir(job.ListDir); len(left) != 0 {
 					t.Errorf("list files left behind: %v", left)
 				}
 			}
@@ -117,6 +114,12 @@ func TestRunHostileTree(t *testing.T) {
 // directory's mode, owner and mtime back without creating or recursing into anything.
 func TestRunDirsPass(t *testing.T) {
 	rsync := needRsync(t)
+	for _, mode := range listModes {
+		t.Run(mode.name, func(t *testing.T) { testDirsPass(t, rsync, mode) })
+	}
+}
+
+func testDirsPass(t *testing.T, rsync string, mode listMode) {
 	src, dst := t.TempDir(), t.TempDir()
 	entries := nonRootOwners([]entry{
 		{path: "a", mode: os.ModeDir | 0o755, uid: -1, gid: -1},
@@ -146,9 +149,11 @@ func TestRunDirsPass(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, part := range [][]string{{"a/f1", "a/ro/f"}, {"a/f2", "a/locked/f", "sg/-x\ny/f"}} {
-		if _, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list(part...)}); err != nil {
+		res, err := Run(context.Background(), mode.apply(t, Job{Binary: rsync, Source: src, Dest: dst, List: list(part...)}))
+		if err != nil {
 			t.Fatalf("files pass %q: %v", part, err)
 		}
+		mode.check(t, res.Args)
 	}
 	// Later writes: new modes and mtimes on every destination directory, some of them in the
 	// same second as the source's mtime (rsync compares whole seconds unless told otherwise).
@@ -168,10 +173,11 @@ func TestRunDirsPass(t *testing.T) {
 	}
 
 	dirs := []string{".", "a", "a/ro/", "a/locked/.", "sg", "sg/-x\ny", "notcopied", "a/notcopied"}
-	res, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list(dirs...), Dirs: true})
+	res, err := Run(context.Background(), mode.apply(t, Job{Binary: rsync, Source: src, Dest: dst, List: list(dirs...), Dirs: true}))
 	if err != nil {
 		t.Fatalf("directory pass: %v", err)
 	}
+	mode.check(t, res.Args)
 	if res.Stats.RegularFilesTransferred != 0 {
 		t.Errorf("directory pass transferred %d files", res.Stats.RegularFilesTransferred)
 	}
@@ -235,6 +241,12 @@ func dropDACWrapper(t *testing.T, rsync string) string {
 func TestRunUnreadableFiles(t *testing.T) {
 	rsync := needRsync(t)
 	binary := dropDACWrapper(t, rsync)
+	for _, mode := range listModes {
+		t.Run(mode.name, func(t *testing.T) { testUnreadableFiles(t, binary, mode) })
+	}
+}
+
+func testUnreadableFiles(t *testing.T, binary string, mode listMode) {
 	src, dst := t.TempDir(), t.TempDir()
 	makeTree(t, src, []entry{
 		{path: "ok1", content: "1", mode: 0o644, uid: -1, gid: -1},
@@ -243,8 +255,9 @@ func TestRunUnreadableFiles(t *testing.T) {
 		{path: `q"uote\#134 "x": (13)`, content: "s", mode: 0o000, uid: -1, gid: -1},
 		{path: "ok2", content: "2", mode: 0o644, uid: -1, gid: -1},
 	})
-	_, err := Run(context.Background(), Job{Binary: binary, Source: src, Dest: dst,
-		List: list("ok1", "secret", "dir/also secret\n\xff", `q"uote\#134 "x": (13)`, "ok2")})
+	res, err := Run(context.Background(), mode.apply(t, Job{Binary: binary, Source: src, Dest: dst,
+		List: list("ok1", "secret", "dir/also secret\n\xff", `q"uote\#134 "x": (13)`, "ok2")}))
+	mode.check(t, res.Args)
 	var exitErr *ExitError
 	if !errors.As(err, &exitErr) {
 		t.Fatalf("Run = %v, want an *ExitError", err)
@@ -270,18 +283,30 @@ func TestRunUnreadableFiles(t *testing.T) {
 
 func TestRunVanishedFiles(t *testing.T) {
 	rsync := needRsync(t)
-	src, dst := t.TempDir(), t.TempDir()
-	makeTree(t, src, []entry{{path: "here", content: "h", mode: 0o644, uid: -1, gid: -1}})
-	// Listed by the walk, deleted before rsync ran: rsync says link_stat ... ENOENT, exit 23.
-	res, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("gone", "here", "gone dir/x", "#gone")})
-	if err != nil {
-		t.Fatalf("Run = %v, want success with a warning", err)
-	}
-	if !reflect.DeepEqual(res.Vanished, []string{"gone", "gone dir/x", "#gone"}) || res.VanishedCount != 3 || len(res.Warnings) == 0 {
-		t.Errorf("vanished %q, warnings %q", res.Vanished, res.Warnings)
-	}
-	if _, err := os.Stat(filepath.Join(dst, "here")); err != nil {
-		t.Errorf("here not copied: %v", err)
+	for _, mode := range listModes {
+		t.Run(mode.name, func(t *testing.T) {
+			src, dst := t.TempDir(), t.TempDir()
+			makeTree(t, src, []entry{{path: "here", content: "h", mode: 0o644, uid: -1, gid: -1}})
+			// Listed by the walk, deleted before rsync ran: rsync says link_stat ... ENOENT,
+			// exit 23, naming SOURCE/NAME whether NAME was an argument SOURCE/./NAME or a
+			// list entry.
+			res, err := Run(context.Background(), mode.apply(t, Job{Binary: rsync, Source: src, Dest: dst,
+				List: list("gone", "here", "gone dir/x", "#gone", "host:gone", "z*")}))
+			if err != nil {
+				t.Fatalf("Run = %v, want success with a warning", err)
+			}
+			mode.check(t, res.Args)
+			want := []string{"gone", "gone dir/x", "#gone", "host:gone", "z*"}
+			got := append([]string(nil), res.Vanished...)
+			sort.Strings(got)
+			sort.Strings(want)
+			if !reflect.DeepEqual(got, want) || res.VanishedCount != len(want) || len(res.Warnings) == 0 || res.ExitCode != ExitPartial {
+				t.Errorf("exit %d, vanished %q (%d), warnings %q; want 23, %q", res.ExitCode, res.Vanished, res.VanishedCount, res.Warnings, want)
+			}
+			if _, err := os.Stat(filepath.Join(dst, "here")); err != nil {
+				t.Errorf("here not copied: %v", err)
+			}
+		})
 	}
 }
 
