@@ -16,12 +16,14 @@ import (
 	"github.com/krsync/krsync/coordinator"
 	"github.com/krsync/krsync/fpart"
 	"github.com/krsync/krsync/kube"
+	"github.com/krsync/krsync/leaseapi"
 )
 
 // CoordinatorCmd is the `krsync coordinator` command: walk the source and serve its
 // partitions over the work-lease API until every one is done or failed.
 type CoordinatorCmd struct {
 	Source            string        `help:"Directory to copy (the root of every partition)." required:"" placeholder:"DIR"`
+	Dest              string        `help:"The destination as the workers mount it; part of the journal's identity, and where --state-dir must not clash with the source." default:"/dest" placeholder:"DIR"`
 	Listen            string        `help:"Address the lease API listens on." default:":8080"`
 	FpartOpts         string        `help:"fpart options for the walk; without -f/-s/-n, live partitions of --files-per-partition entries." default:"-zz -x .zfs -x .snapshot* -x .ckpt"`
 	FilesPerPartition int64         `help:"Entries per partition when --fpart-opts has none of -f/-s/-n." default:"2000"`
@@ -39,11 +41,22 @@ type CoordinatorCmd struct {
 	kube.Options `embed:""`
 }
 
-// Run walks --source and serves the lease API until the end; exit 1 when partitions failed.
+// Run walks --source and serves the lease API until the end; exit 1 when the copy is
+// incomplete, 2 for bad input (a foreign journal in --state-dir included).
 func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) error {
 	cfg, err := cmd.config(log)
 	if err != nil {
 		return err
+	}
+	// With --create-workers, the claims are read first: their volumes are part of the
+	// journal's identity (inside a Pod the paths are always /source and /dest).
+	d, err := cmd.connect(ctx, log)
+	if err != nil {
+		cmd.writeTerminationMessage(leaseapi.Status{}, err, log)
+		return err
+	}
+	if d != nil {
+		cfg.Volumes = d.VolumeIdentity()
 	}
 	c, err := coordinator.New(cfg, log)
 	if err != nil {
@@ -55,11 +68,14 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 	}
 
 	// c.Run, plus the worker Job driver with --create-workers (cmd_coordinator_kube.go).
-	status, err := cmd.runCoordinator(ctx, c, ln, log)
-	fmt.Fprintf(streams.Stdout, "krsync coordinator: %d partitions done, %d failed; %d entries (%d bytes) walked, %d files (%d bytes) transferred, %d walk errors\n",
+	status, err := cmd.runCoordinator(ctx, c, d, ln, log)
+	fmt.Fprintf(streams.Stdout, "krsync coordinator: %d partitions done, %d failed; %d entries (%d bytes) walked, %d files (%d bytes) transferred, %d walk errors, %d vanished\n",
 		status.Partitions.Done, status.Partitions.Failed, status.EntriesWalked, status.BytesWalked,
-		status.FilesTransferred, status.BytesTransferred, status.WalkErrors)
-	if errors.Is(err, coordinator.ErrIncomplete) {
+		status.FilesTransferred, status.BytesTransferred, status.WalkErrors, status.Vanished)
+	switch {
+	case errors.Is(err, coordinator.ErrInvalidConfig):
+		return usageError{err}
+	case errors.Is(err, coordinator.ErrIncomplete):
 		return exitStatus{code: 1, err: err}
 	}
 	return err
@@ -90,6 +106,7 @@ func (cmd CoordinatorCmd) config(log zerolog.Logger) (coordinator.Config, error)
 	}
 	return coordinator.Config{
 		Source:      cmd.Source,
+		Dest:        cmd.Dest,
 		Partitioner: opts,
 		LeaseTTL:    cmd.LeaseTTL,
 		MaxAttempts: cmd.MaxAttempts,

@@ -20,22 +20,16 @@ import (
 // (kube.Driver): an error from the Kubernetes side (a forbidden verb, the Job failed or
 // deleted) stops the coordinator and is the command's error. In a Pod it records the outcome
 // in the termination message and as Events on the worker Job.
-func (cmd CoordinatorCmd) runCoordinator(ctx context.Context, c *coordinator.Coordinator, ln net.Listener, log zerolog.Logger) (leaseapi.Status, error) {
+func (cmd CoordinatorCmd) runCoordinator(ctx context.Context, c *coordinator.Coordinator, d *kube.Driver, ln net.Listener, log zerolog.Logger) (leaseapi.Status, error) {
 	published := cmd.usesPublishedToken()
 	if published {
 		log.Warn().Msg("THE LEASE API TOKEN IS THE PUBLISHED DEFAULT from krsync's manifests/: anyone who read them can steer this copy. " +
 			"Put a random token in the Secret krsync-token (krsync manifests does) and restart.")
 	}
-	if !cmd.CreateWorkers {
+	if d == nil {
 		status, err := c.Run(ctx, ln)
 		cmd.writeTerminationMessage(status, err, log)
 		return status, err
-	}
-	d, err := kube.Connect(ctx, cmd.Options, log)
-	if err != nil {
-		_ = ln.Close()
-		cmd.writeTerminationMessage(c.Status(), err, log)
-		return c.Status(), err
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -72,6 +66,14 @@ func (cmd CoordinatorCmd) runCoordinator(ctx context.Context, c *coordinator.Coo
 	}
 	cmd.writeTerminationMessage(status, err, log)
 	return status, err
+}
+
+// connect prepares the worker Job driver with --create-workers; nil without.
+func (cmd CoordinatorCmd) connect(ctx context.Context, log zerolog.Logger) (*kube.Driver, error) {
+	if !cmd.CreateWorkers {
+		return nil, nil
+	}
+	return kube.Connect(ctx, cmd.Options, log)
 }
 
 // usesPublishedToken says whether the token is the one published in manifests/.

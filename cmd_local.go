@@ -82,6 +82,7 @@ func (c LocalCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) 
 	}
 	coord, err := coordinator.New(coordinator.Config{
 		Source:      p.source,
+		Dest:        p.dest,
 		Partitioner: p.fpart,
 		LeaseTTL:    c.LeaseTTL,
 		MaxAttempts: c.MaxAttempts,
@@ -89,7 +90,7 @@ func (c LocalCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) 
 		StateDir:    p.stateDir,
 	}, partsLog.With().Str("component", "coordinator").Logger())
 	if err != nil {
-		return fmt.Errorf("coordinator: %w", err)
+		return usagef("%v", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -368,6 +369,9 @@ func (c LocalCmd) outcome(ctx context.Context, res localResult, status leaseapi.
 	case res.coordErr == nil && res.workerErr == nil:
 		c.removeState(stateDir, log)
 		return nil
+	case errors.Is(res.coordErr, coordinator.ErrInvalidConfig):
+		// e.g. the state directory holds the journal of a copy to another destination.
+		return usageError{res.coordErr}
 	case ctx.Err() != nil:
 		return interruptedError{msg: "interrupted; " + resume, err: ctx.Err()}
 	case res.workerErr != nil:
@@ -464,6 +468,7 @@ func summarize(log zerolog.Logger, streams Streams, st leaseapi.Status, took tim
 		Int64("entries_walked", st.EntriesWalked).
 		Int64("bytes_walked", st.BytesWalked).
 		Int64("walk_errors", st.WalkErrors).
+		Int64("vanished", st.Vanished).
 		Float64("duration_seconds", took.Seconds()).
 		Msg("summary")
 	for _, f := range st.Failed {
@@ -477,6 +482,9 @@ func summarize(log zerolog.Logger, streams Streams, st leaseapi.Status, took tim
 		st.EntriesDone, st.EntriesWalked, humanBytes(st.BytesWalked), took.Round(time.Millisecond), workers,
 		st.FilesTransferred, humanBytes(st.BytesTransferred))
 	fmt.Fprintf(streams.Stderr, "Partitions: %d done, %d failed, %d in all.\n", st.Partitions.Done, st.Partitions.Failed, st.Partitions.Total)
+	if st.Vanished > 0 {
+		fmt.Fprintf(streams.Stderr, "%d entries vanished during the walk (deleted while krsync ran): not copied, not an error.\n", st.Vanished)
+	}
 	for _, f := range st.Failed {
 		fmt.Fprintf(streams.Stderr, "  partition %d failed after %d attempts: %s\n", f.Partition, f.Attempts, f.Error)
 		for _, path := range f.FailedPaths {

@@ -286,16 +286,17 @@ func (j *journal) load() (st journalState, err error) {
 			}
 			_ = sum
 		}
-		// Only after every page was read here: tx.Check reads on a goroutine of its own,
-		// where a fault could not be caught. Drain it whole: it reads until it closes.
-		var checkErr error
-		for err := range tx.Check() {
-			if checkErr == nil {
-				checkErr = fmt.Errorf("page check: %w", err)
-			}
+		// A page header's overflow count is not checked by the reads above: pages that
+		// claim more than the file holds are damage. (bbolt's own tx.Check is not used: it
+		// loops over such counts, and runs on a goroutine of its own, where a fault on a
+		// bad page number could not be caught.)
+		var alloc int64
+		for _, name := range [][]byte{bucketMeta, bucketPartitions, bucketStates, bucketHashes, bucketDirs} {
+			s := tx.Bucket(name).Stats()
+			alloc += int64(s.BranchAlloc) + int64(s.LeafAlloc)
 		}
-		if checkErr != nil {
-			return checkErr
+		if alloc > tx.Size() {
+			return fmt.Errorf("pages claim %d bytes, the file holds %d", alloc, tx.Size())
 		}
 		st.walkDone = meta.Get(keyWalkDone) != nil
 		st.dirsIssued = meta.Get(keyDirsIssued) != nil
@@ -371,7 +372,7 @@ func (j *journal) addPartitions(kind leaseapi.Kind, parts []WalkPartition, dirs 
 		recs[i] = rec
 	}
 	var out []journaled
-	err := j.db.Update(func(tx *bolt.Tx) error {
+	err := j.update(func(tx *bolt.Tx) error {
 		out = out[:0] // bbolt may not retry, but keep the function idempotent anyway
 		hashes, partsB, states := tx.Bucket(bucketHashes), tx.Bucket(bucketPartitions), tx.Bucket(bucketStates)
 		for i, wp := range parts {
@@ -428,7 +429,7 @@ func (j *journal) addPartitions(kind leaseapi.Kind, parts []WalkPartition, dirs 
 // list returns partition id's NUL-terminated list.
 func (j *journal) list(id int64) ([]byte, error) {
 	var list []byte
-	err := j.db.View(func(tx *bolt.Tx) error {
+	err := j.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketPartitions).Get(encodeID(id))
 		if v == nil {
 			return fmt.Errorf("partition %d: not in the journal", id)
@@ -459,7 +460,7 @@ func (j *journal) addDirs(dirs []string) error {
 // NUL-terminated list, their number, and the last key, for the next call.
 func (j *journal) dirChunk(after []byte, n int) (list []byte, count int64, last []byte, err error) {
 	var buf bytes.Buffer
-	err = j.db.View(func(tx *bolt.Tx) error {
+	err = j.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketDirs).Cursor()
 		var k []byte
 		if after == nil {
@@ -502,7 +503,7 @@ func (j *journal) setDirsIssued() error {
 }
 
 func (j *journal) setMeta(what string, put func(*bolt.Bucket) error) error {
-	if err := j.db.Update(func(tx *bolt.Tx) error { return put(tx.Bucket(bucketMeta)) }); err != nil {
+	if err := j.update(func(tx *bolt.Tx) error { return put(tx.Bucket(bucketMeta)) }); err != nil {
 		return fmt.Errorf("journal: record %s: %w", what, err)
 	}
 	return nil
@@ -512,10 +513,27 @@ func (j *journal) setMeta(what string, put func(*bolt.Bucket) error) error {
 func (j *journal) setState(id int64, s stateRecord) error {
 	v := encodeStateRecord(s)
 	key := encodeID(id)
-	if err := j.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketStates).Put(key, v) }); err != nil {
+	if err := j.batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketStates).Put(key, v) }); err != nil {
 		return fmt.Errorf("journal: partition %d %s: %w", id, s.state, err)
 	}
 	return nil
+}
+
+// view, update and batch are bbolt's, guarded: load has read every page, but damage bbolt
+// only meets when it writes (a bad freelist) becomes an error rather than a crash.
+func (j *journal) view(fn func(*bolt.Tx) error) (err error) {
+	defer guardJournal(j.path, "read", &err)()
+	return j.db.View(fn)
+}
+
+func (j *journal) update(fn func(*bolt.Tx) error) (err error) {
+	defer guardJournal(j.path, "write", &err)()
+	return j.db.Update(fn)
+}
+
+func (j *journal) batch(fn func(*bolt.Tx) error) (err error) {
+	defer guardJournal(j.path, "write", &err)()
+	return j.db.Batch(fn)
 }
 
 func partitionHash(kind leaseapi.Kind, list []byte) [sha256.Size]byte {

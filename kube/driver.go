@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -39,6 +40,8 @@ type Driver struct {
 	template *batchv1.Job
 	// job is the created (or adopted) worker Job, once Run has made it.
 	job *batchv1.Job
+	// volumes name the data behind the workers' source and dest claims (VolumeIdentity).
+	volumes []string
 }
 
 // Connect builds a client from opts (in-cluster or --kubeconfig) and prepares a Driver.
@@ -88,6 +91,12 @@ func NewDriver(ctx context.Context, cs kubernetes.Interface, defaultNamespace st
 	}
 	return d, nil
 }
+
+// VolumeIdentity names the volumes behind the workers' source and destination claims (their
+// PersistentVolumes, or the claims' UIDs while unbound), e.g. "source=pv/pv-1 dest=pv/pv-2".
+// The coordinator makes it part of its journal's identity: inside a Pod the paths are
+// always /source and /dest, so they alone cannot tell one copy from another.
+func (d *Driver) VolumeIdentity() string { return strings.Join(d.volumes, " ") }
 
 // Namespace is where the worker Job lives.
 func (d *Driver) Namespace() string { return d.ns }

@@ -127,6 +127,7 @@ func (d *Driver) pinNode(ctx context.Context, claims map[string]string) (string,
 		if err != nil {
 			return "", fmt.Errorf("get PersistentVolumeClaim %s/%s (%s): %w", d.ns, name, vol, err)
 		}
+		d.volumes = append(d.volumes, volumeIdentity(vol, pvc))
 		modes := pvc.Status.AccessModes
 		if len(modes) == 0 {
 			modes = pvc.Spec.AccessModes
@@ -182,4 +183,13 @@ func jsonMergePatch(v any) ([]byte, error) {
 		return nil, fmt.Errorf("encode patch: %w", err)
 	}
 	return b, nil
+}
+
+// volumeIdentity names the data behind a claim: its PersistentVolume when bound (a claim
+// deleted and made again on the same volume still names the same data), else the claim's UID.
+func volumeIdentity(vol string, pvc *corev1.PersistentVolumeClaim) string {
+	if pvc.Spec.VolumeName != "" {
+		return fmt.Sprintf("%s=pv/%s", vol, pvc.Spec.VolumeName)
+	}
+	return fmt.Sprintf("%s=claim/%s/%s@%s", vol, pvc.Namespace, pvc.Name, pvc.UID)
 }
