@@ -33,7 +33,6 @@ bench: deps build
 # source and destination behind bench/slowfs; writes bench/RESULTS.md. See bench/slow_test.go
 # for the knobs (KRSYNC_BENCH_SHAPES=slow20k for the acceptance tree of issue 13).
 bench-slow: deps build
-	scripts/install-bench-deps
 	KRSYNC_BENCH_SLOW=1 go test -run '^$$' -bench SlowSync -benchtime 1x -timeout 180m -v ./bench/
 
 fuzz:

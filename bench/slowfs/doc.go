@@ -19,5 +19,5 @@
 // of any bytes. Change times differ (the pass-through sets them itself).
 //
 // It is a benchmark tool: it is not part of the krsync binary, and it needs /dev/fuse and
-// fusermount3 (Debian's fuse3; scripts/install-bench-deps installs it).
+// fusermount3 (Debian's fuse3; scripts/install-deps installs it).
 package slowfs

@@ -21,7 +21,7 @@ func requireFUSE(t *testing.T) {
 		testbin.SkipOrFail(t, "no /dev/fuse, FUSE cannot be mounted here: "+err.Error())
 	}
 	if _, err := exec.LookPath("fusermount3"); err != nil {
-		testbin.SkipOrFail(t, "fusermount3 not found on PATH (apt-get install fuse3, or scripts/install-bench-deps): "+err.Error())
+		testbin.SkipOrFail(t, "fusermount3 not found on PATH (apt-get install fuse3, or scripts/install-deps): "+err.Error())
 	}
 }
 
