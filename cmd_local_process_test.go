@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/krsync/krsync/internal/treecmp"
+)
+
+// The tests in this file run the krsync binary as a child process, to interrupt it for real.
+
+var krsyncBuild struct {
+	sync.Once
+	path string
+	err  error
+	out  []byte
+}
+
+// krsyncBinary builds this command once per test run.
+func krsyncBinary(t *testing.T) string {
+	t.Helper()
+	krsyncBuild.Do(func() {
+		dir, err := os.MkdirTemp("", "krsync-main-test-")
+		if err != nil {
+			krsyncBuild.err = err
+			return
+		}
+		krsyncBuild.path = filepath.Join(dir, "krsync")
+		krsyncBuild.out, krsyncBuild.err = exec.Command("go", "build", "-o", krsyncBuild.path, ".").CombinedOutput()
+	})
+	if krsyncBuild.err != nil {
+		t.Fatalf("go build: %v\n%s", krsyncBuild.err, krsyncBuild.out)
+	}
+	return krsyncBuild.path
+}
+
+// gatedRsync is an rsync wrapper that lets the first `passing` runs through and blocks every
+// later one on a FIFO nobody writes, recording its pid in blockedDir: a run stopped at a
+// known point, without sleeps.
+type gatedRsync struct {
+	wrapper, blockedDir string
+}
+
+func newGatedRsync(t *testing.T, rsync string, passing int) gatedRsync {
+	t.Helper()
+	dir := t.TempDir()
+	g := gatedRsync{wrapper: filepath.Join(dir, "rsync-gated"), blockedDir: filepath.Join(dir, "blocked")}
+	runs, fifo := filepath.Join(dir, "runs"), filepath.Join(dir, "gate")
+	for _, d := range []string{runs, g.blockedDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`#!/bin/sh
+mktemp '%[1]s/run.XXXXXX' >/dev/null
+if [ "$(ls '%[1]s' | wc -l)" -gt %[2]d ]; then
+  : > '%[3]s/'$$
+  read line < '%[4]s'
+fi
+exec '%[5]s' "$@"
+`, runs, passing, g.blockedDir, fifo, rsync)
+	if err := os.WriteFile(g.wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		entries, _ := os.ReadDir(g.blockedDir)
+		for _, e := range entries {
+			if pid, err := strconv.Atoi(e.Name()); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	return g
+}
+
+func (g gatedRsync) blocked() int {
+	entries, _ := os.ReadDir(g.blockedDir)
+	return len(entries)
+}
+
+// interruptLocal runs `krsync local args...` as a child process until the gated rsync blocks
+// a run (every earlier partition is then done and journaled: one worker reports before it
+// leases the next), and kills it with SIGKILL.
+func interruptLocal(t *testing.T, gate gatedRsync, args ...string) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := exec.Command(krsyncBinary(t), append([]string{"--log-format=json", "local", "--workers", "1", "--rsync", gate.wrapper}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(time.Minute)
+	for gate.blocked() == 0 {
+		select {
+		case err := <-exited:
+			t.Fatalf("krsync local exited (%v) before a partition was blocked:\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Fatalf("no rsync run was blocked within a minute:\n%s", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+}
+
+// sourceOfFiles writes n files in n directories (with -f 1, one partition each).
+func sourceOfFiles(t *testing.T, n int) string {
+	t.Helper()
+	src := t.TempDir()
+	for i := range n {
+		p := filepath.Join(src, fmt.Sprintf("d%02d", i), "f")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(strings.Repeat("x", i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return src
+}
+
+// TestLocalForeignJournalIsNotReused: a run to D1 is killed after two partitions are done;
+// the same --state-dir with --dest D2 must not skip those partitions in D2 (issue 9, item 2:
+// it used to end 0 with them missing). It is refused (exit 2, one line naming --state-dir),
+// and the interrupted copy to D1 still resumes and ends equal to the source.
+func TestLocalForeignJournalIsNotReused(t *testing.T) {
+	rsync := localRsync(t)
+	src := sourceOfFiles(t, 8)
+	root := t.TempDir()
+	d1, d2, stateDir := filepath.Join(root, "d1"), filepath.Join(root, "d2"), filepath.Join(root, "state")
+	args := func(dest string) []string {
+		return []string{"--source", src, "--dest", dest, "--state-dir", stateDir, "--fpart-opts=-f 1 -zz", "--progress=never"}
+	}
+	interruptLocal(t, newGatedRsync(t, rsync, 2), args(d1)...)
+
+	code, stderr := runLocal(t, args(d2)...)
+	switch {
+	case code == 2:
+		last := lastNonEmptyLine(stderr)
+		if !strings.HasPrefix(last, "krsync: ") || !strings.Contains(last, "--state-dir") {
+			t.Errorf("exit 2, last line %q: want one line naming --state-dir", last)
+		}
+	case code == 0:
+		if err := treecmp.Equal(src, d2, treecmp.Options{}); err != nil {
+			t.Errorf("exit 0 but the destination differs: %v", err)
+		}
+	default:
+		t.Fatalf("--dest %s on the state of a run to %s: exit %d, want 2 (refused) or 0 with an equal copy:\n%s", d2, d1, code, stderr)
+	}
+
+	if code, stderr := runLocal(t, args(d1)...); code != 0 {
+		t.Fatalf("resuming the run to %s: exit %d:\n%s", d1, code, stderr)
+	}
+	if err := treecmp.Equal(src, d1, treecmp.Options{}); err != nil {
+		t.Fatalf("resumed copy: %v", err)
+	}
+}
