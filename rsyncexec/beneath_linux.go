@@ -16,9 +16,10 @@ import (
 // or the destination goes through it (or through removeTree, which works on one name at a
 // time), so a symlink planted in either tree can never redirect krsync outside it.
 type beneath struct {
-	fd       int
-	parent   string
-	parentFD int // -1 when no parent is open
+	fd        int
+	parent    string
+	parentFD  int   // -1 when no parent is open
+	parentErr error // why parent could not be opened, when parentFD is -1
 }
 
 func openBeneath(dir string) (*beneath, error) {
@@ -38,15 +39,18 @@ func (b *beneath) setParent(parent string, fd int) {
 	if b.parentFD >= 0 && b.parentFD != b.fd {
 		unix.Close(b.parentFD)
 	}
-	b.parent, b.parentFD = parent, fd
+	b.parent, b.parentFD, b.parentErr = parent, fd, nil
 }
 
 // dirOf opens (or reuses) the parent directory of rel and returns it with rel's last name.
 func (b *beneath) dirOf(rel string) (int, string, error) {
 	parent, name := path.Split(rel)
 	parent = strings.TrimSuffix(parent, "/")
-	if b.parentFD >= 0 && parent == b.parent {
-		return b.parentFD, name, nil
+	if parent == b.parent && (b.parentFD >= 0 || b.parentErr != nil) {
+		// A parent that could not be opened is not tried again for its next entries: in
+		// a destination being filled for the first time, every entry of a new directory
+		// would otherwise cost a failed openat2.
+		return b.parentFD, name, b.parentErr
 	}
 	if parent == "" {
 		b.setParent("", b.fd)
@@ -54,7 +58,8 @@ func (b *beneath) dirOf(rel string) (int, string, error) {
 	}
 	fd, err := openDirAt(b.fd, parent, unix.O_PATH)
 	if err != nil {
-		b.setParent("", -1)
+		b.setParent(parent, -1)
+		b.parentErr = err
 		return -1, "", err
 	}
 	b.setParent(parent, fd)

@@ -112,7 +112,8 @@ type Result struct {
 // files that was 7 times the reads and 30 times the polls of a plain recursive rsync, while
 // the same entries as arguments cost no more than the recursive run.
 //
-// --temp-dir=DEST/TEMPDIR/LABEL-RANDOM comes after the user's options when Job.TempDir is set.
+// --temp-dir=TEMPDIR/LABEL-RANDOM (relative to DEST) comes after the user's options when
+// Job.TempDir is set.
 // --files-from implies --relative (the list's paths keep their directories, which rsync
 // creates as "implied directories" with the source's attributes) and --dirs (a listed
 // directory is copied as itself, not recursed into), and turns off -a's recursion (rsync(1),
@@ -228,7 +229,13 @@ func Run(ctx context.Context, job Job) (Result, error) {
 					log.Warn().Err(err).Msg("rsync's temporary directory left behind")
 				}
 			}()
-			extra = append(extra, "--temp-dir="+tmp.path)
+			// Relative: rsync's receiver works in the destination root and puts a temporary
+			// file at TEMPDIR/NAME.XXXXXX from there (receiver.c, get_tmpname). rsync 3.5
+			// opens an operator's --temp-dir one component at a time for every file
+			// (syscall.c, secure_mkstemp: a stat, an open and a close each), so an absolute
+			// path cost three system calls per file for every directory above the
+			// destination as well.
+			extra = append(extra, "--temp-dir="+tmp.rel)
 		}
 		runs = append(runs, run{args: joinArgs(nil, args, extra), list: list})
 	default:

@@ -23,7 +23,8 @@ const tempDirMode = 0o700
 // attemptDir is one run's subdirectory of Job.TempDir, held open so that its removal does
 // not depend on the names above it.
 type attemptDir struct {
-	path   string // absolute, for rsync's --temp-dir
+	path   string // absolute
+	rel    string // relative to the destination, for rsync's --temp-dir (see relPath)
 	parent int    // DEST/TempDir, open
 	name   string // the subdirectory's name in parent
 }
@@ -64,7 +65,7 @@ func makeAttemptDir(dest, name, label string) (*attemptDir, error) {
 		sub := label + "-" + strconv.FormatUint(rand.Uint64(), 36)
 		err = unix.Mkdirat(parent, sub, tempDirMode)
 		if err == nil {
-			return &attemptDir{path: filepath.Join(full, sub), parent: parent, name: sub}, nil
+			return &attemptDir{path: filepath.Join(full, sub), rel: name + "/" + sub, parent: parent, name: sub}, nil
 		}
 		if !errors.Is(err, unix.EEXIST) {
 			break

@@ -103,7 +103,7 @@ func TestRunTempDir(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Run = %v, want error %v", err, tt.wantErr)
 			}
-			if !strings.Contains(strings.Join(res.Args, " "), "--temp-dir="+filepath.Join(dst, testTempDir, "p1-a1-")) {
+			if !strings.Contains(strings.Join(res.Args, " "), "--temp-dir="+testTempDir+"/p1-a1-") {
 				t.Errorf("rsync did not get its own temporary directory: %q", res.Args)
 			}
 			checkUserFiles(t, dst, outside)

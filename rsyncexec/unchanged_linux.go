@@ -78,7 +78,9 @@ func dropUnchanged(source, dest string, list []byte, root bool) (kept []byte, ro
 // unchanged compares one entry on both sides.
 func unchanged(src, dst *beneath, rel string) bool {
 	var s, d unix.Stat_t
-	if src.lstat(rel, &s) != nil || dst.lstat(rel, &d) != nil || !sameAttributes(&s, &d) {
+	// The destination first: in a first copy it has nothing, and the source's lstat (which
+	// rsync repeats anyway) is saved.
+	if dst.lstat(rel, &d) != nil || src.lstat(rel, &s) != nil || !sameAttributes(&s, &d) {
 		return false
 	}
 	switch s.Mode & unix.S_IFMT {

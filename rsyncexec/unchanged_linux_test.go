@@ -44,6 +44,8 @@ func TestDropUnchanged(t *testing.T) {
 		{"file owner", func(t *testing.T, dst string) { must(t, os.Lchown(filepath.Join(dst, "a.txt"), 4242, 4242)) }, []string{"a.txt", "hard1", "hard2"}},
 		{"directory mtime", func(t *testing.T, dst string) { must(t, os.Chtimes(filepath.Join(dst, "d"), old, old)) }, []string{"d", "hard1", "hard2"}},
 		{"file missing", func(t *testing.T, dst string) { must(t, os.Remove(filepath.Join(dst, "a.txt"))) }, []string{"a.txt", "hard1", "hard2"}},
+		// Its entries are not stat()ed one by one: the parent's failure is remembered.
+		{"directory missing", func(t *testing.T, dst string) { must(t, os.RemoveAll(filepath.Join(dst, "d"))) }, []string{"d", "d/b.txt", "hard1", "hard2"}},
 		{"symlink target, same mtime", func(t *testing.T, dst string) {
 			p := filepath.Join(dst, "link")
 			var st syscallStat
