@@ -48,7 +48,20 @@ type Options struct {
 
 	// Readers bounds the concurrent directory reads; 0 picks a default.
 	Readers int
+
+	// Spread is krsync's, not an fpart option: in live mode with -f, a partition closes
+	// once it holds max(MinSpreadFiles, entries packed before it / Spread) entries, when that
+	// is below -f. The first partitions are small, so every worker gets work at once, and no
+	// partition holds more than 1/Spread of what was walked before it, so the last ones do
+	// not leave workers idle while one rsync finishes a big one (on slow storage one entry
+	// costs a worker tens of milliseconds). 0 keeps fpart's fixed -f. The partitions still
+	// depend only on the tree and the options.
+	Spread int64
 }
+
+// MinSpreadFiles is the smallest partition Spread makes (unless -f is smaller): below it,
+// starting rsync costs more than the entries it copies.
+const MinSpreadFiles = 32
 
 // ErrUsage marks errors caused by bad options or arguments (the CLI exits 2 on them).
 var ErrUsage = errors.New("usage")
@@ -240,7 +253,7 @@ func (o Options) Validate() error {
 	if o.Parts <= 0 && o.MaxFiles <= 0 && o.MaxBytes <= 0 {
 		return usageErr("give -n, -f or -s (how to partition)")
 	}
-	if o.Parts < 0 || o.MaxFiles < 0 || o.MaxBytes < 0 || o.Readers < 0 {
+	if o.Parts < 0 || o.MaxFiles < 0 || o.MaxBytes < 0 || o.Readers < 0 || o.Spread < 0 {
 		return usageErr("negative limits are not allowed")
 	}
 	return nil

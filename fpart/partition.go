@@ -56,7 +56,7 @@ func newPacker(o Options, emit func(Partition) error) packer {
 	case o.Parts > 0:
 		return &balancePacker{parts: o.Parts, emit: emit}
 	case o.Live:
-		return &livePacker{maxFiles: o.MaxFiles, maxBytes: o.MaxBytes, emit: emit}
+		return &livePacker{maxFiles: o.MaxFiles, maxBytes: o.MaxBytes, spread: o.Spread, emit: emit}
 	default:
 		return &firstFitPacker{maxFiles: o.MaxFiles, maxBytes: o.MaxBytes, emit: emit}
 	}
@@ -65,27 +65,40 @@ func newPacker(o Options, emit func(Partition) error) packer {
 // livePacker is fpart's live mode (-L): entries fill the current partition, which is
 // closed and handed out as soon as it holds -f entries or -s bytes (so it may exceed -s
 // by its last entry, as fpart's does). A hard-link group that would push it over -f
-// closes it first, so the group stays together.
+// closes it first, so the group stays together. With Options.Spread, the limit on entries
+// grows with what was packed before (see Spread).
 type livePacker struct {
 	maxFiles, maxBytes int64
+	spread             int64
+	packed             int64 // entries in the partitions closed so far
 	emit               func(Partition) error
 	index              int
 	cur                []Entry
 	bytes              int64
 }
 
+// maxEntries is the current partition's limit on entries; 0 means none.
+func (l *livePacker) maxEntries() int64 {
+	if l.spread <= 0 || l.maxFiles <= 0 {
+		return l.maxFiles
+	}
+	return min(l.maxFiles, max(MinSpreadFiles, l.packed/l.spread))
+}
+
 func (l *livePacker) add(unit []Entry, bytes int64) error {
-	if len(l.cur) > 0 && l.maxFiles > 0 && int64(len(l.cur)+len(unit)) > l.maxFiles {
+	limit := l.maxEntries()
+	if len(l.cur) > 0 && limit > 0 && int64(len(l.cur)+len(unit)) > limit {
 		if err := l.close(); err != nil {
 			return err
 		}
+		limit = l.maxEntries()
 	}
-	if l.cur == nil && l.maxFiles > 0 {
-		l.cur = make([]Entry, 0, min(l.maxFiles, 4096))
+	if l.cur == nil && limit > 0 {
+		l.cur = make([]Entry, 0, min(limit, 4096))
 	}
 	l.cur = append(l.cur, unit...)
 	l.bytes += bytes
-	if (l.maxFiles > 0 && int64(len(l.cur)) >= l.maxFiles) || (l.maxBytes > 0 && l.bytes >= l.maxBytes) {
+	if (limit > 0 && int64(len(l.cur)) >= limit) || (l.maxBytes > 0 && l.bytes >= l.maxBytes) {
 		return l.close()
 	}
 	return nil
@@ -94,6 +107,7 @@ func (l *livePacker) add(unit []Entry, bytes int64) error {
 func (l *livePacker) close() error {
 	p := Partition{Index: l.index, Entries: l.cur, Bytes: l.bytes}
 	l.index++
+	l.packed += int64(len(l.cur))
 	l.cur, l.bytes = nil, 0
 	return l.emit(p)
 }

@@ -484,3 +484,43 @@ func TestDeepPaths(t *testing.T) {
 		t.Fatalf("partitions %+v, want the deep file", parts)
 	}
 }
+
+// TestSpread: with Options.Spread, live partitions start at MinSpreadFiles entries and grow
+// with what was packed before them, never past -f; every entry lands once, hard links stay
+// together, and the same tree gives the same partitions.
+func TestSpread(t *testing.T) {
+	root := t.TempDir()
+	makeTree(t, root, treeSpec{seed: 12, files: 5000, dirs: 60, maxSize: 10_000, links: 40, symlinks: 5})
+	want := expectedEntries(t, root, nil, nil)
+	links := hardLinks(t, root)
+	const maxFiles, spread = 400, 8
+	opts := fpart.Options{Live: true, MaxFiles: maxFiles, Spread: spread}
+	parts, _ := walkAll(t, root, opts)
+	checkLinksTogether(t, links, parts)
+	compareSets(t, entrySet(t, ourLines(parts, "."), "krsync"), prefixed(want, "."))
+	var packed int64
+	sawMax := false
+	for i, p := range parts {
+		limit := min(maxFiles, max(fpart.MinSpreadFiles, packed/spread))
+		n := int64(len(p.Entries))
+		// A hard-link group of up to 3 names may close a partition before its limit; none
+		// may exceed it (the groups are smaller than MinSpreadFiles).
+		if n > limit || (i < len(parts)-1 && n < limit-3) {
+			t.Errorf("partition %d has %d entries after %d packed; want %d", i, n, packed, limit)
+		}
+		sawMax = sawMax || n == maxFiles
+		packed += n
+	}
+	if len(parts[0].Entries) != fpart.MinSpreadFiles || !sawMax {
+		t.Errorf("first partition %d entries, a full -f partition seen %v: want %d and true", len(parts[0].Entries), sawMax, fpart.MinSpreadFiles)
+	}
+	again, _ := walkAll(t, root, opts)
+	if len(again) != len(parts) {
+		t.Fatalf("second walk made %d partitions, first %d", len(again), len(parts))
+	}
+	for i := range parts {
+		if string(parts[i].List()) != string(again[i].List()) {
+			t.Fatalf("partition %d differs between two walks of the same tree", i)
+		}
+	}
+}
