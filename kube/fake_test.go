@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -66,6 +67,49 @@ func TestAPIErrorsNameTheCall(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "injected") {
 				t.Errorf("error %v, want one naming %q and the cause", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestVolumeIdentityNamesTheClaimsVolumes: the driver names the data behind the workers'
+// claims (the bound PersistentVolume, else the claim's UID), which the coordinator puts in its
+// journal's identity: inside a Pod the paths are always /source and /dest (issue 9, item 2).
+func TestVolumeIdentityNamesTheClaimsVolumes(t *testing.T) {
+	m := defaultManifests(t)
+	tmpl := filepath.Join(t.TempDir(), "job.yaml")
+	if err := os.WriteFile(tmpl, []byte(m.WorkerTemplate.Data[kube.WorkerTemplateKey]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(name, volume, uid string) *corev1.PersistentVolumeClaim {
+		return &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID(uid)},
+			Spec:       corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}, VolumeName: volume},
+		}
+	}
+	tests := []struct {
+		name         string
+		source, dest *corev1.PersistentVolumeClaim
+		want         string
+	}{
+		{"bound", claim("source-pvc", "pv-src", "u1"), claim("dest-pvc", "pv-dst", "u2"), "source=pv/pv-src dest=pv/pv-dst"},
+		{"unbound dest", claim("source-pvc", "pv-src", "u1"), claim("dest-pvc", "", "u2"), "source=pv/pv-src dest=claim/ns/dest-pvc@u2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := fake.NewClientset(tc.source, tc.dest)
+			cs.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				r := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview)
+				r.Status.Allowed = true
+				return true, r, nil
+			})
+			opts := kube.Options{CreateWorkers: true, WorkerTemplate: tmpl, Parallelism: 2, PodNamespace: "ns"}
+			d, err := kube.NewDriver(context.Background(), cs, "default", opts, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := d.VolumeIdentity(); got != tc.want {
+				t.Errorf("VolumeIdentity() = %q, want %q", got, tc.want)
 			}
 		})
 	}
