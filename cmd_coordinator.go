@@ -26,7 +26,7 @@ type CoordinatorCmd struct {
 	Dest              string        `help:"The destination as the workers mount it; part of the journal's identity, and where --state-dir must not clash with the source." default:"/dest" placeholder:"DIR"`
 	Listen            string        `help:"Address the lease API listens on." default:":8080"`
 	FpartOpts         string        `help:"fpart options for the walk; without -f/-s/-n, live partitions of --files-per-partition entries." default:"-zz -x .zfs -x .snapshot* -x .ckpt"`
-	FilesPerPartition int64         `help:"Entries per partition when --fpart-opts has none of -f/-s/-n." default:"2000"`
+	FilesPerPartition int64         `help:"Largest partition, in entries, when --fpart-opts has none of -f/-s/-n (the first ones hold 32 and they grow with the walk)." default:"2000"`
 	LeaseTTL          time.Duration `help:"A lease not renewed within this time expires and its partition is handed out again." default:"30s"`
 	MaxAttempts       int           `help:"Leases a partition gets before it is reported failed." default:"3"`
 	MaxWait           time.Duration `help:"Longest lease long poll while the walk goes on." default:"30s"`
@@ -90,7 +90,7 @@ func (cmd CoordinatorCmd) config(log zerolog.Logger) (coordinator.Config, error)
 	if err != nil {
 		return coordinator.Config{}, usagef("--fpart-opts: %v", err)
 	}
-	opts = coordinator.LiveDefaults(opts, cmd.FilesPerPartition)
+	opts = coordinator.LiveDefaults(opts, cmd.FilesPerPartition, cmd.Parallelism)
 	if err := opts.Validate(); err != nil {
 		return coordinator.Config{}, usagef("--fpart-opts: %v", err)
 	}

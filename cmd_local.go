@@ -33,7 +33,7 @@ type LocalCmd struct {
 	Dest              string        `help:"Directory to copy into; created when its parent exists." required:""`
 	Workers           int           `help:"How many rsyncs run at once." default:"4"`
 	FpartOpts         string        `help:"fpart options for the walk; without -f/-s/-n, live partitions of --files-per-partition entries." default:"-zz"`
-	FilesPerPartition int64         `help:"Entries per partition when --fpart-opts has none of -f/-s/-n." default:"2000"`
+	FilesPerPartition int64         `help:"Largest partition, in entries, when --fpart-opts has none of -f/-s/-n (the first ones hold 32 and they grow with the walk)." default:"2000"`
 	RsyncOpts         string        `help:"rsync options, split like a shell (default: --archive --numeric-ids --hard-links)."`
 	Rsync             string        `help:"The rsync binary to run." default:"rsync"`
 	StateDir          string        `help:"Where the journal lives, so an interrupted run resumes (default: under $XDG_STATE_HOME or ~/.local/state/krsync, outside the destination)."`
@@ -134,7 +134,7 @@ func (c LocalCmd) check() (localPaths, error) {
 	if p.fpart, err = fpart.ParseOptionString(c.FpartOpts); err != nil {
 		return p, usagef("--fpart-opts: %v", err)
 	}
-	p.fpart = coordinator.LiveDefaults(p.fpart, c.FilesPerPartition)
+	p.fpart = coordinator.LiveDefaults(p.fpart, c.FilesPerPartition, c.Workers)
 	if err := p.fpart.Validate(); err != nil {
 		return p, usagef("--fpart-opts: %v", err)
 	}

@@ -8,15 +8,21 @@ import (
 	"github.com/krsync/krsync/fpart"
 )
 
-// DefaultFilesPerPartition is the live partition size when the fpart options give none of
-// -f, -s or -n: big enough that rsync's start-up cost is small against its work, small
-// enough that workers get partitions early in the walk.
+// DefaultFilesPerPartition is the largest live partition when the fpart options give none of
+// -f, -s or -n: big enough that rsync's start-up cost is small against its work.
 const DefaultFilesPerPartition = 2000
 
-// LiveDefaults returns opts in live mode with filesPerPartition entries per partition when
-// opts chose no partitioning (none of -f, -s, -n); otherwise opts unchanged, so that an
-// fpsync user's -n or non-live -f keeps fpart's meaning.
-func LiveDefaults(opts fpart.Options, filesPerPartition int64) fpart.Options {
+// SpreadPerWorker sets the live partitions' growth (fpart.Options.Spread) from the number of
+// workers: a partition holds at most 1/(SpreadPerWorker × workers) of the entries walked
+// before it, so the last partitions leave each worker several to take, and the first ones
+// (fpart.MinSpreadFiles entries) reach every worker while the walk has just begun.
+const SpreadPerWorker = 4
+
+// LiveDefaults returns opts in live mode when opts chose no partitioning (none of -f, -s,
+// -n): partitions start small and grow with the walk up to filesPerPartition entries, spread
+// for the given number of workers. Otherwise opts are returned unchanged, so that an fpsync
+// user's -n or fixed -f keeps fpart's meaning.
+func LiveDefaults(opts fpart.Options, filesPerPartition int64, workers int) fpart.Options {
 	if opts.MaxFiles > 0 || opts.MaxBytes > 0 || opts.Parts > 0 {
 		return opts
 	}
@@ -25,6 +31,7 @@ func LiveDefaults(opts fpart.Options, filesPerPartition int64) fpart.Options {
 	}
 	opts.MaxFiles = filesPerPartition
 	opts.Live = true
+	opts.Spread = SpreadPerWorker * int64(max(workers, 1))
 	return opts
 }
 
@@ -48,7 +55,10 @@ func FpartWalk(root string, opts fpart.Options) WalkFunc {
 // other defaults still resumes, and a journal of a copy to another destination (whose
 // finished partitions say nothing about this one) is refused.
 func defaultIdentity(source, dest, volumes string, opts fpart.Options) string {
-	opts.Readers, opts.NulTerminated, opts.TrailingSlash, opts.Output = 0, false, false, ""
+	// Spread follows the number of workers: a rerun with more workers resumes the same
+	// journal (a replayed walk then cuts other partitions, whose entries are copied again,
+	// which rsync makes harmless).
+	opts.Readers, opts.Spread, opts.NulTerminated, opts.TrailingSlash, opts.Output = 0, 0, false, false, ""
 	return fmt.Sprintf("source=%q dest=%q volumes=%q fpart=%+v", absPath(source), absPath(dest), volumes, opts)
 }
 

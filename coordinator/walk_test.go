@@ -27,7 +27,7 @@ func TestFpartWalkFeedsEveryEntry(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(src, "empty"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	opts := LiveDefaults(fpart.Options{Dirs: fpart.DirsUnreadable}, 2)
+	opts := LiveDefaults(fpart.Options{Dirs: fpart.DirsUnreadable}, 2, 1)
 	if !opts.Live || opts.MaxFiles != 2 {
 		t.Fatalf("LiveDefaults = %+v", opts)
 	}
@@ -65,14 +65,14 @@ func TestLiveDefaultsKeepsAChosenMode(t *testing.T) {
 		in   fpart.Options
 		want fpart.Options
 	}{
-		{"nothing chosen: live -f", fpart.Options{}, fpart.Options{MaxFiles: 2000, Live: true}},
+		{"nothing chosen: live -f spread for 3 workers", fpart.Options{}, fpart.Options{MaxFiles: 2000, Live: true, Spread: 3 * SpreadPerWorker}},
 		{"-n kept", fpart.Options{Parts: 4}, fpart.Options{Parts: 4}},
 		{"-f without -L kept", fpart.Options{MaxFiles: 10}, fpart.Options{MaxFiles: 10}},
 		{"-s -L kept", fpart.Options{MaxBytes: 1 << 20, Live: true}, fpart.Options{MaxBytes: 1 << 20, Live: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := LiveDefaults(tt.in, 0); !slicesEqualOptions(got, tt.want) {
+			if got := LiveDefaults(tt.in, 0, 3); !slicesEqualOptions(got, tt.want) {
 				t.Fatalf("LiveDefaults(%+v) = %+v; want %+v", tt.in, got, tt.want)
 			}
 		})
@@ -80,5 +80,5 @@ func TestLiveDefaultsKeepsAChosenMode(t *testing.T) {
 }
 
 func slicesEqualOptions(a, b fpart.Options) bool {
-	return a.MaxFiles == b.MaxFiles && a.MaxBytes == b.MaxBytes && a.Parts == b.Parts && a.Live == b.Live
+	return a.MaxFiles == b.MaxFiles && a.MaxBytes == b.MaxBytes && a.Parts == b.Parts && a.Live == b.Live && a.Spread == b.Spread
 }

@@ -143,7 +143,7 @@ func TestStatusThroughServiceProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, err := coordinator.New(coordinator.Config{
-		Source: src, Partitioner: coordinator.LiveDefaults(opts, 2), Token: "right-token",
+		Source: src, Partitioner: coordinator.LiveDefaults(opts, 2, 1), Token: "right-token",
 	}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
