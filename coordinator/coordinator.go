@@ -253,12 +253,17 @@ func (c *Coordinator) ReleaseWorker(name string) int {
 // everything; the journal is then forgotten, so that the next run walks again. Only a run
 // that was stopped before the end (ctx, a fatal error) keeps its journal, to resume.
 func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status, error) {
-	j, st, aside, err := openAndLoad(c.cfg.StateDir, c.cfg.Identity)
+	_, stateInDest := below(c.cfg.StateDir, c.cfg.Dest)
+	stateInDest = stateInDest && c.cfg.StateDir != "" && c.cfg.Dest != ""
+	j, st, aside, err := openAndLoad(c.cfg.StateDir, c.cfg.Identity, stateInDest)
 	if err != nil {
 		ln.Close()
 		return c.q.status(), err
 	}
-	if aside != "" {
+	switch {
+	case aside != "" && stateInDest:
+		c.log.Warn().Str("removed", aside).Msg("the journal was corrupt: removed (it lies in the destination, which must end equal to the source), walking afresh (rsync skips what is already copied)")
+	case aside != "":
 		c.log.Warn().Str("set_aside", aside).Msg("the journal was corrupt: set aside, walking afresh (rsync skips what is already copied); remove the file once you no longer need it")
 	}
 	status, err := c.run(ctx, ln, j, st)

@@ -61,7 +61,7 @@ func openDamaged(t testing.TB, data []byte, identity string) (loaded bool) {
 	if err := os.WriteFile(filepath.Join(stateDir, JournalFile), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	j, st, aside, err := openAndLoad(stateDir, identity)
+	j, st, aside, err := openAndLoad(stateDir, identity, false)
 	if err != nil {
 		if errors.Is(err, ErrJournalCorrupt) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), JournalFile) {
 			t.Fatalf("openAndLoad = %v; want a load, a set-aside journal, or one line naming the journal", err)
@@ -140,6 +140,25 @@ func TestCorruptJournalIsSetAside(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(stateDir, JournalFile)); !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("journal after the clean finish: %v", err)
+		}
+	})
+
+	t.Run("a corrupt journal in the destination is removed, not kept there", func(t *testing.T) {
+		dest := t.TempDir()
+		stateDir := filepath.Join(dest, ".krsync-state")
+		if err := os.Mkdir(stateDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(stateDir, JournalFile), good[:len(good)/2], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := start(t, Config{StateDir: stateDir, Dest: dest, Identity: identity, Walk: staticWalk([][]string{{"a"}}, []string{"."})})
+		drain(t, r.client, "w")
+		if _, err := r.wait(t); err != nil {
+			t.Fatalf("Run on a corrupt journal: %v", err)
+		}
+		if left, err := os.ReadDir(stateDir); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("the state dir is still in the destination after a clean finish (holding %v, %v)", left, err)
 		}
 	})
 }

@@ -155,7 +155,9 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 // openAndLoad opens the journal of stateDir and reads it back. A corrupt journal (see
 // ErrJournalCorrupt) is renamed to journal.db.corrupt-<time> and a fresh one started: the
 // walk runs again and rsync skips what is already copied. aside names the renamed file.
-func openAndLoad(stateDir, identity string) (j *journal, st journalState, aside string, err error) {
+// With removeCorrupt (a state directory inside the destination, which must end equal to the
+// source and so cannot keep it) the corrupt journal is removed instead, and aside names it.
+func openAndLoad(stateDir, identity string, removeCorrupt bool) (j *journal, st journalState, aside string, err error) {
 	created := false
 	if stateDir != "" {
 		_, err := os.Lstat(stateDir)
@@ -174,7 +176,15 @@ func openAndLoad(stateDir, identity string) (j *journal, st journalState, aside 
 	}
 	path := filepath.Join(stateDir, JournalFile)
 	aside = path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000000000Z")
-	if rerr := os.Rename(path, aside); rerr != nil {
+	if removeCorrupt {
+		// A state directory in the destination that the source does not hold (New checks)
+		// and that held krsync's journal is krsync's: whether the lost journal said so or
+		// not, a finished run removes it when empty.
+		aside, created = path, true
+		if rerr := os.Remove(path); rerr != nil {
+			return nil, journalState{}, "", fmt.Errorf("%w; could not remove it: %w; remove it and run again", err, rerr)
+		}
+	} else if rerr := os.Rename(path, aside); rerr != nil {
 		return nil, journalState{}, "", fmt.Errorf("%w; could not set it aside: %w; remove it and run again", err, rerr)
 	}
 	if j, err = openJournalAt(stateDir, identity, created); err != nil {
