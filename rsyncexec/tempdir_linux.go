@@ -3,9 +3,7 @@ package rsyncexec
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -20,15 +18,6 @@ var ErrTempDir = errors.New("krsync's temporary directory")
 // their names would tell what is being copied.
 const tempDirMode = 0o700
 
-// attemptDir is one run's subdirectory of Job.TempDir, held open so that its removal does
-// not depend on the names above it.
-type attemptDir struct {
-	path   string // absolute
-	rel    string // relative to the destination, for rsync's --temp-dir (see relPath)
-	parent int    // DEST/TempDir, open
-	name   string // the subdirectory's name in parent
-}
-
 // checkTempName accepts one plain name: the directory sits directly below the destination
 // root, so that opening it cannot pass through anything but the root.
 func checkTempName(name string) error {
@@ -38,49 +27,34 @@ func checkTempName(name string) error {
 	return nil
 }
 
-// makeAttemptDir creates DEST/name (mode 0700) when it is missing and a fresh subdirectory
-// LABEL-RANDOM inside it, without following symlinks: when DEST/name is a symlink or not a
-// directory, it is refused and left alone.
-func makeAttemptDir(dest, name, label string) (*attemptDir, error) {
+// makeTempDir creates DEST/name (mode 0700) when it is missing, without following symlinks:
+// when DEST/name is a symlink or not a directory, it is refused and left alone.
+//
+// Every rsync of the run shares it: rsync names each temporary file NAME.XXXXXX with
+// mkstemp(3), so no two collide, and a stopped rsync (SIGTERM) removes its own (rsync's
+// cleanup handler); only an rsync killed outright leaves one, which the removal of the
+// whole directory at the end of the run takes. One level below the destination root, no
+// more: rsync 3.5 walks --temp-dir one component at a time for every operation on a
+// temporary file (syscall.c, secure_mkstemp and friends), so each level costs about ten
+// system calls per file copied.
+func makeTempDir(dest, name string) error {
 	if err := checkTempName(name); err != nil {
-		return nil, err
+		return err
 	}
 	root, err := unix.Open(dest, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: destination %s: %w", ErrTempDir, dest, err)
+		return fmt.Errorf("%w: destination %s: %w", ErrTempDir, dest, err)
 	}
 	defer unix.Close(root)
 	full := filepath.Join(dest, name)
 	if err := unix.Mkdirat(root, name, tempDirMode); err != nil && !errors.Is(err, unix.EEXIST) {
-		return nil, fmt.Errorf("%w: create %s: %w", ErrTempDir, full, err)
+		return fmt.Errorf("%w: create %s: %w", ErrTempDir, full, err)
 	}
-	parent, err := openDirAt(root, name, unix.O_PATH)
+	dir, err := openDirAt(root, name, unix.O_PATH)
 	if err != nil {
-		return nil, tempDirError(full, err)
+		return tempDirError(full, err)
 	}
-	if label == "" {
-		label = "run"
-	}
-	for range 10 {
-		sub := label + "-" + strconv.FormatUint(rand.Uint64(), 36)
-		err = unix.Mkdirat(parent, sub, tempDirMode)
-		if err == nil {
-			return &attemptDir{path: filepath.Join(full, sub), rel: name + "/" + sub, parent: parent, name: sub}, nil
-		}
-		if !errors.Is(err, unix.EEXIST) {
-			break
-		}
-	}
-	unix.Close(parent)
-	return nil, fmt.Errorf("%w: create a directory in %s: %w", ErrTempDir, full, err)
-}
-
-// remove removes the run's subdirectory whole and closes its parent.
-func (a *attemptDir) remove() error {
-	defer unix.Close(a.parent)
-	if err := removeTree(a.parent, a.name); err != nil {
-		return fmt.Errorf("%w: remove %s: %w", ErrTempDir, a.path, err)
-	}
+	unix.Close(dir)
 	return nil
 }
 

@@ -99,12 +99,12 @@ func TestRunTempDir(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(t, dst)
 			}
-			res, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list(tt.list...), TempDir: testTempDir, TempLabel: "p1-a1"})
+			res, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list(tt.list...), TempDir: testTempDir})
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Run = %v, want error %v", err, tt.wantErr)
 			}
-			if !strings.Contains(strings.Join(res.Args, " "), "--temp-dir="+testTempDir+"/p1-a1-") {
-				t.Errorf("rsync did not get its own temporary directory: %q", res.Args)
+			if !strings.Contains(strings.Join(res.Args, " "), " --temp-dir="+testTempDir+" ") {
+				t.Errorf("rsync did not get the run's temporary directory, relative to the destination: %q", res.Args)
 			}
 			checkUserFiles(t, dst, outside)
 			if left := tempLeftovers(t, dst); len(left) > 0 {
@@ -121,7 +121,7 @@ func TestRunTempDir(t *testing.T) {
 }
 
 // TestRunTempDirStopped cancels a run in the middle of a big file, the way a worker stops on
-// SIGTERM or a lost lease: the half-written file is gone with the run's directory.
+// SIGTERM or a lost lease: rsync removes its half-written file itself.
 func TestRunTempDirStopped(t *testing.T) {
 	rsync := needRsync(t)
 	src, dst := t.TempDir(), t.TempDir()
@@ -132,11 +132,11 @@ func TestRunTempDirStopped(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := Run(ctx, Job{Binary: rsync, Args: []string{"-a", "--bwlimit=256"}, Source: src, Dest: dst,
-			List: list("big"), TempDir: testTempDir, TempLabel: "p7-a2", KillGrace: time.Second})
+			List: list("big"), TempDir: testTempDir, KillGrace: time.Second})
 		done <- err
 	}()
 	waitFor(t, "rsync's temporary file in its directory", 30*time.Second, func() bool {
-		matches, _ := filepath.Glob(filepath.Join(dst, testTempDir, "p7-a2-*", "big.*"))
+		matches, _ := filepath.Glob(filepath.Join(dst, testTempDir, "big.*"))
 		return len(matches) > 0
 	})
 	cancel()
