@@ -16,6 +16,9 @@ import (
 func TestAuthRefusesEveryRoute(t *testing.T) {
 	r := start(t, Config{Walk: staticWalk([][]string{{"a"}, {"b"}}, []string{"."})})
 	held := mustLease(t, r.client, "w")
+	// The walk goes on concurrently: let it end first, so that the only change the
+	// comparison below can see is one the refused requests made.
+	eventually(t, "the walk to end", func() bool { return r.c.Status().WalkDone })
 	tokenBody := `{"token":"` + held.Token + `"}`
 	routes := []struct {
 		method, path, body string
