@@ -9,10 +9,14 @@ import (
 	"github.com/kballard/go-shellquote"
 )
 
-// DefaultArgs are the rsync options used when a Job gives none: the archive mode that the
+// DefaultOptions are the rsync options used when a Job gives none: the archive mode that the
 // seed chart used, numeric ids (a pod's /etc/passwd says nothing about the volume's owners) and
 // hard links, which partitions keep together so that one rsync run sees every name of an inode.
-var DefaultArgs = []string{"--archive", "--numeric-ids", "--hard-links"}
+// The flags' help, krsync manifests and the worker template say this string.
+const DefaultOptions = "--archive --numeric-ids --hard-links"
+
+// DefaultArgs are DefaultOptions as arguments.
+var DefaultArgs = strings.Fields(DefaultOptions)
 
 // OptionError is an rsync option that krsync refuses, with the reason. Its message is one line.
 type OptionError struct {
@@ -59,7 +63,7 @@ const (
 	reasonDirLinks  = "it makes rsync follow symlinks in the destination, which could write outside it"
 	reasonNotCopy   = "it does not copy anything"
 	reasonQuiet     = "it hides rsync's --stats report, from which krsync counts the files and bytes copied (errors are reported either way)"
-	reasonTempDir   = "krsync gives each rsync run a temporary directory of its own in the destination and removes it afterwards; another one would keep a stopped run's half-written files where krsync does not clean up"
+	reasonTempDir   = "krsync keeps rsync's temporary files in a directory of its own in the destination, removed at the end of the run; another one would keep a stopped run's half-written files where krsync does not clean up"
 	reasonPartial   = "a stopped rsync leaves these directories with half-written files inside the destination, where krsync does not clean up (--partial works)"
 	reasonDelay     = "it keeps a partition's files in .~tmp~ directories inside the destination until the end of that rsync run, which a stopped run leaves behind; with partitions, its all-at-once update covers one partition only anyway"
 )
