@@ -2,21 +2,19 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/krsync/krsync/coordinator"
-	"github.com/krsync/krsync/fpart"
 	"github.com/krsync/krsync/kube"
 	"github.com/krsync/krsync/leaseapi"
+	"github.com/krsync/krsync/pathcheck"
 )
 
 // CoordinatorCmd is the `krsync coordinator` command: walk the source and serve its
@@ -25,8 +23,8 @@ type CoordinatorCmd struct {
 	Source            string        `help:"Directory to copy (the root of every partition)." required:"" placeholder:"DIR"`
 	Dest              string        `help:"The destination as the workers mount it; part of the journal's identity, and where --state-dir must not clash with the source." default:"/dest" placeholder:"DIR"`
 	Listen            string        `help:"Address the lease API listens on." default:":8080"`
-	FpartOpts         string        `help:"fpart options for the walk; without -f/-s/-n, live partitions of --files-per-partition entries." default:"-zz -x .zfs -x .snapshot* -x .ckpt"`
-	FilesPerPartition int64         `help:"Largest partition, in entries, when --fpart-opts has none of -f/-s/-n (the first ones hold 32 and they grow with the walk)." default:"2000"`
+	FpartOpts         string        `help:"fpart options for the walk; without -f/-s/-n, live partitions of --files-per-partition entries." default:"${fpartOptions}"`
+	FilesPerPartition int64         `help:"Largest partition, in entries, when --fpart-opts has none of -f/-s/-n (the first ones hold 32 and they grow with the walk)." default:"${filesPerPartition}"`
 	LeaseTTL          time.Duration `help:"A lease not renewed within this time expires and its partition is handed out again." default:"30s"`
 	MaxAttempts       int           `help:"Leases a partition gets before it is reported failed." default:"3"`
 	MaxWait           time.Duration `help:"Longest lease long poll while the walk goes on." default:"30s"`
@@ -38,7 +36,30 @@ type CoordinatorCmd struct {
 	Linger            time.Duration `help:"After the end, how long to keep telling workers there is no more work (returns earlier once every worker was told)." default:"1m"`
 
 	// Kubernetes: --create-workers and friends; runCoordinator (cmd_coordinator_kube.go) uses them.
-	kube.Options `embed:""`
+	KubeFlags `embed:""`
+}
+
+// KubeFlags are the coordinator's Kubernetes flags, translated into kube.Options.
+type KubeFlags struct {
+	CreateWorkers  bool   `help:"Create and drive the worker Job from --worker-template (when running in a Pod)." group:"Kubernetes"`
+	Kubeconfig     string `help:"kubeconfig file (default: the in-cluster configuration)." placeholder:"FILE" group:"Kubernetes"`
+	WorkerTemplate string `help:"The worker Job template (YAML)." default:"${workerTemplate}" placeholder:"FILE" group:"Kubernetes"`
+	Parallelism    int    `help:"Most worker pods at a time; the Job starts with fewer while there are fewer partitions." default:"${parallelism}" group:"Kubernetes"`
+	PodName        string `help:"This Pod's name (downward API): owner of the worker Job." group:"Kubernetes"`
+	PodNamespace   string `help:"This Pod's namespace (downward API)." group:"Kubernetes"`
+	NodeName       string `help:"This Pod's node (downward API): ReadWriteOnce claims pin the workers there." group:"Kubernetes"`
+	SourcePVC      string `help:"Source claim for the workers (default: the claim of this Pod's volume \"source\")." group:"Kubernetes"`
+	DestPVC        string `help:"Destination claim for the workers (default: the claim of this Pod's volume \"dest\")." group:"Kubernetes"`
+	TerminationLog string `help:"File the outcome is written to at the end (the container's terminationMessagePath)." placeholder:"FILE" group:"Kubernetes"`
+}
+
+// options translates the flags into the driver's options.
+func (f KubeFlags) options() kube.Options {
+	return kube.Options{
+		CreateWorkers: f.CreateWorkers, Kubeconfig: f.Kubeconfig, WorkerTemplate: f.WorkerTemplate,
+		Parallelism: f.Parallelism, PodName: f.PodName, PodNamespace: f.PodNamespace, NodeName: f.NodeName,
+		SourcePVC: f.SourcePVC, DestPVC: f.DestPVC, TerminationLog: f.TerminationLog,
+	}
 }
 
 // Run walks --source and serves the lease API until the end; exit 1 when the copy is
@@ -69,9 +90,7 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 
 	// c.Run, plus the worker Job driver with --create-workers (cmd_coordinator_kube.go).
 	status, err := cmd.runCoordinator(ctx, c, d, ln, log)
-	fmt.Fprintf(streams.Stdout, "krsync coordinator: %d partitions done, %d failed; %d entries (%d bytes) walked, %d files (%d bytes) transferred, %d walk errors, %d vanished\n",
-		status.Partitions.Done, status.Partitions.Failed, status.EntriesWalked, status.BytesWalked,
-		status.FilesTransferred, status.BytesTransferred, status.WalkErrors, status.Vanished)
+	fmt.Fprintf(streams.Stdout, "krsync coordinator: %s\n", status.Summary())
 	switch {
 	case errors.Is(err, coordinator.ErrInvalidConfig):
 		return usageError{err}
@@ -83,15 +102,11 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 
 // config turns the flags into a coordinator.Config.
 func (cmd CoordinatorCmd) config(log zerolog.Logger) (coordinator.Config, error) {
-	if err := coordinator.CheckSource(cmd.Source); err != nil {
+	if err := pathcheck.Source(cmd.Source); err != nil {
 		return coordinator.Config{}, usageError{err}
 	}
-	opts, err := fpart.ParseOptionString(cmd.FpartOpts)
+	opts, err := coordinator.ParsePartitioner(cmd.FpartOpts, cmd.FilesPerPartition, cmd.Parallelism)
 	if err != nil {
-		return coordinator.Config{}, usagef("--fpart-opts: %v", err)
-	}
-	opts = coordinator.LiveDefaults(opts, cmd.FilesPerPartition, cmd.Parallelism)
-	if err := opts.Validate(); err != nil {
 		return coordinator.Config{}, usagef("--fpart-opts: %v", err)
 	}
 	if cmd.MaxAttempts < 1 {
@@ -123,37 +138,36 @@ func (cmd CoordinatorCmd) config(log zerolog.Logger) (coordinator.Config, error)
 // random one, writes it to <state-dir>/token when there is a state dir (so a restart keeps
 // it), and logs where to find it: the API is never open to anyone who can reach the port.
 func (cmd CoordinatorCmd) token(log zerolog.Logger) (string, error) {
-	if cmd.TokenFile != "" {
-		b, err := os.ReadFile(cmd.TokenFile)
-		if err != nil {
-			return "", usagef("--token-file: %v", err)
-		}
-		t := strings.TrimSpace(string(b))
-		if t == "" {
-			return "", usagef("--token-file %s is empty", cmd.TokenFile)
-		}
-		return t, nil
-	}
-	if t := strings.TrimSpace(cmd.Token); t != "" {
-		return t, nil
+	if t, err := apiToken(cmd.TokenFile, cmd.Token); err != nil || t != "" {
+		return t, err
 	}
 	if cmd.StateDir == "" {
-		t := rand.Text()
+		t := leaseapi.NewToken()
 		log.Warn().Str("token", t).Msg("no --token-file or KRSYNC_TOKEN: generated this token; give it to the workers as KRSYNC_TOKEN")
 		return t, nil
 	}
 	path := filepath.Join(cmd.StateDir, "token")
-	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) != "" {
+	if t, err := leaseapi.ReadToken(path, ""); err == nil {
 		log.Info().Str("token_file", path).Msg("no --token-file or KRSYNC_TOKEN: using the token generated by an earlier run")
-		return strings.TrimSpace(string(b)), nil
+		return t, nil
 	}
 	if err := os.MkdirAll(cmd.StateDir, 0o700); err != nil {
 		return "", fmt.Errorf("--state-dir: %w", err)
 	}
-	t := rand.Text()
+	t := leaseapi.NewToken()
 	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("--state-dir: write the generated token: %w", err)
 	}
 	log.Warn().Str("token_file", path).Msg("no --token-file or KRSYNC_TOKEN: generated a token; give it to the workers (KRSYNC_TOKEN or --token-file)")
+	return t, nil
+}
+
+// apiToken reads the lease API token from --token-file, else from --token or KRSYNC_TOKEN;
+// every command that talks to the API reads it here.
+func apiToken(file, value string) (string, error) {
+	t, err := leaseapi.ReadToken(file, value)
+	if err != nil {
+		return "", usagef("--token-file: %v", err)
+	}
 	return t, nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -73,18 +71,13 @@ func (cmd CoordinatorCmd) connect(ctx context.Context, log zerolog.Logger) (*kub
 	if !cmd.CreateWorkers {
 		return nil, nil
 	}
-	return kube.Connect(ctx, cmd.Options, log)
+	return kube.Connect(ctx, cmd.options(), log)
 }
 
 // usesPublishedToken says whether the token is the one published in manifests/.
 func (cmd CoordinatorCmd) usesPublishedToken() bool {
-	token := cmd.Token
-	if cmd.TokenFile != "" {
-		if b, err := os.ReadFile(cmd.TokenFile); err == nil {
-			token = string(b)
-		}
-	}
-	return strings.TrimSpace(token) == kube.PublishedToken
+	token, err := leaseapi.ReadToken(cmd.TokenFile, cmd.Token)
+	return err == nil && token == kube.PublishedToken
 }
 
 // writeTerminationMessage writes the outcome to --termination-log, when set.

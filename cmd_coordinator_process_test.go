@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/krsync/krsync/internal/testbin"
-	"github.com/krsync/krsync/internal/treecmp"
+	"github.com/krsync/krsync/internal/testing/testbin"
+	"github.com/krsync/krsync/internal/testing/treecmp"
 	"github.com/krsync/krsync/leaseapi"
 )
 
@@ -155,7 +155,7 @@ func freeAddr(t *testing.T) string {
 // again: exit 0 and the destination equals the source (issue 9, item 3: the rerun used to
 // resume the old journal, skip the walk and end 0 without the fixed and the new files).
 func TestCoordinatorRerunAfterFailedPartitionWalksAgain(t *testing.T) {
-	rsync := localRsync(t)
+	rsync := testbin.Rsync(t)
 	setpriv := needSetpriv(t, "-dac_override,-dac_read_search")
 	noDAC := filepath.Join(t.TempDir(), "rsync-no-dac")
 	script := "#!/bin/sh\nexec " + setpriv + " --inh-caps=-dac_override,-dac_read_search --bounding-set=-dac_override,-dac_read_search " + rsync + " \"$@\"\n"

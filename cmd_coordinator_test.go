@@ -35,7 +35,7 @@ func TestCoordinatorCommandBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"missing source", []string{"--source", filepath.Join(dir, "nope")}, "no such file or directory"},
+		{"missing source", []string{"--source", filepath.Join(dir, "nope")}, "does not exist"},
 		{"file as source", []string{"--source", file}, "not a directory"},
 		{"bad fpart option", []string{"--source", dir, "--fpart-opts", "-Q"}, "--fpart-opts"},
 		{"fpart path", []string{"--source", dir, "--fpart-opts", "-f 10 /etc"}, "--fpart-opts"},
@@ -103,7 +103,7 @@ func TestCoordinatorCommandServesUntilDone(t *testing.T) {
 		}
 	}
 	r := <-done
-	if r.code != 0 || files != 3 || !strings.Contains(r.stdout, "partitions done, 0 failed; 3 entries") {
+	if r.code != 0 || files != 3 || !strings.Contains(r.stdout, "partitions done, 0 failed; 3 of 3 entries") {
 		t.Fatalf("exit %d, %d files leased, stdout %q, stderr %q", r.code, files, r.stdout, r.stderr)
 	}
 }

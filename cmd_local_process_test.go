@@ -8,40 +8,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/krsync/krsync/internal/treecmp"
+	"github.com/krsync/krsync/internal/testing/testbin"
+	"github.com/krsync/krsync/internal/testing/treecmp"
 )
 
 // The tests in this file run the krsync binary as a child process, to interrupt it for real.
 
-var krsyncBuild struct {
-	sync.Once
-	path string
-	err  error
-	out  []byte
-}
-
-// krsyncBinary builds this command once per test run.
-func krsyncBinary(t *testing.T) string {
-	t.Helper()
-	krsyncBuild.Do(func() {
-		dir, err := os.MkdirTemp("", "krsync-main-test-")
-		if err != nil {
-			krsyncBuild.err = err
-			return
-		}
-		krsyncBuild.path = filepath.Join(dir, "krsync")
-		krsyncBuild.out, krsyncBuild.err = exec.Command("go", "build", "-o", krsyncBuild.path, ".").CombinedOutput()
-	})
-	if krsyncBuild.err != nil {
-		t.Fatalf("go build: %v\n%s", krsyncBuild.err, krsyncBuild.out)
-	}
-	return krsyncBuild.path
-}
+// krsyncBinary is this command, built once per test binary.
+func krsyncBinary(t *testing.T) string { return testbin.Krsync(t) }
 
 // gatedRsync is an rsync wrapper that lets the first `passing` runs through and blocks every
 // later one on a FIFO nobody writes, recording its pid in blockedDir: a run stopped at a
@@ -144,7 +122,7 @@ func sourceOfFiles(t *testing.T, n int) string {
 // it used to end 0 with them missing). It is refused (exit 2, one line naming --state-dir),
 // and the interrupted copy to D1 still resumes and ends equal to the source.
 func TestLocalForeignJournalIsNotReused(t *testing.T) {
-	rsync := localRsync(t)
+	rsync := testbin.Rsync(t)
 	src := sourceOfFiles(t, 8)
 	root := t.TempDir()
 	d1, d2, stateDir := filepath.Join(root, "d1"), filepath.Join(root, "d2"), filepath.Join(root, "state")

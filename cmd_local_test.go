@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/krsync/krsync/internal/testbin"
+	"github.com/krsync/krsync/internal/testing/testbin"
 
 	"bytes"
 	"encoding/json"
@@ -11,12 +11,6 @@ import (
 	"sync"
 	"testing"
 )
-
-// localRsync finds the real rsync; without it the test skips, or fails under CI=true.
-func localRsync(t *testing.T) string {
-	t.Helper()
-	return testbin.Program(t, "rsync")
-}
 
 // runLocal runs `krsync --log-format=json --log-level=debug local args...` in-process.
 func runLocal(t *testing.T, args ...string) (code int, stderr string) {
@@ -69,7 +63,7 @@ func smallSource(t *testing.T) string {
 }
 
 func TestLocalCommandCopiesAndForgetsItsState(t *testing.T) {
-	localRsync(t)
+	testbin.Rsync(t)
 	stateHome := t.TempDir()
 	t.Setenv("XDG_STATE_HOME", stateHome)
 	src := smallSource(t)
@@ -106,7 +100,7 @@ func TestLocalCommandCopiesAndForgetsItsState(t *testing.T) {
 }
 
 func TestLocalCommandStopsAllWorkersOnFatalRsyncError(t *testing.T) {
-	localRsync(t)
+	testbin.Rsync(t)
 	t.Setenv("XDG_STATE_HOME", t.TempDir())
 	src := smallSource(t)
 	// rsync itself refuses this option (exit 1): every partition would fail the same way.
@@ -127,76 +121,4 @@ func TestLocalCommandStopsAllWorkersOnFatalRsyncError(t *testing.T) {
 func lastNonEmptyLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
-}
-
-func TestRefuseOverlap(t *testing.T) {
-	root := t.TempDir()
-	src := filepath.Join(root, "src")
-	other := filepath.Join(root, "other")
-	for _, d := range []string{filepath.Join(src, "sub"), other} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tests := []struct {
-		name, source, dest string
-		wantErr            string
-	}{
-		{"apart", src, other, ""},
-		{"sibling with a common prefix", src, src + "-copy", ""},
-		{"same", src, src, "inside the source"},
-		{"dest inside source", src, filepath.Join(src, "sub", "copy"), "inside the source"},
-		{"source inside dest", filepath.Join(src, "sub"), src, "source"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := refuseOverlap(tt.source, tt.dest)
-			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Errorf("refuseOverlap(%s, %s) = %v, want %q", tt.source, tt.dest, err, tt.wantErr)
-			}
-		})
-	}
-}
-
-func TestChooseStateDir(t *testing.T) {
-	root := t.TempDir()
-	src, dest := filepath.Join(root, "src"), filepath.Join(root, "dest")
-	for _, d := range []string{src, dest} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tests := []struct {
-		name, flag, xdg string
-		wantUnder       string
-		wantErr         string
-	}{
-		{"default under XDG_STATE_HOME", "", filepath.Join(root, "state"), filepath.Join(root, "state", "krsync"), ""},
-		{"XDG_STATE_HOME inside the source falls back", "", filepath.Join(src, ".state"), os.TempDir(), ""},
-		{"explicit", filepath.Join(root, "mine"), "", filepath.Join(root, "mine"), ""},
-		{"explicit inside the source", filepath.Join(src, "state"), "", "", "inside the source"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv("XDG_STATE_HOME", tt.xdg)
-			dir, err := chooseStateDir(tt.flag, src, dest)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("chooseStateDir = %s, %v; want an error with %q", dir, err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || !strings.HasPrefix(dir, tt.wantUnder) {
-				t.Fatalf("chooseStateDir = %s, %v; want a directory under %s", dir, err, tt.wantUnder)
-			}
-		})
-	}
-	// The default is stable for one pair, and differs between pairs.
-	t.Setenv("XDG_STATE_HOME", filepath.Join(root, "state"))
-	a1, _ := chooseStateDir("", src, dest)
-	a2, _ := chooseStateDir("", src, dest)
-	b, _ := chooseStateDir("", src, dest+"2")
-	if a1 != a2 || a1 == b {
-		t.Errorf("default state dirs %s, %s, %s: want one per source and destination pair", a1, a2, b)
-	}
 }

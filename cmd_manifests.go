@@ -1,27 +1,27 @@
 package main
 
 import (
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/krsync/krsync/fpart"
 	"github.com/krsync/krsync/kube"
+	"github.com/krsync/krsync/leaseapi"
 	"github.com/krsync/krsync/rsyncexec"
 )
 
 // ManifestsCmd is the `krsync manifests` command: print the Kubernetes manifests of
 // manifests/, customised, for `kubectl apply -f -`.
 type ManifestsCmd struct {
-	SourcePVC   string `help:"Claim to copy from (mounted read-only)." default:"source-pvc"`
-	DestPVC     string `help:"Claim to copy to." default:"dest-pvc"`
-	Parallelism int    `help:"Most worker pods at a time." default:"2"`
+	SourcePVC   string `help:"Claim to copy from (mounted read-only)." default:"${sourcePVC}"`
+	DestPVC     string `help:"Claim to copy to." default:"${destPVC}"`
+	Parallelism int    `help:"Most worker pods at a time." default:"${parallelism}"`
 	Namespace   string `short:"n" help:"Namespace of every object (default: none, kubectl's current namespace)."`
-	Image       string `help:"krsync image, e.g. a mirror in your registry." default:"ghcr.io/krsync/krsync:latest"`
-	PullPolicy  string `help:"Image pull policy." default:"IfNotPresent" enum:"Always,IfNotPresent,Never"`
-	FpartOpts   string `help:"fpart options of the coordinator's walk." default:"-zz -x .zfs -x .snapshot* -x .ckpt"`
-	RsyncOpts   string `help:"rsync options of the workers." default:"--archive --numeric-ids --hard-links"`
+	Image       string `help:"krsync image, e.g. a mirror in your registry." default:"${image}"`
+	PullPolicy  string `help:"Image pull policy." default:"${pullPolicy}" enum:"Always,IfNotPresent,Never"`
+	FpartOpts   string `help:"fpart options of the coordinator's walk." default:"${fpartOptions}"`
+	RsyncOpts   string `help:"rsync options of the workers." default:"${rsyncOptions}"`
 	Token       string `help:"Lease API token for the Secret (default: a new random one)."`
 	OutputDir   string `help:"Write one file per object and a Kustomization into DIR instead of printing." placeholder:"DIR" type:"path"`
 }
@@ -40,7 +40,7 @@ func (cmd ManifestsCmd) Run(streams Streams) error {
 	}
 	token := cmd.Token
 	if token == "" {
-		token = rand.Text()
+		token = leaseapi.NewToken()
 	}
 	files, err := kube.Render(kube.Params{
 		Namespace: cmd.Namespace, SourcePVC: cmd.SourcePVC, DestPVC: cmd.DestPVC,

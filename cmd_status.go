@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/krsync/krsync/kube"
@@ -60,7 +58,7 @@ func (cmd StatusCmd) Run(ctx context.Context, streams Streams) error {
 
 // fetcher returns the function that reads the status, direct or through the service proxy.
 func (cmd StatusCmd) fetcher(ctx context.Context) (func(context.Context) (leaseapi.Status, error), error) {
-	token, err := readToken(cmd.TokenFile, cmd.Token)
+	token, err := apiToken(cmd.TokenFile, cmd.Token)
 	if err != nil {
 		return nil, err
 	}
@@ -93,52 +91,6 @@ func (cmd StatusCmd) print(w io.Writer, st leaseapi.Status) error {
 		enc := json.NewEncoder(w)
 		return enc.Encode(st)
 	}
-	_, err := io.WriteString(w, formatStatus(st, time.Now()))
+	_, err := io.WriteString(w, st.Report(time.Now()))
 	return err
-}
-
-// formatStatus renders the numbers of the local progress bar (files and bytes done of
-// walked, partitions done of total, walking or not) with rate and ETA, as a few lines.
-func formatStatus(st leaseapi.Status, now time.Time) string {
-	var b strings.Builder
-	state := "copying, walk still running"
-	switch {
-	case st.Finished && st.Partitions.Failed > 0:
-		state = "finished with failed partitions"
-	case st.Finished:
-		state = "finished"
-	case st.WalkDone:
-		state = "copying, walk done"
-	}
-	p := st.Partitions
-	fmt.Fprintf(&b, "state:        %s\n", state)
-	fmt.Fprintf(&b, "files:        %d / %d%s\n", st.EntriesDone, st.EntriesWalked, percent(st.EntriesDone, st.EntriesWalked))
-	fmt.Fprintf(&b, "bytes:        %s / %s%s\n", humanBytes(st.BytesDone), humanBytes(st.BytesWalked), percent(st.BytesDone, st.BytesWalked))
-	fmt.Fprintf(&b, "partitions:   %d / %d done, %d leased, %d pending, %d failed\n", p.Done, p.Total, p.Leased, p.Pending, p.Failed)
-	fmt.Fprintf(&b, "transferred:  %d files, %s\n", st.FilesTransferred, humanBytes(st.BytesTransferred))
-	fmt.Fprintf(&b, "walk errors:  %d\n", st.WalkErrors)
-	if !st.StartedAt.IsZero() {
-		elapsed := now.Sub(st.StartedAt).Round(time.Second)
-		line := fmt.Sprintf("elapsed:      %s", elapsed)
-		if secs := elapsed.Seconds(); secs > 0 && st.BytesDone > 0 {
-			rate := float64(st.BytesDone) / secs
-			line += fmt.Sprintf(", %s/s", humanBytes(int64(rate)))
-			if st.WalkDone && !st.Finished && st.BytesWalked > st.BytesDone {
-				eta := time.Duration(float64(st.BytesWalked-st.BytesDone) / rate * float64(time.Second))
-				line += fmt.Sprintf(", ETA %s", eta.Round(time.Second))
-			}
-		}
-		b.WriteString(line + "\n")
-	}
-	for _, f := range st.Failed {
-		fmt.Fprintf(&b, "failed:       partition %d after %d attempts: %s\n", f.Partition, f.Attempts, strings.Join(strings.Fields(f.Error), " "))
-	}
-	return b.String()
-}
-
-func percent(done, total int64) string {
-	if total <= 0 {
-		return ""
-	}
-	return fmt.Sprintf(" (%.1f%%)", 100*float64(done)/float64(total))
 }

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/krsync/krsync/leaseapi"
+	"github.com/krsync/krsync/pathcheck"
 	"github.com/krsync/krsync/rsyncexec"
 	"github.com/krsync/krsync/worker"
 )
@@ -22,7 +22,7 @@ type WorkerCmd struct {
 	Coordinator   string        `help:"URL of the coordinator's lease API, e.g. http://krsync-coordinator:8080." required:""`
 	Source        string        `help:"Source root, where the coordinator's --source is mounted." default:"/source"`
 	Dest          string        `help:"Destination root; must exist and be writable." default:"/dest"`
-	RsyncOpts     string        `help:"rsync options, split like a shell (default: --archive --numeric-ids --hard-links)."`
+	RsyncOpts     string        `help:"rsync options, split like a shell (default: ${rsyncOptions})."`
 	Rsync         string        `help:"The rsync binary to run." default:"rsync"`
 	TokenFile     string        `help:"File holding the lease API token (or set KRSYNC_TOKEN)."`
 	Token         string        `help:"The lease API token; prefer KRSYNC_TOKEN or --token-file, which stay out of ps." hidden:""`
@@ -41,19 +41,19 @@ func (c WorkerCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams)
 	case c.Dest == "":
 		return usagef("--dest is empty: name the destination root")
 	}
-	args, err := rsyncArgs(c.RsyncOpts)
+	args, err := rsyncexec.ParseArgs(c.RsyncOpts)
 	if err != nil {
-		return err
+		return usagef("--rsync-opts: %v", err)
 	}
 	rsyncBinary, err := rsyncexec.LookPath(c.Rsync)
 	if err != nil {
 		return usagef("%v", err)
 	}
-	source, err := resolveSource(c.Source)
+	source, err := pathcheck.ResolveSource(c.Source)
 	if err != nil {
 		return usagef("%v (--source)", err)
 	}
-	if err := worker.CheckDest(c.Dest); err != nil {
+	if err := pathcheck.Dest(c.Dest); err != nil {
 		return usagef("%v (--dest)", err)
 	}
 	dest, err := filepath.Abs(c.Dest)
@@ -65,10 +65,10 @@ func (c WorkerCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams)
 	}
 	// The same check as krsync local's: a destination inside the source (or the same
 	// directory) would copy the copy, and a source inside the destination be written over.
-	if err := refuseOverlap(source, dest); err != nil {
+	if err := pathcheck.Overlap(source, dest); err != nil {
 		return usagef("%v", err)
 	}
-	token, err := readToken(c.TokenFile, c.Token)
+	token, err := apiToken(c.TokenFile, c.Token)
 	if err != nil {
 		return err
 	}
@@ -97,33 +97,4 @@ func (c WorkerCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams)
 	}
 	log.Info().Str("worker", name).Msg("all work done")
 	return nil
-}
-
-// rsyncArgs turns --rsync-opts into rsync's options with rsyncexec.ParseArgs, which splits,
-// validates and keeps --hard-links; empty means rsyncexec.DefaultArgs.
-func rsyncArgs(opts string) ([]string, error) {
-	args, err := rsyncexec.ParseArgs(opts)
-	if err != nil {
-		return nil, usagef("--rsync-opts: %v", err)
-	}
-	if args == nil {
-		return rsyncexec.DefaultArgs, nil
-	}
-	return args, nil
-}
-
-// readToken returns the lease API token from --token-file, else from the flag or KRSYNC_TOKEN.
-func readToken(file, token string) (string, error) {
-	if file == "" {
-		return strings.TrimSpace(token), nil
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", usagef("--token-file: %v", err)
-	}
-	t := strings.TrimSpace(string(b))
-	if t == "" {
-		return "", usagef("--token-file %s is empty", file)
-	}
-	return t, nil
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/krsync/krsync/internal/testbin"
+	"github.com/krsync/krsync/internal/testing/testbin"
 	"github.com/krsync/krsync/leaseapi"
 )
 

@@ -13,12 +13,19 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+
+	"github.com/krsync/krsync/coordinator"
+	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/kube"
+	"github.com/krsync/krsync/local"
+	"github.com/krsync/krsync/rsyncexec"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
@@ -69,6 +76,7 @@ func run(ctx context.Context, args []string, streams Streams) int {
 		kong.Writers(streams.Stdout, streams.Stderr),
 		kong.Exit(func(code int) { exited = code; panic(kongExit{}) }),
 		kong.BindTo(ctx, (*context.Context)(nil)),
+		kong.Vars(flagDefaults()),
 	)
 	if err != nil {
 		fmt.Fprintf(streams.Stderr, "krsync: %v\n", err)
@@ -94,6 +102,24 @@ func run(ctx context.Context, args []string, streams Streams) int {
 		fmt.Fprintf(streams.Stderr, "krsync: %s\n", msg)
 	}
 	return code
+}
+
+// flagDefaults are the flags' defaults that packages define: the tags say ${name}, so each
+// value is written once, where it is decided.
+func flagDefaults() kong.Vars {
+	manifests := kube.DefaultParams()
+	return kong.Vars{
+		"fpartOptions":      fpart.DefaultOptions,
+		"localFpartOptions": local.DefaultFpartOptions,
+		"rsyncOptions":      rsyncexec.DefaultOptions,
+		"filesPerPartition": strconv.Itoa(coordinator.DefaultFilesPerPartition),
+		"workerTemplate":    kube.DefaultWorkerTemplate,
+		"parallelism":       strconv.Itoa(manifests.Parallelism),
+		"sourcePVC":         manifests.SourcePVC,
+		"destPVC":           manifests.DestPVC,
+		"image":             manifests.Image,
+		"pullPolicy":        manifests.PullPolicy,
+	}
 }
 
 // joinOptionStrings turns `--rsync-opts "-aS"` into `--rsync-opts=-aS` (and the same for

@@ -1,7 +1,7 @@
 package bench
 
 import (
-	"github.com/krsync/krsync/internal/testbin"
+	"github.com/krsync/krsync/internal/testing/testbin"
 
 	"bufio"
 	"fmt"
@@ -148,18 +148,8 @@ func lookBinary(b *testing.B, name string) string {
 	return testbin.Program(b, name)
 }
 
-// buildKrsync builds the krsync binary of this module, as users run it.
-func buildKrsync(b *testing.B) string {
-	b.Helper()
-	bin := filepath.Join(b.TempDir(), "krsync")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
+// buildKrsync is the krsync binary of this module, as users run it.
+func buildKrsync(b *testing.B) string { return testbin.Krsync(b) }
 
 // benchTree returns the cached 1,000,000-entry tree, building it when missing or partial.
 func benchTree(b *testing.B) string {

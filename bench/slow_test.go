@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/krsync/krsync/bench/slowfs"
-	"github.com/krsync/krsync/internal/treecmp"
-	"github.com/krsync/krsync/internal/treegen"
+	"github.com/krsync/krsync/internal/testing/treecmp"
+	"github.com/krsync/krsync/internal/testing/treegen"
 )
 
 // The slow-storage benchmark copies a generated tree from one slowfs mount to another

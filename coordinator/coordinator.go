@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/krsync/krsync/fpart"
 	"github.com/krsync/krsync/leaseapi"
+	"github.com/krsync/krsync/pathcheck"
 )
 
 // ErrIncomplete is wrapped by Run's error when the run is over but did not copy everything:
@@ -133,7 +133,7 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 	if cfg.Source == "" {
 		return nil, invalidf("no source directory given")
 	}
-	if err := CheckSource(cfg.Source); err != nil {
+	if err := pathcheck.Source(cfg.Source); err != nil {
 		return nil, invalidf("%w", err)
 	}
 	if cfg.Identity == "" {
@@ -204,34 +204,6 @@ func orDefault[T comparable](v, def T) T {
 		return def
 	}
 	return v
-}
-
-// CheckSource refuses a source that is missing, not a directory, or unreadable.
-func CheckSource(src string) error {
-	fi, err := os.Stat(src)
-	if err != nil {
-		return fmt.Errorf("source %s: %w", src, unwrapPathError(err))
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("source %s: not a directory", src)
-	}
-	f, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("source %s: %w", src, unwrapPathError(err))
-	}
-	defer f.Close()
-	if _, err := f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("source %s: cannot list it: %w", src, unwrapPathError(err))
-	}
-	return nil
-}
-
-func unwrapPathError(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // Status is a snapshot of the run's progress.
@@ -311,7 +283,7 @@ func (c *Coordinator) endJournal(j *journal, ended bool) error {
 	}
 	if err := os.Chtimes(parentDir, time.Time{}, parent.ModTime()); err != nil {
 		return fmt.Errorf("%w: removing the state directory %s changed the mtime of %s and putting it back failed: %w (the coordinator needs CAP_FOWNER, or to own it)",
-			ErrIncomplete, j.createdDir, parentDir, unwrapPathError(err))
+			ErrIncomplete, j.createdDir, parentDir, pathcheck.UnwrapPath(err))
 	}
 	return nil
 }

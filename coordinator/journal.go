@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -145,12 +144,10 @@ func guardJournal(path, what string, err *error) func() {
 	return func() {
 		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
-			*err = fmt.Errorf("journal %s: %w: %s: %v", path, ErrJournalCorrupt, what, oneLine(fmt.Sprint(r)))
+			*err = fmt.Errorf("journal %s: %w: %s: %v", path, ErrJournalCorrupt, what, leaseapi.OneLine(fmt.Sprint(r)))
 		}
 	}
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // openAndLoad opens the journal of stateDir and reads it back. A corrupt journal (see
 // ErrJournalCorrupt) is renamed to journal.db.corrupt-<time> and a fresh one started: the
@@ -223,7 +220,7 @@ func (j *journal) init(identity string, created bool) (ours bool, err error) {
 			return fmt.Errorf("journal format %q, want %q", got, journalFormat)
 		}
 		if got := string(meta.Get(keyIdentity)); got != identity {
-			return invalidf("%w (%s), not this one (%s); use another --state-dir or remove %s", ErrJournalMismatch, oneLine(got), identity, j.path)
+			return invalidf("%w (%s), not this one (%s); use another --state-dir or remove %s", ErrJournalMismatch, leaseapi.OneLine(got), identity, j.path)
 		}
 		if created {
 			if err := meta.Put(keyCreatedDir, []byte{1}); err != nil {

@@ -278,7 +278,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"missing source", Config{Source: dir + "/nope", Token: "t", Walk: walk}, "no such file or directory"},
+		{"missing source", Config{Source: dir + "/nope", Token: "t", Walk: walk}, "does not exist"},
 		{"source is a file", Config{Source: file, Token: "t", Walk: walk}, "not a directory"},
 		{"no source", Config{Token: "t", Walk: walk}, "no source"},
 		{"no token", Config{Source: dir, Walk: walk}, "token"},

@@ -1,7 +1,7 @@
 package coordinator
 
 import (
-	"github.com/krsync/krsync/internal/testbin"
+	"github.com/krsync/krsync/internal/testing/testbin"
 
 	"bytes"
 	"context"
@@ -22,37 +22,8 @@ import (
 
 // The process tests run the real krsync binary, the real rsync and real signals.
 
-var buildOnce struct {
-	sync.Once
-	path string
-	err  error
-	out  []byte
-}
-
-// krsyncBinary builds the krsync command once per test run.
-func krsyncBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "krsync-coordinator-test-")
-		if err != nil {
-			buildOnce.err = err
-			return
-		}
-		buildOnce.path = filepath.Join(dir, "krsync")
-		cmd := exec.Command("go", "build", "-o", buildOnce.path, "github.com/krsync/krsync")
-		buildOnce.out, buildOnce.err = cmd.CombinedOutput()
-	})
-	if buildOnce.err != nil {
-		t.Fatalf("go build krsync: %v\n%s", buildOnce.err, buildOnce.out)
-	}
-	return buildOnce.path
-}
-
-// needRsync returns the path of rsync, skipping the test when it is missing (failing under CI=true).
-func needRsync(t *testing.T) string {
-	t.Helper()
-	return testbin.Program(t, "rsync")
-}
+// krsyncBinary is the krsync command, built once per test binary.
+func krsyncBinary(t *testing.T) string { return testbin.Krsync(t) }
 
 // makeTree writes a generated tree of files, directories, an empty directory and symlinks
 // under dir and returns how many regular files it holds.
@@ -168,7 +139,7 @@ func freePort(t *testing.T) string {
 // copied again: the files rsync reports transferred are at most the tree's files plus what
 // was in flight at each kill.
 func TestCoordinatorSurvivesSIGKILL(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	bin := krsyncBinary(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -225,10 +196,10 @@ func TestCoordinatorSurvivesSIGKILL(t *testing.T) {
 	if err != nil || len(out) > 0 {
 		t.Fatalf("rsync -aHn --delete --itemize-changes finds differences (%v):\n%s", err, out)
 	}
-	var done, failed, entries, bytesWalked, transferred, bytesTransferred, walkErrors int64
+	var done, failed, entriesDone, entries, bytesDone, bytesWalked, transferred, bytesTransferred, walkErrors int64
 	summary := coord.output()[strings.LastIndex(coord.output(), "krsync coordinator:"):]
-	if _, err := fmt.Sscanf(summary, "krsync coordinator: %d partitions done, %d failed; %d entries (%d bytes) walked, %d files (%d bytes) transferred, %d walk errors",
-		&done, &failed, &entries, &bytesWalked, &transferred, &bytesTransferred, &walkErrors); err != nil {
+	if _, err := fmt.Sscanf(summary, "krsync coordinator: %d partitions done, %d failed; %d of %d entries (%d of %d bytes) copied; %d files (%d bytes) transferred; %d walk errors",
+		&done, &failed, &entriesDone, &entries, &bytesDone, &bytesWalked, &transferred, &bytesTransferred, &walkErrors); err != nil {
 		t.Fatalf("summary line %q: %v", summary, err)
 	}
 	// The stats of a completion that never reached a killed coordinator are lost, so fewer

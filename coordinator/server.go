@@ -84,7 +84,7 @@ func (c *Coordinator) authenticate(next http.Handler) http.Handler {
 	want := sha256.Sum256([]byte(c.cfg.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
-		if t := r.Header.Get("X-Krsync-Token"); auth == "" && t != "" {
+		if t := r.Header.Get(leaseapi.TokenHeader); auth == "" && t != "" {
 			// Through the API server's service proxy (krsync status -n): the API server
 			// consumes the Authorization header, so the token comes in a header of its own.
 			auth = "Bearer " + t

@@ -35,6 +35,20 @@ func LiveDefaults(opts fpart.Options, filesPerPartition int64, workers int) fpar
 	return opts
 }
 
+// ParsePartitioner parses an --fpart-opts string, applies LiveDefaults and validates the
+// result: the walk's options as every command that starts a coordinator takes them.
+func ParsePartitioner(fpartOpts string, filesPerPartition int64, workers int) (fpart.Options, error) {
+	opts, err := fpart.ParseOptionString(fpartOpts)
+	if err != nil {
+		return fpart.Options{}, err
+	}
+	opts = LiveDefaults(opts, filesPerPartition, workers)
+	if err := opts.Validate(); err != nil {
+		return fpart.Options{}, err
+	}
+	return opts, nil
+}
+
 // FpartWalk walks root with fpart's options: the coordinator's default WalkFunc.
 func FpartWalk(root string, opts fpart.Options) WalkFunc {
 	return func(ctx context.Context, h WalkHandler) error {

@@ -9,8 +9,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/krsync/krsync/internal/treecmp"
-	"github.com/krsync/krsync/internal/treegen"
+	"github.com/krsync/krsync/internal/testing/testbin"
+	"github.com/krsync/krsync/internal/testing/treecmp"
+	"github.com/krsync/krsync/internal/testing/treegen"
 )
 
 // faultScene is one row of the fault matrix: a source, the state directory every run of the
@@ -57,7 +58,7 @@ func (s faultScene) killMidRun(t *testing.T, dest string) {
 // directory, must also end equal: no state of the earlier runs may stand in for a copy.
 func TestFaultMatrix(t *testing.T) {
 	t.Parallel()
-	rsync := requireRsync(t)
+	rsync := testbin.Rsync(t)
 	randomTree := func(t *testing.T, dir string) {
 		if _, err := treegen.Random(dir, treegen.RandomSpec{Seed: 9090, Entries: 250}); err != nil {
 			t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/krsync/krsync/internal/testing/testbin"
 	"github.com/krsync/krsync/leaseapi"
 )
 
@@ -37,7 +38,7 @@ type faultRun struct {
 func startFaultRun(t *testing.T, seed uint64, ttl time.Duration) *faultRun {
 	t.Helper()
 	bin := buildKrsync(t)
-	requireRsync(t)
+	testbin.Rsync(t)
 	r := &faultRun{bin: bin, src: filepath.Join(t.TempDir(), "src"), dest: filepath.Join(t.TempDir(), "dest")}
 	newHostileTree(t, r.src, hostileSpec(seed, 600, 0))
 	if err := os.Mkdir(r.dest, 0o755); err != nil {
@@ -108,14 +109,14 @@ func (r *faultRun) finish(t *testing.T, workers ...*process) {
 
 func TestFaultWorkerKilledMidPartitionIsReleasedAfterTTL(t *testing.T) {
 	r := startFaultRun(t, 3101, 2*time.Second)
-	gate := newRsyncGate(t, requireRsync(t))
+	gate := newRsyncGate(t, testbin.Rsync(t))
 	victim := r.startWorker(t, "victim", gate.wrapper)
 	gate.waitStarted(t, victim)
 	held := r.waitStatus(t, "the victim's lease", func(st leaseapi.Status) bool { return st.Partitions.Leased >= 1 })
 
 	var workers []*process
 	for i := range 3 {
-		workers = append(workers, r.startWorker(t, fmt.Sprintf("worker-%d", i+1), requireRsync(t)))
+		workers = append(workers, r.startWorker(t, fmt.Sprintf("worker-%d", i+1), testbin.Rsync(t)))
 	}
 	// The others make progress while the victim still holds its partition.
 	r.waitStatus(t, "progress by the other workers", func(st leaseapi.Status) bool {
@@ -133,7 +134,7 @@ func TestFaultWorkerKilledMidPartitionIsReleasedAfterTTL(t *testing.T) {
 func TestFaultWorkerTerminatedHandsLeaseBackAtOnce(t *testing.T) {
 	// A TTL far beyond the test's deadline: only a hand-back can put the partition back.
 	r := startFaultRun(t, 3102, time.Hour)
-	gate := newRsyncGate(t, requireRsync(t))
+	gate := newRsyncGate(t, testbin.Rsync(t))
 	victim := r.startWorker(t, "victim", gate.wrapper)
 	gate.waitStarted(t, victim)
 	r.waitStatus(t, "the victim's lease", func(st leaseapi.Status) bool { return st.Partitions.Leased == 1 })
@@ -151,12 +152,12 @@ func TestFaultWorkerTerminatedHandsLeaseBackAtOnce(t *testing.T) {
 	gate.killWrapper(t)
 
 	// The partition is not lost: a fresh worker finishes the sync.
-	r.finish(t, r.startWorker(t, "successor", requireRsync(t)))
+	r.finish(t, r.startWorker(t, "successor", testbin.Rsync(t)))
 }
 
 func TestFaultWorkerGivesUpOnUnreachableCoordinator(t *testing.T) {
 	bin := buildKrsync(t)
-	rsync := requireRsync(t)
+	rsync := testbin.Rsync(t)
 	src, dest := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(src, "file"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
@@ -177,7 +178,7 @@ func TestFaultWorkerGivesUpOnUnreachableCoordinator(t *testing.T) {
 
 func TestFaultWorkerRefusesBadSetupBeforeLeasing(t *testing.T) {
 	bin := buildKrsync(t)
-	rsync := requireRsync(t)
+	rsync := testbin.Rsync(t)
 	src := t.TempDir()
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
@@ -223,7 +224,7 @@ func TestFaultLocalInterruptedRunResumes(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			bin := buildKrsync(t)
-			rsync := requireRsync(t)
+			rsync := testbin.Rsync(t)
 			w := newLocalWorld(t)
 			newHostileTree(t, w.src, hostileSpec(uint64(3200+i), 500, 0))
 			args := []string{"--log-format=json", "local", "--source", w.src, "--dest", w.dest,

@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"github.com/krsync/krsync/internal/testbin"
+	"github.com/krsync/krsync/internal/testing/testbin"
 
 	"bufio"
 	"bytes"
@@ -12,70 +12,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/krsync/krsync/internal/treecmp"
-	"github.com/krsync/krsync/internal/treegen"
+	"github.com/krsync/krsync/internal/testing/treecmp"
+	"github.com/krsync/krsync/internal/testing/treegen"
 )
 
-// builtBinary is the krsync binary, built at most once per test binary (TestMain owns the
-// directory). It is package state because building takes tens of seconds on 2 cores.
-var builtBinary struct {
-	once   sync.Once
-	dir    string
-	dirErr error
-	path   string
-	err    error
-}
-
-// buildKrsync builds the krsync binary from the module root once and returns its path.
-// The binary and its directory are readable and executable by everyone, so tests can run
-// it as an unprivileged user.
-func buildKrsync(t *testing.T) string {
-	t.Helper()
-	builtBinary.once.Do(func() {
-		if builtBinary.dirErr != nil {
-			builtBinary.err = fmt.Errorf("temporary directory for the binary: %w", builtBinary.dirErr)
-			return
-		}
-		_, thisFile, _, _ := runtime.Caller(0)
-		moduleRoot := filepath.Dir(filepath.Dir(thisFile))
-		path := filepath.Join(builtBinary.dir, "krsync")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", path, ".")
-		cmd.Dir = moduleRoot
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			builtBinary.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		if err := os.Chmod(builtBinary.dir, 0o755); err != nil {
-			builtBinary.err = err
-			return
-		}
-		builtBinary.path = path
-	})
-	if builtBinary.err != nil {
-		t.Fatalf("build krsync: %v", builtBinary.err)
-	}
-	return builtBinary.path
-}
-
-// requireRsync returns the path of the real rsync; without it the test skips with the
-// reason, or fails when CI=true (a green CI run must not hide an untested path).
-func requireRsync(t *testing.T) string {
-	t.Helper()
-	return requireProgram(t, "rsync")
-}
-
-func requireProgram(t *testing.T, name string) string {
-	t.Helper()
-	return testbin.Program(t, name)
-}
+// buildKrsync is the krsync binary, built once per test binary (TestMain removes it).
+func buildKrsync(t *testing.T) string { return testbin.Krsync(t) }
 
 // hostileSpec is the hostile tree of the e2e tests; bigSize 0 leaves the big file out.
 func hostileSpec(seed uint64, files int, bigSize int64) treegen.Spec {
@@ -135,7 +82,7 @@ func requireUnchanged(t *testing.T, before *treecmp.Tree, what string) {
 // and fails if rsync would change anything.
 func rsyncSeesNoChanges(t *testing.T, a, b string) {
 	t.Helper()
-	rsync := requireRsync(t)
+	rsync := testbin.Rsync(t)
 	cmd := exec.Command(rsync, "-aHn", "--delete", "--itemize-changes", a+"/", b+"/")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/krsync/krsync/internal/treecmp"
-	"github.com/krsync/krsync/internal/treegen"
+	"github.com/krsync/krsync/internal/testing/testbin"
+	"github.com/krsync/krsync/internal/testing/treecmp"
+	"github.com/krsync/krsync/internal/testing/treegen"
 )
 
 // Issue 6, item 4: hostile trees and faults that a real volume brings, seen from the
@@ -64,7 +65,7 @@ next:
 // incomplete, the failed paths are named, and a rerun after fixing the permissions completes.
 func TestLocalUnreadableEntries(t *testing.T) {
 	t.Parallel()
-	requireRsync(t)
+	testbin.Rsync(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to own files an unprivileged krsync cannot read")
 	}
@@ -134,7 +135,7 @@ func TestLocalUnreadableEntries(t *testing.T) {
 // where the source has a directory and a file must get them replaced, never followed.
 func TestLocalNeverWritesThroughDestinationSymlinks(t *testing.T) {
 	t.Parallel()
-	requireRsync(t)
+	testbin.Rsync(t)
 	w := newLocalWorld(t)
 	plainTree(t, w.src, 4002, 90)
 	outsideDir := filepath.Join(w.world, "outside-dir")
@@ -173,7 +174,7 @@ func TestLocalNeverWritesThroughDestinationSymlinks(t *testing.T) {
 // rerun after making room completes.
 func TestLocalDestinationFull(t *testing.T) {
 	t.Parallel()
-	requireRsync(t)
+	testbin.Rsync(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a small tmpfs as the destination")
 	}
@@ -216,7 +217,7 @@ func TestLocalDestinationFull(t *testing.T) {
 // files are a warning, not a failure, and the destination ends equal to the final source.
 func TestLocalSourceChangesDuringRun(t *testing.T) {
 	t.Parallel()
-	rsync := requireRsync(t)
+	rsync := testbin.Rsync(t)
 	w := newLocalWorld(t)
 	plainTree(t, w.src, 4004, 400)
 	once := filepath.Join(w.world, "changed-once")
@@ -251,7 +252,7 @@ exec '%[3]s' "$@"
 // TestLocalOddShapes copies trees whose shape, not names, is the difficulty.
 func TestLocalOddShapes(t *testing.T) {
 	t.Parallel()
-	requireRsync(t)
+	testbin.Rsync(t)
 	tests := []struct {
 		name  string
 		build func(t *testing.T, src string)

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/krsync/krsync/internal/treegen"
+	"github.com/krsync/krsync/internal/testing/testbin"
+	"github.com/krsync/krsync/internal/testing/treegen"
 )
 
 // localWorld is one scene of a `krsync local` test: world/src is the source, world/out the
@@ -69,7 +70,7 @@ func syncLocal(t *testing.T, w localWorld, opts runOptions, args ...string) krsy
 // destination, a second run transfers nothing and a third copies only what changed.
 func TestLocalHostileTree(t *testing.T) {
 	t.Parallel()
-	requireRsync(t)
+	testbin.Rsync(t)
 	w := newLocalWorld(t)
 	sum := newHostileTree(t, w.src, hostileSpec(1001, 1500, 100<<20))
 	before := snapshotTree(t, w.src)
@@ -159,7 +160,7 @@ func checkStateDirAnnounced(t *testing.T, run krsyncRun, w localWorld) {
 // TestLocalVariants copies smaller hostile trees in the ways a new user would call krsync.
 func TestLocalVariants(t *testing.T) {
 	t.Parallel()
-	requireRsync(t)
+	testbin.Rsync(t)
 	tests := []struct {
 		name string
 		// args returns the command line (after "local") and the directory krsync copies into.
@@ -279,7 +280,7 @@ func mkdir(t *testing.T, dir string) {
 // nothing written anywhere (the whole scene, state home included, is unchanged).
 func TestLocalBadInput(t *testing.T) {
 	t.Parallel()
-	requireRsync(t)
+	testbin.Rsync(t)
 	noRsync := t.TempDir() // a PATH without rsync
 	tests := []struct {
 		name string

@@ -9,7 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/krsync/krsync/internal/treegen"
+	"github.com/krsync/krsync/internal/testing/testbin"
+	"github.com/krsync/krsync/internal/testing/treegen"
 )
 
 // propertySeeds are the seeds `make test` runs. KRSYNC_PROPERTY_SEEDS (a number of random
@@ -53,7 +54,7 @@ func seedsFromEnv(t *testing.T) []uint64 {
 // source must be untouched. The seed and the settings are in the subtest's name.
 func TestPropertyRandomTreesCopyExactly(t *testing.T) {
 	t.Parallel()
-	requireRsync(t)
+	testbin.Rsync(t)
 	for _, seed := range seedsFromEnv(t) {
 		r := rand.New(rand.NewPCG(seed, 0x70726f70))
 		workers := 1 + r.IntN(6)

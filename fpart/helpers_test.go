@@ -1,7 +1,7 @@
 package fpart_test
 
 import (
-	"github.com/krsync/krsync/internal/testbin"
+	"github.com/krsync/krsync/internal/testing/testbin"
 
 	"bytes"
 	"context"
@@ -20,13 +20,6 @@ import (
 
 	"github.com/krsync/krsync/fpart"
 )
-
-// fpartBinary finds the real fpart once per test; without it the test skips with the
-// reason, or fails under CI=true so that a green CI run never hides an untested path.
-func fpartBinary(t *testing.T) string {
-	t.Helper()
-	return testbin.Program(t, "fpart")
-}
 
 // treeSpec describes a seeded test tree.
 type treeSpec struct {
@@ -209,7 +202,7 @@ type fpartLine struct {
 // its stdout.
 func runFpart(t *testing.T, dir string, args ...string) []fpartLine {
 	t.Helper()
-	cmd := exec.Command(fpartBinary(t), args...)
+	cmd := exec.Command(testbin.Fpart(t), args...)
 	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

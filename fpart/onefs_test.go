@@ -9,13 +9,14 @@ import (
 	"testing"
 
 	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/internal/testing/testbin"
 )
 
 // TestOneFileSystem mounts a tmpfs inside the tree: with -b the walk does not enter it
 // (fpart packs the mount point as an empty directory with -z), without -b it does; the
 // lines are fpart's in both cases. Mounting needs root (CAP_SYS_ADMIN); else it skips.
 func TestOneFileSystem(t *testing.T) {
-	fpartBinary(t)
+	testbin.Fpart(t)
 	base := t.TempDir()
 	root := filepath.Join(base, "t")
 	mnt := filepath.Join(root, "mnt")

@@ -142,6 +142,11 @@ func ParseArgs(args []string) (Options, []string, error) {
 	return opts, paths, nil
 }
 
+// DefaultOptions are the options of a coordinator's walk in Kubernetes, the seed Helm chart's
+// fpartOpts: empty and unreadable directories listed (-zz), ZFS and NetApp snapshot and
+// checkpoint directories skipped. krsync manifests and the coordinator's flag default say it.
+const DefaultOptions = "-zz -x .zfs -x .snapshot* -x .ckpt"
+
 // ParseOptionString splits s as a shell would (quotes, backslashes; no expansion) and
 // parses it as fpart options, e.g. the chart's "-zz -x .zfs -x .snapshot* -x .ckpt".
 // Paths and -o are refused: the coordinator chooses the source and the output.

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/internal/testing/testbin"
 )
 
 // unreadableResult is what the walk of a tree with unreadable directories produced.
@@ -167,7 +168,7 @@ func fpartUnprivileged(t *testing.T, base, args string) []fpartLine {
 	}
 	setpriv, err := exec.LookPath("setpriv")
 	mustDo(t, err)
-	fp := fpartBinary(t)
+	fp := testbin.Fpart(t)
 	cmd := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--", fp},
 		append(strings.Fields(args), "t")...)...)
 	cmd.Dir = base

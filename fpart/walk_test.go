@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/internal/testing/testbin"
 )
 
 // TestMatchesFpart runs the real fpart and fpart.Walk with the same options on the same
@@ -22,7 +23,7 @@ import (
 // the other modes must cover the same entries, -f/-s with as many partitions, -n with a
 // balance at least as good.
 func TestMatchesFpart(t *testing.T) {
-	fpartBinary(t)
+	testbin.Fpart(t)
 	base := t.TempDir()
 	makeTree(t, filepath.Join(base, "t"), treeSpec{
 		seed: 7, files: 1500, dirs: 100, maxSize: 200_000, zeroShare: 0.2,

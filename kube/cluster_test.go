@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/krsync/krsync/internal/kubeplane"
+	"github.com/krsync/krsync/internal/testing/kubeplane"
 	"github.com/krsync/krsync/kube"
 	"github.com/krsync/krsync/leaseapi"
 )

@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/util/retry"
 
-	"github.com/krsync/krsync/internal/kubeplane"
+	"github.com/krsync/krsync/internal/testing/kubeplane"
 	"github.com/krsync/krsync/kube"
 	"github.com/krsync/krsync/leaseapi"
 )

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/krsync/krsync/internal/kubeplane"
+	"github.com/krsync/krsync/internal/testing/kubeplane"
 )
 
 // cluster is the real control plane the integration tests share (started on first use).

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,15 +54,10 @@ func (d *Driver) writeEvent(ctx context.Context, eventType, reason, message stri
 
 // Summary is the one-line outcome of a run, for logs, Events and the termination message.
 func Summary(st leaseapi.Status, runErr error) string {
-	p := st.Partitions
-	s := fmt.Sprintf("%d partitions done, %d failed; %d of %d entries (%d of %d bytes) copied; %d files (%d bytes) transferred; %d walk errors",
-		p.Done, p.Failed, st.EntriesDone, st.EntriesWalked, st.BytesDone, st.BytesWalked, st.FilesTransferred, st.BytesTransferred, st.WalkErrors)
 	if runErr != nil {
-		s = "krsync failed: " + oneLine(runErr.Error()) + "; " + s
-	} else {
-		s = "krsync done: " + s
+		return "krsync failed: " + leaseapi.OneLine(runErr.Error()) + "; " + st.Summary()
 	}
-	return s
+	return "krsync done: " + st.Summary()
 }
 
 // Finish records the outcome as an Event on the worker Job: Normal "Completed" or Warning
@@ -84,7 +78,7 @@ func (d *Driver) Finish(ctx context.Context, st leaseapi.Status, runErr error) {
 			msg += fmt.Sprintf("; and %d more failed partitions", len(st.Failed)-i)
 			break
 		}
-		msg += fmt.Sprintf("; partition %d failed after %d attempts: %s", f.Partition, f.Attempts, oneLine(f.Error))
+		msg += fmt.Sprintf("; partition %d failed after %d attempts: %s", f.Partition, f.Attempts, leaseapi.OneLine(f.Error))
 	}
 	d.event(ctx, corev1.EventTypeWarning, "Failed", msg)
 }
@@ -104,8 +98,4 @@ func WriteTerminationMessage(path, msg string) error {
 		return fmt.Errorf("termination message: %w", err)
 	}
 	return nil
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }

@@ -13,7 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/krsync/krsync/internal/kubeplane"
+	"github.com/krsync/krsync/internal/testing/kubeplane"
 	"github.com/krsync/krsync/kube"
 )
 

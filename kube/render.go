@@ -12,6 +12,9 @@ import (
 	"text/template"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/rsyncexec"
 )
 
 //go:embed templates/*.yaml templates/Kustomization
@@ -50,8 +53,8 @@ func DefaultParams() Params {
 		Parallelism: 2,
 		Image:       "ghcr.io/krsync/krsync:latest",
 		PullPolicy:  "IfNotPresent",
-		FpartOpts:   "-zz -x .zfs -x .snapshot* -x .ckpt",
-		RsyncOpts:   "--archive --numeric-ids --hard-links",
+		FpartOpts:   fpart.DefaultOptions,
+		RsyncOpts:   rsyncexec.DefaultOptions,
 		Token:       PublishedToken,
 	}
 }

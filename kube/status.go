@@ -14,11 +14,6 @@ import (
 	"github.com/krsync/krsync/leaseapi"
 )
 
-// TokenHeader carries the lease API token through the API server's service proxy, which
-// consumes the Authorization header (it authenticates the caller to the API server itself)
-// and does not pass it on.
-const TokenHeader = "X-Krsync-Token"
-
 // ReadToken reads the lease API token from the Secret krsync-token in ns.
 func ReadToken(ctx context.Context, cs kubernetes.Interface, ns string) (string, error) {
 	s, err := cs.CoreV1().Secrets(ns).Get(ctx, TokenSecretName, metav1.GetOptions{})
@@ -40,7 +35,7 @@ func ProxyStatus(ctx context.Context, cs kubernetes.Interface, ns, service strin
 		Namespace(ns).Resource("services").
 		Name("http:"+service+":"+strconv.Itoa(port)).
 		SubResource("proxy").Suffix(leaseapi.PathStatus).
-		SetHeader(TokenHeader, token)
+		SetHeader(leaseapi.TokenHeader, token)
 	body, err := req.DoRaw(ctx)
 	if err != nil {
 		var e leaseapi.ErrorResponse

@@ -120,8 +120,8 @@ func TestServiceProxyForwardsTokenHeaderNotAuthorization(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if got := seen.Get(kube.TokenHeader); got != "sekrit" {
-		t.Errorf("%s reached the coordinator as %q", kube.TokenHeader, got)
+	if got := seen.Get(leaseapi.TokenHeader); got != "sekrit" {
+		t.Errorf("%s reached the coordinator as %q", leaseapi.TokenHeader, got)
 	}
 	if got := seen.Get("Authorization"); got != "" {
 		t.Errorf("the caller's Authorization reached the coordinator: %q", got)

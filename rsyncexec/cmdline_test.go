@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/krsync/krsync/internal/testing/testbin"
 )
 
 // argNamesTree holds names that a command line could misread: host specs (host:path,
@@ -39,7 +41,7 @@ func argNamesTree() (entries []entry, listed []string) {
 // source roots whose own path holds ':' and spaces or is relative, in every list mode: only
 // the listed names arrive, intact.
 func TestRunArgumentNames(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	roots := []struct {
 		name     string
 		dir      string // below a fresh temporary directory
@@ -96,7 +98,7 @@ func TestRunArgumentNames(t *testing.T) {
 // command line, and the copy is the same either way; a listed directory is never recursed
 // into, whatever -a says; a missing source still fails at once (exit 3).
 func TestRunArgumentsFallback(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	base := t.TempDir()
 	// The destinations' paths are not longer than the source's: readTree reads full paths.
 	src := filepath.Join(base, "source-"+strings.Repeat("s", 20))

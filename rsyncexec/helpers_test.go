@@ -1,12 +1,9 @@
 package rsyncexec
 
 import (
-	"github.com/krsync/krsync/internal/testbin"
-
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -16,22 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// needRsync finds the real rsync, or skips (fails under CI=true) with the reason.
-func needRsync(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("rsync")
-	if err != nil {
-		skipOrFail(t, "rsync not found in PATH: "+err.Error())
-	}
-	return path
-}
-
-// skipOrFail skips with reason, but fails when CI=true so a green CI run never hides a path.
-func skipOrFail(t *testing.T, reason string) {
-	t.Helper()
-	testbin.SkipOrFail(t, reason)
-}
 
 // writeScript writes an executable script (a test double standing in for rsync, or a wrapper
 // around it) and returns its path.

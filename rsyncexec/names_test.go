@@ -7,6 +7,8 @@ import (
 	"path"
 	"strings"
 	"testing"
+
+	"github.com/krsync/krsync/internal/testing/testbin"
 )
 
 // commentLikeTree holds names that rsync's --files-from reader takes for comments ('#', ';'
@@ -32,7 +34,7 @@ func commentLikeTree() []entry {
 // as the first and as the last entry of the list, in every list mode (arguments, the list on
 // stdin, in a file); then the directory pass sets the metadata of directories so named.
 func TestRunCommentLikeNames(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	entries := commentLikeTree()
 	var paths []string
 	for _, e := range entries {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/krsync/krsync/internal/testing/testbin"
 )
 
 // nonRootEnv tells the test binary, re-run as user nobody, where to work.
@@ -19,14 +21,14 @@ const nonRootEnv = "RSYNCEXEC_NONROOT_DIR"
 // adds --chmod=Du+rwx), and the directory pass must put the real modes and mtimes back.
 // As root it re-runs this test binary as nobody (setpriv), since rsync runs as Run's user.
 func TestRunAsNonRoot(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	if os.Geteuid() != 0 {
 		nonRootScenario(t, rsync, t.TempDir())
 		return
 	}
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
-		skipOrFail(t, "running as root and setpriv (util-linux) is missing: cannot run as an unprivileged user")
+		testbin.SkipOrFail(t, "running as root and setpriv (util-linux) is missing: cannot run as an unprivileged user")
 	}
 	base := t.TempDir()
 	for _, dir := range []string{filepath.Dir(base), base} {

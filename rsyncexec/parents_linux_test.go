@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/krsync/krsync/internal/testing/testbin"
 )
 
 // TestRunRefusesSymlinkedParents: an entry below a symlink that leads out of the source is
@@ -17,7 +19,7 @@ import (
 // error names the refused entries and is not worth a retry. A symlink as the entry itself is
 // copied as a link.
 func TestRunRefusesSymlinkedParents(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name    string
 		list    []string

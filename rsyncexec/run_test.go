@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/krsync/krsync/internal/testing/testbin"
 )
 
 // hostileTree has the names and file kinds that break naive scripts.
@@ -68,7 +70,7 @@ func listOf(entries []entry) []string {
 }
 
 func TestRunHostileTree(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	for _, mode := range listModes {
 		t.Run(mode.name, func(t *testing.T) {
 			src, dst := t.TempDir(), t.TempDir()
@@ -113,7 +115,7 @@ func TestRunHostileTree(t *testing.T) {
 // the way later partitions and other workers do, and checks the directory pass puts every
 // directory's mode, owner and mtime back without creating or recursing into anything.
 func TestRunDirsPass(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	for _, mode := range listModes {
 		t.Run(mode.name, func(t *testing.T) { testDirsPass(t, rsync, mode) })
 	}
@@ -196,7 +198,7 @@ func testDirsPass(t *testing.T, rsync string, mode listMode) {
 // TestRunSameSecondRewrite rewrites a copied file with the same size in the same second:
 // the next run must see the change (rsync's quick check compares whole seconds by default).
 func TestRunSameSecondRewrite(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	src, dst := t.TempDir(), t.TempDir()
 	first := oldTime.Add(100 * time.Millisecond)
 	makeTree(t, src, []entry{{path: "f", content: "aaaa", mode: 0o644, uid: -1, gid: -1, mtime: first}})
@@ -229,17 +231,17 @@ func dropDACWrapper(t *testing.T, rsync string) string {
 	}
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
-		skipOrFail(t, "running as root and setpriv (util-linux) is missing: no way to make a file unreadable to rsync")
+		testbin.SkipOrFail(t, "running as root and setpriv (util-linux) is missing: no way to make a file unreadable to rsync")
 	}
 	drop := []string{"--bounding-set=-dac_override,-dac_read_search"}
 	if out, err := exec.Command(setpriv, append(drop, "true")...).CombinedOutput(); err != nil {
-		skipOrFail(t, "setpriv cannot drop CAP_DAC_OVERRIDE here: "+strings.TrimSpace(string(out)))
+		testbin.SkipOrFail(t, "setpriv cannot drop CAP_DAC_OVERRIDE here: "+strings.TrimSpace(string(out)))
 	}
 	return writeScript(t, "exec "+setpriv+" "+drop[0]+" "+rsync+` "$@"`)
 }
 
 func TestRunUnreadableFiles(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	binary := dropDACWrapper(t, rsync)
 	for _, mode := range listModes {
 		t.Run(mode.name, func(t *testing.T) { testUnreadableFiles(t, binary, mode) })
@@ -282,7 +284,7 @@ func testUnreadableFiles(t *testing.T, binary string, mode listMode) {
 }
 
 func TestRunVanishedFiles(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	for _, mode := range listModes {
 		t.Run(mode.name, func(t *testing.T) {
 			src, dst := t.TempDir(), t.TempDir()
@@ -313,7 +315,7 @@ func TestRunVanishedFiles(t *testing.T) {
 // TestRunVanishedDuringTransfer deletes a listed file after rsync has built its file list
 // and before it sends the file: rsync's own "file has vanished" and exit 24, a success.
 func TestRunVanishedDuringTransfer(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	src, dst := t.TempDir(), t.TempDir()
 	makeTree(t, src, []entry{
 		{path: "a-slow", content: strings.Repeat("s", 128<<10), mode: 0o644, uid: -1, gid: -1},
@@ -356,7 +358,7 @@ func TestRunVanishedDuringTransfer(t *testing.T) {
 // TestRunExitCodes drives the classification with the real rsync where a fault can be made
 // for real, and with a stand-in script for the codes that need a broken network or kernel.
 func TestRunExitCodes(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name      string
 		binary    string // script body; "" runs the real rsync
@@ -422,10 +424,10 @@ func TestRunExitCodes(t *testing.T) {
 
 // TestRunDestinationFull fills a real, small tmpfs.
 func TestRunDestinationFull(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	src, dst := t.TempDir(), t.TempDir()
 	if err := syscall.Mount("tmpfs", dst, "tmpfs", 0, "size=64k"); err != nil {
-		skipOrFail(t, "cannot mount a small tmpfs to fill (needs root and CAP_SYS_ADMIN): "+err.Error())
+		testbin.SkipOrFail(t, "cannot mount a small tmpfs to fill (needs root and CAP_SYS_ADMIN): "+err.Error())
 	}
 	t.Cleanup(func() { _ = syscall.Unmount(dst, syscall.MNT_DETACH) })
 	makeTree(t, src, []entry{{path: "big", content: strings.Repeat("x", 1<<20), mode: 0o644, uid: -1, gid: -1}})
@@ -469,7 +471,7 @@ func processGroup(t *testing.T, pgid int) []int {
 }
 
 func TestRunCancel(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name   string
 		binary string // script; "" is the real rsync, slowed down by --bwlimit
@@ -523,7 +525,7 @@ func TestRunCancel(t *testing.T) {
 }
 
 func TestRunBadJob(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	src, dst := t.TempDir(), t.TempDir()
 	tests := []struct {
 		name  string
@@ -606,7 +608,7 @@ func TestCleanList(t *testing.T) {
 // directory (the tree changed between partitions) is replaced, not written through, and a
 // symlink pointing out of the source is copied as a link, not followed.
 func TestRunNeverWritesOutsideDest(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	src, dst, outside := t.TempDir(), t.TempDir(), t.TempDir()
 	makeTree(t, src, []entry{
 		{path: "d/f", content: "new", mode: 0o644, uid: -1, gid: -1},
@@ -635,7 +637,7 @@ const killedParentEnv = "RSYNCEXEC_KILLED_PARENT_DIRS"
 // TestRunDiesWithItsParent SIGKILLs a process in the middle of Run (a worker killed by the
 // kubelet or the OOM killer) and checks that its rsync does not go on copying.
 func TestRunDiesWithItsParent(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	src, dst := t.TempDir(), t.TempDir()
 	makeTree(t, src, []entry{{path: "big", content: strings.Repeat("x", 4<<20), mode: 0o644, uid: -1, gid: -1}})
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledParentHelper$")

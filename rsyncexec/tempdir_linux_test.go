@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/krsync/krsync/internal/testing/testbin"
 )
 
 const testTempDir = ".krsync-tmp-test"
@@ -67,7 +69,7 @@ func tempLeftovers(t *testing.T, dst string) []string {
 }
 
 func TestRunTempDir(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name    string
 		files   []entry
@@ -123,7 +125,7 @@ func TestRunTempDir(t *testing.T) {
 // TestRunTempDirStopped cancels a run in the middle of a big file, the way a worker stops on
 // SIGTERM or a lost lease: rsync removes its half-written file itself.
 func TestRunTempDirStopped(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	src, dst := t.TempDir(), t.TempDir()
 	makeTree(t, src, []entry{{path: "big", content: strings.Repeat("x", 8<<20), mode: 0o644, uid: -1, gid: -1}})
 	outside := userFiles(t, dst)
@@ -156,7 +158,7 @@ func TestRunTempDirStopped(t *testing.T) {
 // goes: the run is refused before rsync starts, and the removal at the end of a run refuses
 // too, leaving both the link and what it points to alone.
 func TestTempDirNeverFollowed(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name  string
 		plant func(t *testing.T, p, outside string)

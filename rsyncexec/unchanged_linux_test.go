@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/krsync/krsync/internal/testing/testbin"
 )
 
 // TestDropUnchanged copies a small tree with the real rsync, changes one thing in the
 // destination per case, and checks that exactly the changed entry is left for rsync.
 func TestDropUnchanged(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	entries := []string{"a.txt", "d", "d/b.txt", "link", "hard1", "hard2"}
 	setup := func(t *testing.T) (src, dst string) {
 		t.Helper()
@@ -79,7 +81,7 @@ func TestDropUnchanged(t *testing.T) {
 // TestRunSkipsUnchanged: an unchanged list does not start rsync at all; a changed one is
 // copied, and options that change the meaning of "unchanged" turn the pre-check off.
 func TestRunSkipsUnchanged(t *testing.T) {
-	rsync := needRsync(t)
+	rsync := testbin.Rsync(t)
 	src, dst := filepath.Join(t.TempDir(), "src"), filepath.Join(t.TempDir(), "dst")
 	must(t, os.MkdirAll(filepath.Join(src, "d"), 0o755))
 	must(t, os.WriteFile(filepath.Join(src, "d/f"), []byte("x"), 0o644))

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/krsync/krsync/internal/testing/testbin"
 	"github.com/krsync/krsync/leaseapi"
 )
 
@@ -60,7 +61,7 @@ func plantUserFiles(t *testing.T, dest string) func() {
 // destination holding the user's look-alikes of rsync's temporary files: they stay, and
 // what krsync made (its temporary directory) is gone once the last lease removed it.
 func TestRunRemovesOnlyItsOwnTempDir(t *testing.T) {
-	rsync := findRsync(t)
+	rsync := testbin.Rsync(t)
 	dirs := withTempDir(fileLease(9, ".", "d", "dir with space"))
 	dirs.Kind, dirs.RemoveTempDir = leaseapi.KindDirs, true
 	tests := []struct {
@@ -144,7 +145,7 @@ func TestRunRemovesOnlyItsOwnTempDir(t *testing.T) {
 // worker (every partition would meet it) without following it, in a file partition and in
 // the final removal alike.
 func TestRunRefusesPlantedTempDir(t *testing.T) {
-	rsync := findRsync(t)
+	rsync := testbin.Rsync(t)
 	dirs := withTempDir(fileLease(9, "."))
 	dirs.Kind, dirs.RemoveTempDir = leaseapi.KindDirs, true
 	for name, l := range map[string]leaseapi.Lease{"file partition": withTempDir(fileLease(1, "a")), "final removal": dirs} {
@@ -179,7 +180,7 @@ func TestRunRefusesPlantedTempDir(t *testing.T) {
 // TestRunChecksSourceFirst: a worker whose source lacks every name the coordinator saw at
 // the top of its source stops before copying, hands the lease back unspent, and says so.
 func TestRunChecksSourceFirst(t *testing.T) {
-	rsync := findRsync(t)
+	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name     string
 		check    []string
@@ -227,7 +228,7 @@ func TestRunChecksSourceFirst(t *testing.T) {
 // TestRunFailsMostlyVanishedPartitions: a few entries gone since the walk is a live tree; most
 // of a partition gone is a worker looking at another tree, and must not count as done.
 func TestRunFailsMostlyVanishedPartitions(t *testing.T) {
-	rsync := findRsync(t)
+	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name     string
 		paths    []string
@@ -272,7 +273,7 @@ func TestRunFailsMostlyVanishedPartitions(t *testing.T) {
 // of those names (done, with a warning), and a worker looking at another tree otherwise
 // (the worker stops with ErrSourceMismatch and hands the partition back unspent).
 func TestRunMostlyVanishedLooksAtTheSourceAgain(t *testing.T) {
-	rsync := findRsync(t)
+	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name     string
 		check    []string
@@ -309,7 +310,7 @@ func TestRunMostlyVanishedLooksAtTheSourceAgain(t *testing.T) {
 // TestRunReportsSymlinkedParents: entries below a symlink leading out of the source are not
 // copied; the partition fails for good naming them, the rest is copied, the worker goes on.
 func TestRunReportsSymlinkedParents(t *testing.T) {
-	rsync := findRsync(t)
+	rsync := testbin.Rsync(t)
 	src := sourceTree(t)
 	outside := t.TempDir()
 	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("not yours"), 0o600); err != nil {

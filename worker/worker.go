@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -299,7 +298,7 @@ func (w *worker) complete(ctx context.Context, l leaseapi.Lease, res rsyncexec.R
 
 // fail reports a failed rsync and decides whether this worker goes on.
 func (w *worker) fail(ctx context.Context, l leaseapi.Lease, runErr error, log zerolog.Logger) error {
-	req := leaseapi.FailRequest{Token: l.Token, Error: oneLine(runErr.Error()), Retryable: true}
+	req := leaseapi.FailRequest{Token: l.Token, Error: leaseapi.OneLine(runErr.Error()), Retryable: true}
 	var fatal error
 	var exitErr *rsyncexec.ExitError
 	var refused *rsyncexec.RefusedError
@@ -399,9 +398,4 @@ func (w *worker) reportContext(ctx context.Context) (context.Context, context.Ca
 		mu.Unlock()
 		cancel()
 	}
-}
-
-// oneLine keeps an error report to one line, as the coordinator's summary prints it.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }

@@ -1,7 +1,7 @@
 package worker
 
 import (
-	"github.com/krsync/krsync/internal/testbin"
+	"github.com/krsync/krsync/internal/testing/testbin"
 
 	"bytes"
 	"context"
@@ -20,12 +20,6 @@ import (
 
 	"github.com/krsync/krsync/leaseapi"
 )
-
-// findRsync finds the real rsync once; without it the test skips, or fails under CI=true.
-func findRsync(t *testing.T) string {
-	t.Helper()
-	return testbin.Program(t, "rsync")
-}
 
 // gatedRsync is an rsync wrapper that announces it started and then waits at a FIFO until the
 // test opens the gate, so a test can act "in the middle of a partition" without sleeping.
@@ -149,7 +143,7 @@ func baseConfig(t *testing.T, url, src string) Config {
 }
 
 func TestRunCopiesPartitionsAndReportsStats(t *testing.T) {
-	rsync := findRsync(t)
+	rsync := testbin.Rsync(t)
 	src := sourceTree(t)
 	dirs := fileLease(3, ".", "d", "dir with space")
 	dirs.Kind = leaseapi.KindDirs
@@ -192,7 +186,7 @@ func TestRunCopiesPartitionsAndReportsStats(t *testing.T) {
 }
 
 func TestRunRenewsLeaseWhileRsyncRuns(t *testing.T) {
-	rsync := findRsync(t)
+	rsync := testbin.Rsync(t)
 	src := sourceTree(t)
 	gated := newGatedRsync(t, rsync)
 	fake, srv := newFakeCoordinator(t, fileLease(1, "a"))
@@ -214,7 +208,7 @@ func TestRunRenewsLeaseWhileRsyncRuns(t *testing.T) {
 }
 
 func TestRunStopsRsyncWhenLeaseIsLost(t *testing.T) {
-	rsync := findRsync(t)
+	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name   string
 		status int
@@ -245,7 +239,7 @@ func TestRunStopsRsyncWhenLeaseIsLost(t *testing.T) {
 }
 
 func TestRunGoesOnWhenCompletionIsRefused(t *testing.T) {
-	rsync := findRsync(t)
+	rsync := testbin.Rsync(t)
 	fake, srv := newFakeCoordinator(t, fileLease(1, "a"), fileLease(2, "d"))
 	fake.completeStatus = http.StatusConflict // someone else holds the partitions now
 	cfg := baseConfig(t, srv.URL, sourceTree(t))
@@ -259,7 +253,7 @@ func TestRunGoesOnWhenCompletionIsRefused(t *testing.T) {
 }
 
 func TestRunHandsLeaseBackWhenStopped(t *testing.T) {
-	rsync := findRsync(t)
+	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name      string
 		noRelease bool
@@ -299,7 +293,7 @@ func TestRunHandsLeaseBackWhenStopped(t *testing.T) {
 }
 
 func TestRunFailures(t *testing.T) {
-	rsync := findRsync(t)
+	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name       string
 		args       []string
@@ -400,35 +394,5 @@ func TestRunRefusesWrongToken(t *testing.T) {
 	cfg := Config{Client: client, Name: "w", Source: t.TempDir(), Dest: t.TempDir()}
 	if err := startWorker(t, t.Context(), cfg)(); !errors.Is(err, leaseapi.ErrUnauthorized) {
 		t.Fatalf("Run = %v, want ErrUnauthorized", err)
-	}
-}
-
-func TestChecks(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "file")
-	if err := os.WriteFile(file, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name    string
-		check   func(string) error
-		path    string
-		wantErr string
-	}{
-		{"source ok", CheckSource, dir, ""},
-		{"source missing", CheckSource, filepath.Join(dir, "missing"), "does not exist"},
-		{"source is a file", CheckSource, file, "is not a directory"},
-		{"dest ok", CheckDest, dir, ""},
-		{"dest missing", CheckDest, filepath.Join(dir, "missing"), "does not exist"},
-		{"dest is a file", CheckDest, file, "is not a directory"},
-		{"dest in read-only proc", CheckDest, "/proc/self", "is not writable"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.check(tt.path)
-			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Errorf("check(%s) = %v, want %q", tt.path, err, tt.wantErr)
-			}
-		})
 	}
 }

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/krsync/krsync/bench/slowfs"
-	"github.com/krsync/krsync/internal/testbin"
-	"github.com/krsync/krsync/internal/treecmp"
-	"github.com/krsync/krsync/internal/treegen"
+	"github.com/krsync/krsync/internal/testing/testbin"
+	"github.com/krsync/krsync/internal/testing/treecmp"
+	"github.com/krsync/krsync/internal/testing/treegen"
 )
 
 // requireFUSE skips the test (fails it under CI=true) where this machine cannot mount FUSE.

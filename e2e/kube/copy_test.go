@@ -10,7 +10,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/krsync/krsync/internal/treegen"
+	"github.com/krsync/krsync/internal/testing/treegen"
 )
 
 // jobTimeout bounds one copy on a shared 2-core machine; a hang fails the test, never the suite.

@@ -11,7 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/krsync/krsync/internal/treegen"
+	"github.com/krsync/krsync/internal/testing/treegen"
 	"github.com/krsync/krsync/leaseapi"
 )
 

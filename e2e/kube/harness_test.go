@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,10 +32,11 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/utils/ptr"
 
-	"github.com/krsync/krsync/internal/kubelet"
-	"github.com/krsync/krsync/internal/kubeplane"
-	"github.com/krsync/krsync/internal/treecmp"
-	"github.com/krsync/krsync/internal/treegen"
+	"github.com/krsync/krsync/internal/testing/kubelet"
+	"github.com/krsync/krsync/internal/testing/kubeplane"
+	"github.com/krsync/krsync/internal/testing/testbin"
+	"github.com/krsync/krsync/internal/testing/treecmp"
+	"github.com/krsync/krsync/internal/testing/treegen"
 	"github.com/krsync/krsync/leaseapi"
 )
 
@@ -51,28 +51,8 @@ const (
 	stateDir       = ".krsync-state"
 )
 
-var built struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// binary builds krsync from this tree once per test binary.
-func binary(t *testing.T) string {
-	t.Helper()
-	built.once.Do(func() {
-		dir, err := os.MkdirTemp("", "krsync-kube-e2e-bin-")
-		if err != nil {
-			built.err = err
-			return
-		}
-		built.path, built.err = kubelet.BuildKrsync(dir)
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.path
-}
+// binary is krsync built from this tree, once per test binary.
+func binary(t *testing.T) string { return testbin.Krsync(t) }
 
 // cluster of one test: a namespace, kubelets (Nodes), and source and destination claims on
 // host directories.

@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/krsync/krsync/internal/kubeplane"
+	"github.com/krsync/krsync/internal/testing/kubeplane"
 )
 
 var cluster kubeplane.Shared

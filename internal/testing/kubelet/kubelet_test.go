@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,19 +19,18 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
-	"github.com/krsync/krsync/internal/kubelet"
-	"github.com/krsync/krsync/internal/kubeplane"
+	"github.com/krsync/krsync/internal/testing/kubelet"
+	"github.com/krsync/krsync/internal/testing/kubeplane"
+	"github.com/krsync/krsync/internal/testing/testbin"
 )
 
 var cluster kubeplane.Shared
 
-func TestMain(m *testing.M) { os.Exit(cluster.Main(m)) }
-
-var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-)
+func TestMain(m *testing.M) {
+	code := cluster.Main(m)
+	testbin.RemoveKrsync()
+	os.Exit(code)
+}
 
 // env is one test's cluster: a namespace and a kubelet.
 type env struct {
@@ -46,17 +44,7 @@ type env struct {
 func start(t *testing.T) *env {
 	t.Helper()
 	plane := cluster.Require(t)
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "krsync-kubelet-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary, buildErr = kubelet.BuildKrsync(dir)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
+	binary := testbin.Krsync(t)
 	rc, err := plane.RESTConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +176,7 @@ func TestKrsyncVersionPodIsScheduledAndSucceeds(t *testing.T) {
 		t.Fatalf("logs: %+v", logs)
 	}
 	out, err := os.ReadFile(logs[0].Path)
-	if err != nil || !strings.Contains(string(out), "krsync kubelet-test") {
+	if err != nil || !strings.Contains(string(out), "krsync "+testbin.Version) {
 		t.Errorf("log %s = %q (%v), want the version line", logs[0].Path, out, err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/krsync/krsync/internal/treecmp"
+	"github.com/krsync/krsync/internal/testing/treecmp"
 )
 
 // fixture builds a small tree with one of each kind of entry, by hand so this package's

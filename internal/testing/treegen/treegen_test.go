@@ -1,7 +1,7 @@
 package treegen_test
 
 import (
-	"github.com/krsync/krsync/internal/testbin"
+	"github.com/krsync/krsync/internal/testing/testbin"
 
 	"bytes"
 	"io/fs"
@@ -14,15 +14,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/krsync/krsync/internal/treecmp"
-	"github.com/krsync/krsync/internal/treegen"
+	"github.com/krsync/krsync/internal/testing/treecmp"
+	"github.com/krsync/krsync/internal/testing/treegen"
 )
-
-// requireRsync finds the real rsync once; without it the test skips, or fails under CI=true.
-func requireRsync(t *testing.T) string {
-	t.Helper()
-	return testbin.Program(t, "rsync")
-}
 
 func generate(t *testing.T, spec treegen.Spec) (string, treegen.Summary) {
 	t.Helper()
@@ -225,7 +219,7 @@ func TestGenerateHostileCorners(t *testing.T) {
 // TestGenerateRsyncRoundTrip checks that the reference rsync copies a hostile tree to
 // something the comparator finds equal, and that rsync itself then sees nothing to do.
 func TestGenerateRsyncRoundTrip(t *testing.T) {
-	rsync := requireRsync(t)
+	rsync := testbin.Rsync(t)
 	src, _ := generate(t, treegen.Spec{Seed: 12, Files: 100, Hostile: true, BigFiles: 1, BigSize: 3 << 20, SparseSize: 2 << 20})
 	dst := filepath.Join(t.TempDir(), "copy")
 	if out, err := exec.Command(rsync, "-aH", "--numeric-ids", src+"/", dst+"/").CombinedOutput(); err != nil {

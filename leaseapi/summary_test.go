@@ -1,4 +1,4 @@
-package main
+package leaseapi_test
 
 import (
 	"strings"
@@ -8,7 +8,7 @@ import (
 	"github.com/krsync/krsync/leaseapi"
 )
 
-func TestFormatStatus(t *testing.T) {
+func TestStatusReport(t *testing.T) {
 	start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name string
@@ -31,7 +31,7 @@ func TestFormatStatus(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := formatStatus(tc.st, start.Add(time.Minute))
+			got := tc.st.Report(start.Add(time.Minute))
 			for _, w := range tc.want {
 				if !strings.Contains(got, w) {
 					t.Errorf("missing %q in:\n%s", w, got)

@@ -1,5 +1,5 @@
-// Package testbin is for tests only: it finds the real programs the tests run (rsync, fpart,
-// fpsync) and applies one skip policy everywhere. A missing program skips the test with the
+// Package testbin is for tests only: it builds krsync once per test binary (Krsync) and finds
+// the real programs the tests run (rsync, fpart, fpsync), with one skip policy everywhere. A missing program skips the test with the
 // reason, but fails it when CI=true, so a green CI run never hides an untested path.
 package testbin
 
@@ -34,4 +34,16 @@ func debianPackage(program string) string {
 		return "fpart"
 	}
 	return program
+}
+
+// Rsync returns the real rsync, or skips (fails under CI=true) the test.
+func Rsync(t testing.TB) string {
+	t.Helper()
+	return Program(t, "rsync")
+}
+
+// Fpart returns the real fpart, or skips (fails under CI=true) the test.
+func Fpart(t testing.TB) string {
+	t.Helper()
+	return Program(t, "fpart")
 }
