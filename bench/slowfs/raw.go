@@ -16,6 +16,9 @@ type slowRaw struct {
 
 func (r *slowRaw) Lookup(c <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
 	r.fs.op(OpLookup)
+	if r.fs.cfg.Vanish != nil && r.fs.cfg.Vanish(name) {
+		return fuse.ENOENT
+	}
 	return r.RawFileSystem.Lookup(c, h, name, out)
 }
 

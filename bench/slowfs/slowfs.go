@@ -22,6 +22,11 @@ type Config struct {
 	EntryTTL, AttrTTL time.Duration
 	// Debug logs every FUSE request (go-fuse's debug output) to stderr.
 	Debug bool
+	// Vanish, when set, makes every name it returns true for vanish between a directory
+	// listing and the lookup of the name: readdir still lists it, and a lookup (lstat, open)
+	// answers ENOENT, as on a live volume where the entry was deleted in between. Tests use
+	// it to make that race happen every time.
+	Vanish func(name string) bool
 }
 
 // FS is a mounted slowfs.

@@ -195,3 +195,36 @@ func TestEveryMetadataRequestIsCountedAndDelayed(t *testing.T) {
 		t.Errorf("handlers slept %v for %d metadata requests and 1 MiB; want at least %v", slept, total.Metadata(), want)
 	}
 }
+
+// TestVanishListsButCannotBeFound: a name Config.Vanish picks is in the directory listing
+// and gone when looked up, at the top and deeper; the others are untouched.
+func TestVanishListsButCannotBeFound(t *testing.T) {
+	backing := t.TempDir()
+	for _, p := range []string{"vanish-top", "keep", "d/vanish-deep", "d/keep"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(backing, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(backing, p), []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := mount(t, backing, slowfs.Config{Vanish: func(name string) bool { return len(name) > 7 && name[:7] == "vanish-" }})
+	for _, dir := range []string{".", "d"} {
+		entries, err := os.ReadDir(filepath.Join(f.Mountpoint, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]bool{}
+		for _, e := range entries {
+			listed[e.Name()] = true
+		}
+		if !listed["keep"] || (!listed["vanish-top"] && !listed["vanish-deep"]) {
+			t.Errorf("%s lists %v; want keep and the vanishing name", dir, listed)
+		}
+	}
+	for p, want := range map[string]error{"vanish-top": os.ErrNotExist, "d/vanish-deep": os.ErrNotExist, "keep": nil, "d/keep": nil} {
+		if _, err := os.Lstat(filepath.Join(f.Mountpoint, p)); (want == nil) != (err == nil) || (want != nil && !os.IsNotExist(err)) {
+			t.Errorf("lstat %s = %v; want %v", p, err, want)
+		}
+	}
+}
