@@ -43,6 +43,7 @@ type CLI struct {
 	Local       LocalCmd       `cmd:"" help:"Copy a tree with a coordinator and N workers on this machine."`
 	Manifests   ManifestsCmd   `cmd:"" help:"Print the Kubernetes manifests, customised."`
 	Status      StatusCmd      `cmd:"" help:"Show the progress of a running sync."`
+	Verify      VerifyCmd      `cmd:"" help:"Compare a copy with its source: exit 0 when equal, 1 when they differ."`
 	Version     VersionCmd     `cmd:"" help:"Print the version."`
 }
 
