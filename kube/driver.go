@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -38,8 +39,10 @@ type Driver struct {
 	self *corev1.Pod // nil outside a Pod
 	// template is the worker Job to create, complete but for its parallelism.
 	template *batchv1.Job
-	// job is the created (or adopted) worker Job, once Run has made it.
-	job *batchv1.Job
+	// job is the created (or adopted) worker Job, once Run has made it. Run sets it once;
+	// jobMu orders that write before WorkerJob's reads, which may come from other goroutines.
+	job   *batchv1.Job
+	jobMu sync.Mutex
 	// volumes name the data behind the workers' source and dest claims (VolumeIdentity).
 	volumes []string
 }
@@ -103,6 +106,8 @@ func (d *Driver) Namespace() string { return d.ns }
 
 // WorkerJob is the Job the driver creates (before Run) or created (after).
 func (d *Driver) WorkerJob() *batchv1.Job {
+	d.jobMu.Lock()
+	defer d.jobMu.Unlock()
 	if d.job != nil {
 		return d.job.DeepCopy()
 	}
@@ -118,7 +123,9 @@ func (d *Driver) Run(ctx context.Context, c Coordinator) error {
 	if err != nil {
 		return err
 	}
+	d.jobMu.Lock()
 	d.job = job
+	d.jobMu.Unlock()
 	d.log.Info().Str("job", job.Name).Int32("parallelism", parallelism(job)).Int("max_parallelism", d.opts.Parallelism).Msg("worker Job ready")
 
 	g, gctx := errgroup.WithContext(ctx)
