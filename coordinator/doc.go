@@ -5,4 +5,12 @@
 //
 // It deliberately does not copy anything, run rsync, or know about Kubernetes: workers do
 // the copying through leaseapi, and the Kubernetes pod watcher only calls ReleaseWorker.
+//
+// One job per file: config.go (Config, its defaults, New's checks); coordinator.go (the run's
+// lifecycle: journal opened and forgotten, the server started and stopped, the outcome);
+// walk.go (the walk pipeline: fpart into the journal in group commits, then the
+// directory-metadata pass); lease.go (the lease state machine, one cohesive thing: every
+// state change of a partition and its counters); server.go (HTTP transport of it);
+// journal.go (the bbolt journal, one cohesive thing: its format, reads, writes and the
+// guards against a corrupt file); names.go (the run's own names: temp dir, state dir rules).
 package coordinator

@@ -2,10 +2,13 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 
 	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/leaseapi"
 )
 
 // DefaultFilesPerPartition is the largest live partition when the fpart options give none of
@@ -85,4 +88,183 @@ func absPath(p string) string {
 		return p
 	}
 	return abs
+}
+
+// restore loads the journal's partitions into the queue. Directory partitions are only
+// restored once all of them were issued; before that, issueDirs issues them again.
+func (c *Coordinator) restore(st journalState) {
+	for _, p := range st.parts {
+		if p.kind == leaseapi.KindDirs && !st.dirsIssued {
+			continue
+		}
+		c.q.add(p)
+	}
+	if st.walkDone {
+		c.q.setWalkDone(st.walkErrors, st.vanished)
+	}
+	if st.dirsIssued {
+		c.q.setDirsIssued()
+	}
+}
+
+// dirFlush is how many walked directories are buffered before they go to the journal.
+const dirFlush = 10000
+
+// walkBatchMax bounds how many walk items one journal commit takes.
+const walkBatchMax = 1024
+
+// walkItem is what the walk hands to the journal writer: a partition, or directories.
+type walkItem struct {
+	part WalkPartition // List is nil when the item carries directories only
+	dirs []string
+}
+
+// walk runs the walk and records its partitions and directories through a journal writer
+// goroutine that commits whatever has queued up in one transaction (group commit): a
+// slow walk gets each partition journaled and leasable at once, a fast one is not held
+// back by one commit per partition.
+func (c *Coordinator) walk(ctx context.Context, j *journal) error {
+	items := make(chan walkItem, walkBatchMax)
+	writerDone := make(chan struct{})
+	var writerErr error
+	var replayed int64
+	go func() {
+		defer close(writerDone)
+		replayed, writerErr = c.journalWalk(j, items)
+	}()
+	send := func(it walkItem) error {
+		select {
+		case items <- it:
+			return nil
+		case <-writerDone:
+			return errors.New("journal writer stopped")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var dirs []string
+	var walkErrors, vanished int64
+	h := WalkHandler{
+		Partition: func(p WalkPartition) error {
+			if len(p.List) == 0 {
+				return nil
+			}
+			return send(walkItem{part: p})
+		},
+		Dir: func(rel string) error {
+			dirs = append(dirs, rel)
+			if len(dirs) >= dirFlush {
+				err := send(walkItem{dirs: dirs})
+				dirs = nil
+				return err
+			}
+			return nil
+		},
+		Error: func(rel string, err error) {
+			if errors.Is(err, fs.ErrNotExist) {
+				// Listed by readdir, gone by lstat or open: deleted during the walk, as
+				// happens on a live volume. Like rsync's "vanished" files: not an error.
+				vanished++
+				c.q.addVanished()
+				c.log.Info().Str("path", rel).Err(err).Msg("vanished during the walk")
+				return
+			}
+			walkErrors++
+			c.q.addWalkError()
+			c.log.Warn().Str("path", rel).Err(err).Msg("walk")
+		},
+	}
+	err := c.cfg.Walk(ctx, h)
+	if err == nil && len(dirs) > 0 {
+		err = send(walkItem{dirs: dirs})
+	}
+	close(items)
+	<-writerDone
+	switch {
+	case writerErr != nil:
+		return writerErr
+	case err != nil && ctx.Err() != nil:
+		return nil // the run is ending anyway
+	case err != nil:
+		return fmt.Errorf("walk %s: %w", c.cfg.Source, err)
+	}
+	if err := j.setWalkDone(walkErrors, vanished); err != nil {
+		return err
+	}
+	c.q.setWalkDone(walkErrors, vanished)
+	ev := c.log.Info().Int64("walk_errors", walkErrors).Int64("vanished", vanished)
+	if replayed > 0 {
+		ev = ev.Int64("replayed_partitions", replayed)
+	}
+	ev.Msg("walk done")
+	return nil
+}
+
+// journalWalk commits the walk's items in groups and queues the new partitions. It returns
+// how many partitions were already in the journal (a replayed walk).
+func (c *Coordinator) journalWalk(j *journal, items <-chan walkItem) (replayed int64, err error) {
+	var parts []WalkPartition
+	var dirs []string
+	for it := range items {
+		parts, dirs = parts[:0], dirs[:0]
+		for n := 0; ; n++ {
+			if it.part.List != nil {
+				parts = append(parts, it.part)
+			}
+			dirs = append(dirs, it.dirs...)
+			if n == walkBatchMax {
+				break
+			}
+			var ok bool
+			select {
+			case it, ok = <-items:
+			default:
+			}
+			if !ok {
+				break
+			}
+		}
+		got, err := j.addPartitions(leaseapi.KindFiles, parts, dirs)
+		if err != nil {
+			return replayed, err
+		}
+		var fresh []restoredPartition
+		for _, p := range got {
+			if p.isNew {
+				fresh = append(fresh, p.restoredPartition)
+			} else {
+				replayed++
+			}
+		}
+		c.q.add(fresh...)
+	}
+	return replayed, nil
+}
+
+// issueDirs adds the directory-metadata partitions, once every file partition is settled.
+func (c *Coordinator) issueDirs(j *journal) error {
+	var after []byte
+	var n int
+	for {
+		list, count, last, err := j.dirChunk(after, c.cfg.DirsPerPartition)
+		if err != nil {
+			return err
+		}
+		if count == 0 {
+			break
+		}
+		rp, _, err := j.addPartition(leaseapi.KindDirs, list, count, 0)
+		if err != nil {
+			return err
+		}
+		c.q.add(rp)
+		after = last
+		n++
+	}
+	if err := j.setDirsIssued(); err != nil {
+		return err
+	}
+	c.q.setDirsIssued()
+	c.log.Info().Int("partitions", n).Msg("directory-metadata pass issued")
+	return nil
 }

@@ -3,4 +3,7 @@
 // hands out partitions while it walks, reading directories concurrently but deterministically,
 // with every path of a hard-linked inode in one partition and names of any bytes. It does not
 // copy anything, know about leases or rsync, or follow symbolic links.
+//
+// walk.go is one cohesive thing over 400 lines: the fts-order walk with its concurrent,
+// deterministic directory reads; partition.go packs what it finds.
 package fpart

@@ -14,4 +14,8 @@
 // It knows nothing of leases, partitions or the coordinator's API, and it does not walk trees or
 // retry on its own: the caller (the worker) decides what to do with the result. It is Linux
 // only (openat2, PR_SET_PDEATHSIG).
+//
+// run.go is one cohesive thing over 400 lines: one rsync process from start to exit (the
+// child's lifetime, its stderr and --stats, the stop on cancel and the exit code's meaning).
+// The command line is built in cmdline.go, the options' rules are args.go.
 package rsyncexec

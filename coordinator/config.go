@@ -1,0 +1,165 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/pathcheck"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultLeaseTTL         = 30 * time.Second
+	DefaultMaxAttempts      = 3
+	DefaultMaxWait          = 30 * time.Second
+	DefaultMaxLongPolls     = 1024
+	DefaultDirsPerPartition = 10000
+	DefaultLinger           = 30 * time.Second
+)
+
+// Config configures a coordinator. Zero durations and counts take the defaults above.
+type Config struct {
+	// Source is the root of the tree to copy; it must be a readable directory.
+	Source string
+	// Dest is where the workers copy to (as the workers see it: /dest in a pod). It is part
+	// of the run's identity, and decides whether StateDir lies in the destination.
+	Dest string
+	// Volumes names the volumes behind Source and Dest when the paths alone do not (in a
+	// pod they are always /source and /dest): e.g. the PersistentVolumes of the claims.
+	// It is part of the run's identity.
+	Volumes string
+	// Partitioner are fpart's options for the walk (see LiveDefaults).
+	Partitioner fpart.Options
+	// Walk, when set, replaces fpart.Walk over Source (tests feed partitions through it).
+	Walk WalkFunc
+	// Identity names the run in the journal; empty means the absolute source and
+	// destination, Volumes and the partitioner options. A state directory written under
+	// another identity is refused (ErrJournalMismatch). It also names the run's temporary
+	// directory in the destination (TempDirName).
+	Identity string
+	// LeaseTTL is how long a lease lives without a renewal.
+	LeaseTTL time.Duration
+	// MaxAttempts is how many leases a partition gets before it is failed.
+	MaxAttempts int
+	// MaxWait bounds a lease long poll, whatever the worker asks for.
+	MaxWait time.Duration
+	// MaxLongPolls caps concurrent long polls; past it, lease answers "wait" at once.
+	MaxLongPolls int
+	// Token is the bearer token every API call but /healthz and /readyz must carry. Required.
+	Token string
+	// StateDir holds the journal; a run restarted on it resumes. Empty: a throwaway journal
+	// in a temporary directory, removed at the end.
+	StateDir string
+	// DirsPerPartition is how many directories go in one directory-metadata partition.
+	DirsPerPartition int
+	// Linger is how long Run keeps answering "done" after the end, for workers that have not
+	// asked yet; Run returns earlier once every worker it has seen was told.
+	Linger time.Duration
+	// TLSCertFile and TLSKeyFile, when both set, make the API HTTPS.
+	TLSCertFile, TLSKeyFile string
+}
+
+// WalkPartition is one partition found by the walk.
+type WalkPartition struct {
+	// List holds the paths relative to the source root, each ended by a NUL byte.
+	List    []byte
+	Entries int64
+	Bytes   int64
+}
+
+// WalkHandler receives what a walk finds, from a single goroutine, in walk order.
+type WalkHandler struct {
+	Partition func(WalkPartition) error
+	// Dir is called once for every directory kept, the root being ".".
+	Dir func(rel string) error
+	// Error reports a non-fatal walk error (an unreadable directory, a vanished entry).
+	Error func(rel string, err error)
+}
+
+// WalkFunc walks the source and reports to h; an error ends the run. It must be
+// deterministic for the same tree: after a crash the walk is replayed, and partitions
+// already in the journal are skipped by content.
+type WalkFunc func(ctx context.Context, h WalkHandler) error
+
+// New checks cfg and the source and returns a coordinator ready to Run.
+func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
+	if cfg.Source == "" {
+		return nil, invalidf("no source directory given")
+	}
+	if err := pathcheck.Source(cfg.Source); err != nil {
+		return nil, invalidf("%w", err)
+	}
+	if cfg.Identity == "" {
+		cfg.Identity = defaultIdentity(cfg.Source, cfg.Dest, cfg.Volumes, cfg.Partitioner)
+	}
+	tempDir := TempDirName(cfg.Identity)
+	if err := checkOwnNames(cfg.Source, cfg.Dest, cfg.StateDir, tempDir); err != nil {
+		return nil, invalidf("%w", err)
+	}
+	sourceCheck, err := pickSourceCheck(cfg.Source, cfg.StateDir, tempDir)
+	if err != nil {
+		return nil, invalidf("%w", err)
+	}
+	if cfg.Walk == nil {
+		if err := cfg.Partitioner.Validate(); err != nil {
+			return nil, invalidf("fpart options: %w", err)
+		}
+		cfg.Walk = FpartWalk(cfg.Source, cfg.Partitioner)
+	}
+	if cfg.Token == "" {
+		return nil, invalidf("no API token given")
+	}
+	if cfg.LeaseTTL < 0 || cfg.MaxWait < 0 || cfg.Linger < 0 || cfg.MaxAttempts < 0 || cfg.MaxLongPolls < 0 || cfg.DirsPerPartition < 0 {
+		return nil, invalidf("durations and counts must not be negative")
+	}
+	cfg.LeaseTTL = orDefault(cfg.LeaseTTL, DefaultLeaseTTL)
+	cfg.MaxAttempts = orDefault(cfg.MaxAttempts, DefaultMaxAttempts)
+	cfg.MaxWait = orDefault(cfg.MaxWait, DefaultMaxWait)
+	cfg.MaxLongPolls = orDefault(cfg.MaxLongPolls, DefaultMaxLongPolls)
+	cfg.DirsPerPartition = orDefault(cfg.DirsPerPartition, DefaultDirsPerPartition)
+	cfg.Linger = orDefault(cfg.Linger, DefaultLinger)
+	c := &Coordinator{
+		cfg:   cfg,
+		log:   log,
+		q:     newQueue(cfg.LeaseTTL, cfg.MaxAttempts),
+		polls: make(chan struct{}, cfg.MaxLongPolls),
+
+		tempDir:     tempDir,
+		sourceCheck: sourceCheck,
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, invalidf("TLS needs both a certificate and a key")
+	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, invalidf("TLS certificate: %w", err)
+		}
+		c.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return c, nil
+}
+
+// invalidf builds a one-line configuration error that wraps ErrInvalidConfig without
+// repeating its text.
+func invalidf(format string, args ...any) error {
+	return invalidConfigError{fmt.Errorf(format, args...)}
+}
+
+type invalidConfigError struct{ err error }
+
+func (e invalidConfigError) Error() string   { return e.err.Error() }
+func (e invalidConfigError) Unwrap() []error { return []error{e.err, ErrInvalidConfig} }
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
