@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -220,7 +221,7 @@ func (j *journal) init(identity string, created bool) (ours bool, err error) {
 			return fmt.Errorf("journal format %q, want %q", got, journalFormat)
 		}
 		if got := string(meta.Get(keyIdentity)); got != identity {
-			return invalidf("%w (%s), not this one (%s); use another --state-dir or remove %s", ErrJournalMismatch, leaseapi.OneLine(got), identity, j.path)
+			return invalidf("%w (%s): remove %s to start afresh, or use another --state-dir", ErrJournalMismatch, identityDiff(got, identity), j.path)
 		}
 		if created {
 			if err := meta.Put(keyCreatedDir, []byte{1}); err != nil {
@@ -673,4 +674,52 @@ func readCount(b []byte) (int64, []byte, error) {
 		return 0, nil, errors.New("number out of range")
 	}
 	return int64(n), b[k:], nil
+}
+
+// identityParts are the fields of a run identity (see defaultIdentity), in order, with what
+// a user calls them.
+var identityParts = []struct{ key, name string }{
+	{"source=", "source"}, {"dest=", "destination"}, {"volumes=", "volumes"}, {"fpart=", "fpart options"},
+}
+
+// identityDiff says in a few words how the journal's run differs from this one:
+// `destination "/a" in the journal, "/b" now`. Identities of another shape (tests, Config.Identity)
+// are shown whole.
+func identityDiff(journal, this string) string {
+	a, b := splitIdentity(journal), splitIdentity(this)
+	if a == nil || b == nil {
+		return fmt.Sprintf("%s in the journal, %s now", leaseapi.OneLine(journal), leaseapi.OneLine(this))
+	}
+	var diffs []string
+	for i, p := range identityParts {
+		if a[i] != b[i] {
+			if p.key == "fpart=" {
+				diffs = append(diffs, "other fpart options")
+				continue
+			}
+			diffs = append(diffs, fmt.Sprintf("%s %s in the journal, %s now", p.name, leaseapi.OneLine(a[i]), leaseapi.OneLine(b[i])))
+		}
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// splitIdentity cuts an identity into the values of identityParts, or returns nil.
+func splitIdentity(id string) []string {
+	var values []string
+	for i, p := range identityParts {
+		rest, ok := strings.CutPrefix(id, p.key)
+		if !ok {
+			return nil
+		}
+		end := len(rest)
+		if i+1 < len(identityParts) {
+			end = strings.Index(rest, " "+identityParts[i+1].key)
+			if end < 0 {
+				return nil
+			}
+		}
+		values = append(values, rest[:end])
+		id = strings.TrimPrefix(rest[end:], " ")
+	}
+	return values
 }

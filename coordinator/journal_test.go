@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/krsync/krsync/fpart"
 	"github.com/krsync/krsync/leaseapi"
 )
 
@@ -233,5 +234,24 @@ func TestJournalSurvivesATornLastCommit(t *testing.T) {
 	}
 	if !slices.Equal(lists, []string{"kept"}) {
 		t.Fatalf("after a torn last commit the journal holds %q; want the commit before it", lists)
+	}
+}
+
+func TestIdentityDiffNamesWhatChanged(t *testing.T) {
+	a := defaultIdentity("/src", "/d1", "", fpart.Options{MaxFiles: 5, Live: true})
+	tests := []struct {
+		name, other, want string
+	}{
+		{"destination", defaultIdentity("/src", "/d2", "", fpart.Options{MaxFiles: 5, Live: true}), `destination "/d1" in the journal, "/d2" now`},
+		{"fpart options", defaultIdentity("/src", "/d1", "", fpart.Options{MaxFiles: 6, Live: true}), "other fpart options"},
+		{"volumes", defaultIdentity("/src", "/d1", "pv-1", fpart.Options{MaxFiles: 5, Live: true}), `volumes "" in the journal, "pv-1" now`},
+		{"another shape", "source=/b", "in the journal, source=/b now"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := identityDiff(a, tt.other); !strings.Contains(got, tt.want) || strings.Contains(got, "\n") {
+				t.Errorf("identityDiff = %q; want it to say %q", got, tt.want)
+			}
+		})
 	}
 }
