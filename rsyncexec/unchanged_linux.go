@@ -54,7 +54,13 @@ func dropUnchanged(source, dest string, list []byte, root bool) (kept []byte, ro
 		rootUnchanged = unix.Fstat(src.fd, &s) == nil && unix.Fstat(dst.fd, &d) == nil && sameAttributes(&s, &d)
 	}
 	var b bytes.Buffer
+	missing := 0
 	for len(list) > 0 {
+		if missing == firstCopyRun {
+			// A first copy of this part of the tree: the rest goes to rsync unchecked.
+			b.Write(list)
+			break
+		}
 		i := bytes.IndexByte(list, 0)
 		if i < 0 {
 			i = len(list)
@@ -65,9 +71,16 @@ func dropUnchanged(source, dest string, list []byte, root bool) (kept []byte, ro
 		} else {
 			list = nil
 		}
-		if unchanged(src, dst, strings.TrimPrefix(string(entry), "./")) {
+		same, inDest := unchanged(src, dst, strings.TrimPrefix(string(entry), "./"))
+		if same {
 			dropped++
+			missing = 0
 			continue
+		}
+		if inDest {
+			missing = 0
+		} else {
+			missing++
 		}
 		b.Write(entry)
 		b.WriteByte(0)
@@ -75,14 +88,28 @@ func dropUnchanged(source, dest string, list []byte, root bool) (kept []byte, ro
 	return b.Bytes(), rootUnchanged, dropped
 }
 
-// unchanged compares one entry on both sides.
-func unchanged(src, dst *beneath, rel string) bool {
+// firstCopyRun is how many entries in a row may be missing from the destination before
+// dropUnchanged stops looking: the partition is then being copied for the first time, and a
+// lookup per entry that rsync repeats anyway would only add a round trip per file on network
+// storage. An unchanged re-sync finds its entries and keeps looking.
+const firstCopyRun = 64
+
+// unchanged compares one entry on both sides; inDest says whether the destination has it.
+func unchanged(src, dst *beneath, rel string) (same, inDest bool) {
 	var s, d unix.Stat_t
 	// The destination first: in a first copy it has nothing, and the source's lstat (which
 	// rsync repeats anyway) is saved.
-	if dst.lstat(rel, &d) != nil || src.lstat(rel, &s) != nil || !sameAttributes(&s, &d) {
-		return false
+	if dst.lstat(rel, &d) != nil {
+		return false, false
 	}
+	if src.lstat(rel, &s) != nil || !sameAttributes(&s, &d) {
+		return false, true
+	}
+	return unchangedContent(src, dst, rel, &s, &d), true
+}
+
+// unchangedContent compares what sameAttributes leaves out, by type.
+func unchangedContent(src, dst *beneath, rel string, s, d *unix.Stat_t) bool {
 	switch s.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		return true

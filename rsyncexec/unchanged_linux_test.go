@@ -3,7 +3,9 @@
 package rsyncexec
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,4 +178,54 @@ func restoreLinkTime(t *testing.T, p string, st unix.Stat_t) {
 	t.Helper()
 	ts := []unix.Timespec{st.Atim, st.Mtim}
 	must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW))
+}
+
+// TestDropUnchangedStopsLookingOnAFirstCopy: after firstCopyRun entries in a row missing from
+// the destination, the rest of the list goes to rsync unchecked (a first copy); fewer misses
+// in a row, and the unchanged entries after them are still left out.
+func TestDropUnchangedStopsLookingOnAFirstCopy(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	const n = 3 * firstCopyRun
+	var names []string
+	stamp := time.Date(2010, 1, 2, 3, 4, 5, 6, time.UTC)
+	for i := range n {
+		name := fmt.Sprintf("f%03d", i)
+		names = append(names, name)
+		for _, root := range []string{src, dst} {
+			p := filepath.Join(root, name)
+			must(t, os.WriteFile(p, []byte(name), 0o644))
+			must(t, os.Chtimes(p, stamp, stamp))
+		}
+	}
+	tests := []struct {
+		name        string
+		missing     int // the first entries removed from the destination
+		wantDropped int64
+	}{
+		{"all present: all unchanged", 0, n},
+		{"one short of a first copy", firstCopyRun - 1, n - (firstCopyRun - 1)},
+		{"a first copy", firstCopyRun, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := filepath.Join(t.TempDir(), "dst")
+			must(t, os.CopyFS(d, os.DirFS(dst)))
+			for i := range n {
+				p := filepath.Join(d, names[i])
+				if i < tt.missing {
+					must(t, os.Remove(p))
+					continue
+				}
+				must(t, os.Chtimes(p, stamp, stamp))
+			}
+			var list []byte
+			for _, name := range names {
+				list = append(list, "./"+name+"\x00"...)
+			}
+			kept, _, dropped := dropUnchanged(src, d, list, false)
+			if dropped != tt.wantDropped || int64(bytes.Count(kept, []byte{0})) != n-tt.wantDropped {
+				t.Errorf("dropped %d, kept %d entries; want %d dropped", dropped, bytes.Count(kept, []byte{0}), tt.wantDropped)
+			}
+		})
+	}
 }
