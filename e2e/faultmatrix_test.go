@@ -21,6 +21,52 @@ type faultScene struct {
 	stateDir string
 	rsync    string
 	opts     runOptions
+	// distributed runs `krsync coordinator` and two `krsync worker` processes instead of
+	// `krsync local`.
+	distributed bool
+}
+
+// distributedRun is one coordinator process of a distributed scene and how to reach it.
+type distributedRun struct {
+	coordinator          *process
+	url, tokenFile, dest string
+}
+
+// startCoordinator starts `krsync coordinator` of the scene into dest.
+func (s faultScene) startCoordinator(t *testing.T, dest string) distributedRun {
+	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(faultToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeLoopbackAddr(t)
+	p := startProcess(t, "coordinator", buildKrsync(t), "--log-format=json", "coordinator",
+		"--source", s.w.src, "--dest", dest, "--listen", addr, "--fpart-opts=-f 25 -zz",
+		"--lease-ttl=2s", "--linger=3s", "--token-file", tokenFile, "--state-dir", s.stateDir)
+	return distributedRun{coordinator: p, url: "http://" + addr, tokenFile: tokenFile, dest: dest}
+}
+
+// startWorker starts one `krsync worker` of a distributed run with rsync as its rsync.
+func (d distributedRun) startWorker(t *testing.T, s faultScene, name, rsync string) *process {
+	t.Helper()
+	return startProcess(t, name, buildKrsync(t), "--log-format=json", "worker", "--coordinator", d.url,
+		"--source", s.w.src, "--dest", d.dest, "--token-file", d.tokenFile, "--name", name, "--rsync", rsync)
+}
+
+// wait returns the coordinator's exit code once it and the workers have exited; a worker
+// must exit 0 whenever the coordinator does.
+func (d distributedRun) wait(t *testing.T, workers ...*process) krsyncRun {
+	t.Helper()
+	code := d.coordinator.wait(t)
+	for _, w := range workers {
+		if wc := w.wait(t); wc != 0 && code == 0 {
+			t.Errorf("%s exited %d although the coordinator exited 0:\n%s", w.name, wc, w.output())
+		}
+	}
+	return krsyncRun{code: code, stderr: d.coordinator.output()}
 }
 
 // args are the arguments of a plain `krsync local` run of the scene into dest.
@@ -29,9 +75,14 @@ func (s faultScene) args(dest string, extra ...string) []string {
 		"--workers", "3", "--fpart-opts=-f 25 -zz", "--state-dir", s.stateDir}, extra...)
 }
 
-// run runs krsync local into dest and returns how it ended.
+// run runs krsync local (or a coordinator and two workers) into dest and returns how it
+// ended.
 func (s faultScene) run(t *testing.T, dest string, extra ...string) krsyncRun {
 	t.Helper()
+	if s.distributed {
+		d := s.startCoordinator(t, dest)
+		return d.wait(t, d.startWorker(t, s, "worker-1", s.rsync), d.startWorker(t, s, "worker-2", s.rsync))
+	}
 	opts := s.opts
 	opts.env = append(append([]string(nil), opts.env...), s.w.env()...)
 	return runKrsync(t, opts, s.args(dest, extra...)...)
@@ -66,6 +117,8 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	tests := []struct {
 		name string
+		// distributed: coordinator and worker processes instead of krsync local.
+		distributed bool
 		// root: the row needs root (to mount, or to make files nobody can read).
 		root bool
 		// unprivileged: every run of the row runs as nobody; owners cannot be kept then.
@@ -87,6 +140,22 @@ func TestFaultMatrix(t *testing.T) {
 				return -1
 			},
 			want: []int{-1},
+		},
+		{
+			name:        "a worker process killed (SIGKILL) in the middle of a partition",
+			distributed: true,
+			tree:        randomTree,
+			first: func(t *testing.T, s faultScene) int {
+				d := s.startCoordinator(t, s.w.dest)
+				gate := newRsyncGate(t, s.rsync)
+				victim := d.startWorker(t, s, "victim", gate.wrapper)
+				gate.waitStarted(t, victim)
+				victim.signal(t, syscall.SIGKILL)
+				victim.wait(t)
+				// The victim's lease expires after --lease-ttl and goes to the successor.
+				return d.wait(t, d.startWorker(t, s, "successor", s.rsync)).code
+			},
+			want: []int{0},
 		},
 		{
 			name: "rsync killed (SIGKILL) in the middle of a file",
@@ -221,7 +290,7 @@ exec '%[3]s' "$@"
 				t.Skip("needs root")
 			}
 			w := newLocalWorld(t)
-			s := faultScene{w: w, stateDir: filepath.Join(w.world, "state"), rsync: rsync}
+			s := faultScene{w: w, stateDir: filepath.Join(w.world, "state"), rsync: rsync, distributed: tt.distributed}
 			mkdir(t, s.stateDir)
 			tt.tree(t, s.w.src)
 			if tt.unprivileged {
