@@ -34,6 +34,8 @@ type CoordinatorCmd struct {
 	TLSCert           string        `help:"PEM certificate: serve the API over HTTPS (with --tls-key)." placeholder:"FILE"`
 	TLSKey            string        `help:"PEM private key of --tls-cert." placeholder:"FILE"`
 	Linger            time.Duration `help:"After the end, how long to keep telling workers there is no more work (returns earlier once every worker was told)." default:"1m"`
+	Mirror            bool          `help:"Make the destination an exact copy: the workers delete what it holds and the source does not (never what -x/-X exclude, never what the source gains meanwhile)."`
+	DryRun            bool          `help:"With --mirror: the workers copy nothing, delete nothing, and log what --mirror would delete."`
 
 	// Kubernetes: --create-workers and friends; runCoordinator (cmd_coordinator_kube.go) uses them.
 	KubeFlags `embed:""`
@@ -131,6 +133,8 @@ func (cmd CoordinatorCmd) config(log zerolog.Logger) (coordinator.Config, error)
 		Linger:      cmd.Linger,
 		TLSCertFile: cmd.TLSCert,
 		TLSKeyFile:  cmd.TLSKey,
+		Mirror:      cmd.Mirror,
+		DryRun:      cmd.DryRun,
 	}, nil
 }
 

@@ -26,6 +26,8 @@ type LocalCmd struct {
 	LeaseTTL          time.Duration `help:"A lease not renewed for this long goes back to the queue." default:"30s"`
 	MaxAttempts       int           `help:"Attempts per partition before it is reported failed." default:"3"`
 	Progress          string        `help:"Progress bar: auto (on a terminal), always, never." default:"auto" enum:"auto,always,never"`
+	Mirror            bool          `help:"Make the destination an exact copy: delete what it holds and the source does not (never what -x/-X exclude, never what the source gains meanwhile)."`
+	DryRun            bool          `help:"With --mirror: copy nothing, delete nothing, log what --mirror would delete and count it."`
 }
 
 // Run copies the source into the destination with local.Run and prints a summary; exit 2
@@ -36,6 +38,7 @@ func (c LocalCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) 
 		FpartOpts: c.FpartOpts, FilesPerPartition: c.FilesPerPartition,
 		RsyncOpts: c.RsyncOpts, Rsync: c.Rsync, StateDir: c.StateDir,
 		LeaseTTL: c.LeaseTTL, MaxAttempts: c.MaxAttempts,
+		Mirror: c.Mirror, DryRun: c.DryRun,
 	}
 	if c.Progress == "always" || (c.Progress == "auto" && streams.StderrIsTerminal) {
 		cfg.Progress = streams.Stderr
@@ -75,6 +78,8 @@ func summarize(log zerolog.Logger, streams Streams, res local.Result, workers in
 		Int64("bytes_walked", st.BytesWalked).
 		Int64("walk_errors", st.WalkErrors).
 		Int64("vanished", st.Vanished).
+		Int64("deleted", st.Deleted).
+		Bool("dry_run", st.DryRun).
 		Float64("duration_seconds", res.Took.Seconds()).
 		Msg("summary")
 	for _, f := range st.Failed {

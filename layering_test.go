@@ -17,15 +17,17 @@ const module = "github.com/krsync/krsync"
 // fails the test: give it a row, here and in the design.
 var layers = map[string][]string{
 	"fpart":       {},
-	"rsyncexec":   {},
+	"confine":     {},
+	"rsyncexec":   {"confine"},
+	"prune":       {"confine", "fpart"}, // fpart: the walk's -x/-X/-y/-Y, one owner of their meaning
 	"pathcheck":   {},
 	"leaseapi":    {},
 	"verify":      {}, // the independent witness shares no code with the copy path
 	"coordinator": {"fpart", "leaseapi", "pathcheck"},
-	"worker":      {"leaseapi", "rsyncexec"},
-	"kube":        {"fpart", "leaseapi", "rsyncexec"},
-	"local":       {"coordinator", "fpart", "leaseapi", "pathcheck", "rsyncexec", "worker"},
-	".":           {"coordinator", "fpart", "kube", "leaseapi", "local", "pathcheck", "rsyncexec", "verify", "worker"},
+	"worker":      {"confine", "fpart", "leaseapi", "prune", "rsyncexec"},
+	"kube":        {"confine", "fpart", "leaseapi", "rsyncexec"},
+	"local":       {"confine", "coordinator", "fpart", "leaseapi", "pathcheck", "prune", "rsyncexec", "worker"},
+	".":           {"confine", "coordinator", "fpart", "kube", "leaseapi", "local", "pathcheck", "prune", "rsyncexec", "verify", "worker"},
 }
 
 // clientGo are the product packages that may depend on client-go: kube, and main, which

@@ -62,6 +62,13 @@ type Config struct {
 	Linger time.Duration
 	// TLSCertFile and TLSKeyFile, when both set, make the API HTTPS.
 	TLSCertFile, TLSKeyFile string
+	// Mirror makes the destination an exact copy: once the walk is done, every walked
+	// directory gets a prune lease (leaseapi.KindPrune, leaseapi.Mirror) before the directory
+	// pass. It is part of the run's identity.
+	Mirror bool
+	// DryRun, with Mirror only: the workers copy nothing and delete nothing, they report what
+	// --mirror would delete. It is part of the run's identity.
+	DryRun bool
 }
 
 // WalkPartition is one partition found by the walk.
@@ -94,8 +101,11 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 	if err := pathcheck.Source(cfg.Source); err != nil {
 		return nil, invalidf("%w", err)
 	}
+	if cfg.DryRun && !cfg.Mirror {
+		return nil, invalidf("--dry-run needs --mirror: it lists what --mirror would delete")
+	}
 	if cfg.Identity == "" {
-		cfg.Identity = defaultIdentity(cfg.Source, cfg.Dest, cfg.Volumes, cfg.Partitioner)
+		cfg.Identity = defaultIdentity(cfg.Source, cfg.Dest, cfg.Volumes, cfg.Partitioner) + mirrorMode(cfg)
 	}
 	tempDir := TempDirName(cfg.Identity)
 	if err := checkOwnNames(cfg.Source, cfg.Dest, cfg.StateDir, tempDir); err != nil {
@@ -132,6 +142,7 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 		tempDir:     tempDir,
 		sourceCheck: sourceCheck,
 	}
+	c.mirror = c.mirrorSpec()
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, invalidf("TLS needs both a certificate and a key")
 	}

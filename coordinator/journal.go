@@ -571,7 +571,7 @@ func decodeID(b []byte) (int64, error) {
 const recordVersion = 1
 
 // partitionRecord is the journal's value for a partition:
-// version, kind (1 files, 2 dirs), uvarint entries, uvarint bytes, then the list.
+// version, kind (1 files, 2 dirs, 3 prune), uvarint entries, uvarint bytes, then the list.
 type partitionRecord struct {
 	kind    leaseapi.Kind
 	entries int64
@@ -585,6 +585,8 @@ func kindCode(k leaseapi.Kind) (byte, error) {
 		return 1, nil
 	case leaseapi.KindDirs:
 		return 2, nil
+	case leaseapi.KindPrune:
+		return 3, nil
 	}
 	return 0, fmt.Errorf("unknown partition kind %q", k)
 }
@@ -612,6 +614,8 @@ func decodePartitionRecord(b []byte) (partitionRecord, error) {
 		r.kind = leaseapi.KindFiles
 	case 2:
 		r.kind = leaseapi.KindDirs
+	case 3:
+		r.kind = leaseapi.KindPrune
 	default:
 		return r, fmt.Errorf("corrupt partition record (kind %d)", b[1])
 	}
@@ -680,6 +684,7 @@ func readCount(b []byte) (int64, []byte, error) {
 // a user calls them.
 var identityParts = []struct{ key, name string }{
 	{"source=", "source"}, {"dest=", "destination"}, {"volumes=", "volumes"}, {"fpart=", "fpart options"},
+	{"mode=", "mode"}, // only in the identity of a --mirror run (see mirrorMode); optional
 }
 
 // identityDiff says in a few words how the journal's run differs from this one:
@@ -706,13 +711,25 @@ func identityDiff(journal, this string) string {
 // splitIdentity cuts an identity into the values of identityParts, or returns nil.
 func splitIdentity(id string) []string {
 	var values []string
+	last := len(identityParts) - 1
 	for i, p := range identityParts {
 		rest, ok := strings.CutPrefix(id, p.key)
+		if !ok && i == last && id == "" {
+			values = append(values, "") // the optional mode is absent
+			break
+		}
 		if !ok {
 			return nil
 		}
 		end := len(rest)
-		if i+1 < len(identityParts) {
+		switch {
+		case i+1 == last:
+			// The optional last part: its key is searched from the end, since the fpart
+			// options before it may hold any text.
+			if end = strings.LastIndex(rest, " "+identityParts[last].key); end < 0 {
+				end = len(rest)
+			}
+		case i+1 < last:
 			end = strings.Index(rest, " "+identityParts[i+1].key)
 			if end < 0 {
 				return nil

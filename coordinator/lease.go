@@ -416,6 +416,7 @@ func (q *queue) countDoneLocked(p *partition, stats leaseapi.TransferStats) {
 	}
 	q.stats.FilesTransferred = addSaturating(q.stats.FilesTransferred, stats.FilesTransferred)
 	q.stats.BytesTransferred = addSaturating(q.stats.BytesTransferred, stats.BytesTransferred)
+	q.stats.Deleted = addSaturating(q.stats.Deleted, max(stats.Deleted, 0))
 }
 
 // addSaturating adds two non-negative counters, stopping at math.MaxInt64 instead of

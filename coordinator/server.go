@@ -158,7 +158,7 @@ func (c *Coordinator) handleLease(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, leaseapi.LeaseResponse{State: leaseapi.LeaseGranted, Lease: &leaseapi.Lease{
 		Partition: g.id, Attempt: g.attempt, Token: g.token, TTLMS: g.ttl.Milliseconds(),
 		Kind: g.kind, List: list, Entries: g.entries, Bytes: g.bytes,
-		TempDir: c.tempDir, SourceCheck: c.sourceCheck,
+		TempDir: c.tempDir, SourceCheck: c.sourceCheck, Mirror: c.mirror,
 		// The directory-metadata partition of the root removes the temporary directory:
 		// every file partition has settled by then, and the root's mtime is set after.
 		RemoveTempDir: g.kind == leaseapi.KindDirs && holdsRoot(list),

@@ -188,6 +188,12 @@ func (c *Coordinator) walk(ctx context.Context, j *journal) error {
 	case err != nil:
 		return fmt.Errorf("walk %s: %w", c.cfg.Source, err)
 	}
+	if c.cfg.Mirror {
+		// Before the walk is done in the queue, so that the directory pass waits for them.
+		if err := c.issuePrune(j); err != nil {
+			return err
+		}
+	}
 	if err := j.setWalkDone(walkErrors, vanished); err != nil {
 		return err
 	}

@@ -194,3 +194,41 @@ func upper(c byte) byte {
 	}
 	return c
 }
+
+// Filter is the walk's choice of entries by -x/-X/-y/-Y, for a caller that must leave alone
+// what the walk leaves out: krsync --mirror deletes no destination entry the walk would not
+// have listed, as rsync's --delete spares excluded files (rsync(1), --delete-excluded).
+type Filter struct {
+	f    filter
+	root string
+}
+
+// NewFilter returns the filter of opts for a walk of root (the root as given to Walk: path
+// patterns match against it followed by the relative path, and against the relative path
+// alone), or nil when opts have no patterns.
+func NewFilter(opts Options, root string) *Filter {
+	f := newFilter(opts)
+	if !f.hasExclude && !f.hasInclude {
+		return nil
+	}
+	return &Filter{f: f, root: root}
+}
+
+// Skips reports whether the walk leaves out the entry rel ("/"-separated, relative to the
+// root, not "."): -x/-X exclude it, or it is not a directory and -y/-Y do not include it
+// (directories are always crawled). Only rel's last name is judged, as the walk judges each
+// entry it meets; a caller that descends judges each level. A nil Filter skips nothing.
+func (f *Filter) Skips(rel string, isDir bool) bool {
+	if f == nil {
+		return false
+	}
+	name := rel[strings.LastIndexByte(rel, '/')+1:]
+	full := ""
+	if f.f.hasPathPattern {
+		full = FullPath(f.root, rel)
+	}
+	if f.f.hasExclude && f.f.excluded(name, full, rel) {
+		return true
+	}
+	return !isDir && f.f.hasInclude && !f.f.included(name, full, rel)
+}

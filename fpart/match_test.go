@@ -70,3 +70,36 @@ func escape(s string) string {
 	}
 	return string(out)
 }
+
+// TestFilterSkips: Filter judges an entry as the walk does: -x/-X by leaf name or by path
+// (relative, or below the root as given), -y/-Y only for entries that are not directories.
+func TestFilterSkips(t *testing.T) {
+	if NewFilter(Options{}, "/src") != nil {
+		t.Error("a filter without patterns is not nil")
+	}
+	var none *Filter
+	if none.Skips("a", false) {
+		t.Error("a nil filter skips")
+	}
+	f := NewFilter(Options{Exclude: []string{"*.keep", "/src/a/b"}, ExcludeFold: []string{"TMP"}, Include: []string{"*.txt"}}, "/src")
+	tests := []struct {
+		rel   string
+		isDir bool
+		want  bool
+	}{
+		{"x.keep", false, true},
+		{"d/x.keep", true, true},
+		{".x.keep", false, true}, // not excluded ('*' does not match a leading '.'), but not included
+		{"a/b", true, true},      // a path pattern, against the root as given
+		{"c/a/b", true, false},
+		{"tmp", true, true}, // -X folds case
+		{"notes.txt", false, false},
+		{"notes.bin", false, true}, // not included
+		{"dir", true, false},       // directories are always crawled
+	}
+	for _, tt := range tests {
+		if got := f.Skips(tt.rel, tt.isDir); got != tt.want {
+			t.Errorf("Skips(%q, dir=%v) = %v, want %v", tt.rel, tt.isDir, got, tt.want)
+		}
+	}
+}

@@ -17,7 +17,19 @@ import (
 func (s Status) Summary() string {
 	p := s.Partitions
 	return fmt.Sprintf("%d partitions done, %d failed; %d of %d entries (%d of %d bytes) copied; %d files (%d bytes) transferred; %d walk errors; %d vanished",
-		p.Done, p.Failed, s.EntriesDone, s.EntriesWalked, s.BytesDone, s.BytesWalked, s.FilesTransferred, s.BytesTransferred, s.WalkErrors, s.Vanished)
+		p.Done, p.Failed, s.EntriesDone, s.EntriesWalked, s.BytesDone, s.BytesWalked, s.FilesTransferred, s.BytesTransferred, s.WalkErrors, s.Vanished) + s.mirrorSummary()
+}
+
+// mirrorSummary is Summary's tail for a --mirror run: "; 3 deleted" (a dry run: "; dry run:
+// nothing copied, 3 would be deleted").
+func (s Status) mirrorSummary() string {
+	switch {
+	case s.DryRun:
+		return fmt.Sprintf("; dry run: nothing copied, %d would be deleted", s.Deleted)
+	case s.Mirror || s.Deleted > 0:
+		return fmt.Sprintf("; %d deleted", s.Deleted)
+	}
+	return ""
 }
 
 // Report renders the numbers of the local progress bar (files and bytes done of walked,
@@ -43,6 +55,12 @@ func (s Status) Report(now time.Time) string {
 	fmt.Fprintf(&b, "walk errors:  %d\n", s.WalkErrors)
 	if s.Vanished > 0 {
 		fmt.Fprintf(&b, "vanished:     %d (deleted from the source while krsync ran: not copied, not an error)\n", s.Vanished)
+	}
+	switch {
+	case s.DryRun:
+		fmt.Fprintf(&b, "deleted:      none (dry run: %d would be deleted, nothing copied)\n", s.Deleted)
+	case s.Mirror || s.Deleted > 0:
+		fmt.Fprintf(&b, "deleted:      %d (--mirror: in the destination, not in the source)\n", s.Deleted)
 	}
 	if !s.StartedAt.IsZero() {
 		elapsed := now.Sub(s.StartedAt).Round(time.Second)

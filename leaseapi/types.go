@@ -26,6 +26,9 @@ const (
 	// KindDirs: the final metadata pass; set modes, owners and mtimes of the listed directories
 	// after every file partition is done (writing files into a directory changes its mtime).
 	KindDirs Kind = "dirs"
+	// KindPrune: with --mirror, delete what the listed destination directories hold and the
+	// source does not (see Mirror); issued once the walk is done, before the directory pass.
+	KindPrune Kind = "prune"
 )
 
 // LeaseRequest asks for a partition. Wait bounds the long poll while the walk is still running.
@@ -77,6 +80,33 @@ type Lease struct {
 	// A worker whose source holds none of them is not looking at the same tree (a wrong mount,
 	// a subPath on one side only) and stops before copying anything.
 	SourceCheck []string `json:"source_check,omitempty"`
+	// Mirror, set on every lease of a --mirror run, says what the worker may delete.
+	Mirror *Mirror `json:"mirror,omitempty"`
+}
+
+// Mirror makes the destination an exact copy of the source: a prune lease deletes the
+// entries of its listed destination directories that the source does not hold (looked up
+// in the source right before each deletion), and a files lease first removes a destination
+// directory where the source now has a file, symlink or special file. Nothing the walk
+// leaves out is deleted, nor a Keep path.
+type Mirror struct {
+	// Exclude, ExcludeFold, Include and IncludeFold are the walk's fpart -x, -X, -y and -Y
+	// patterns: a destination entry the walk would have left out is neither copied nor
+	// deleted (rsync --delete without --delete-excluded).
+	Exclude     []string `json:"exclude,omitempty"`
+	ExcludeFold []string `json:"exclude_fold,omitempty"`
+	Include     []string `json:"include,omitempty"`
+	IncludeFold []string `json:"include_fold,omitempty"`
+	// WalkRoot is the source root as the coordinator's walk named it: fpart matches a
+	// pattern with a '/' against it followed by the relative path (and against the relative
+	// path alone).
+	WalkRoot string `json:"walk_root,omitempty"`
+	// Keep are paths relative to the destination root that krsync itself owns while the run
+	// lasts (its temporary directory, a state directory in the destination): never deleted,
+	// nor the directories above them.
+	Keep []string `json:"keep,omitempty"`
+	// DryRun: copy nothing, delete nothing, only report what would be deleted.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // TTL is the lease's time to live.
@@ -124,6 +154,9 @@ type RenewResponse struct {
 type TransferStats struct {
 	FilesTransferred int64 `json:"files_transferred"`
 	BytesTransferred int64 `json:"bytes_transferred"`
+	// Deleted counts the destination entries deleted (with --mirror; in a dry run, the ones
+	// that would have been).
+	Deleted int64 `json:"deleted,omitempty"`
 	// Warnings are rsync's non-fatal complaints (e.g. exit 24, vanished files).
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -177,7 +210,12 @@ type Status struct {
 	WalkErrors       int64           `json:"walk_errors"`
 	// Vanished counts entries the walk listed that were gone when it looked at them
 	// (deleted during the walk): reported, not an error, like rsync's "vanished" files.
-	Vanished  int64             `json:"vanished"`
+	Vanished int64 `json:"vanished"`
+	// Deleted counts the destination entries --mirror deleted (in a dry run: would delete).
+	Deleted int64 `json:"deleted"`
+	// Mirror and DryRun say how the run was asked to run (--mirror, --dry-run).
+	Mirror    bool              `json:"mirror,omitempty"`
+	DryRun    bool              `json:"dry_run,omitempty"`
 	WalkDone  bool              `json:"walk_done"`
 	Finished  bool              `json:"finished"`
 	Failed    []FailedPartition `json:"failed,omitempty"`

@@ -42,6 +42,10 @@ type Config struct {
 	MaxAttempts int
 	// Progress, when not nil, receives a progress bar (a terminal).
 	Progress io.Writer
+	// Mirror deletes what the destination holds and the source does not (coordinator.Config.Mirror).
+	Mirror bool
+	// DryRun, with Mirror only: copy nothing, delete nothing, log what would be deleted.
+	DryRun bool
 }
 
 // ErrInvalidConfig is wrapped by Run's error when the configuration, the paths or the state
@@ -82,6 +86,8 @@ func (cfg Config) check() (plan, error) {
 		return p, invalidf("--lease-ttl %s: must be positive", cfg.LeaseTTL)
 	case cfg.MaxAttempts < 1:
 		return p, invalidf("--max-attempts %d: need at least 1", cfg.MaxAttempts)
+	case cfg.DryRun && !cfg.Mirror:
+		return p, invalidf("--dry-run needs --mirror: it lists what --mirror would delete")
 	}
 	if p.fpart, err = coordinator.ParsePartitioner(cfg.FpartOpts, cfg.FilesPerPartition, cfg.Workers); err != nil {
 		return p, invalidf("--fpart-opts: %v", err)
@@ -97,6 +103,9 @@ func (cfg Config) check() (plan, error) {
 	}
 	if p.dest, p.destExists, err = resolveDest(cfg.Dest); err != nil {
 		return p, invalidf("%v", err)
+	}
+	if cfg.DryRun && !p.destExists {
+		return p, invalidf("--dry-run: the destination %s does not exist: --mirror would delete nothing", cfg.Dest)
 	}
 	if err := pathcheck.Overlap(p.source, p.dest); err != nil {
 		return p, invalidf("%v", err)

@@ -50,8 +50,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 
 	token := leaseapi.NewToken()
 	partsLog := log
-	if cfg.Progress != nil && log.GetLevel() == zerolog.InfoLevel {
-		// The bar tells the progress; routine info lines would only tear it.
+	if cfg.Progress != nil && log.GetLevel() == zerolog.InfoLevel && !cfg.DryRun {
+		// The bar tells the progress; routine info lines would only tear it. (A dry run's
+		// "would delete" lines are its output: they stay.)
 		partsLog = log.Level(zerolog.WarnLevel)
 	}
 	coord, err := coordinator.New(coordinator.Config{
@@ -62,6 +63,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		MaxAttempts: cfg.MaxAttempts,
 		Token:       token,
 		StateDir:    p.stateDir,
+		Mirror:      cfg.Mirror,
+		DryRun:      cfg.DryRun,
 	}, partsLog.With().Str("component", "coordinator").Logger())
 	if err != nil {
 		return res, invalidf("%w", err)

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/krsync/krsync/confine"
 )
 
 // ErrSymlinkParent is wrapped by a *RefusedError: listed entries whose parent directories
@@ -84,7 +86,7 @@ func dropUnsafe(source string, list []byte) (kept []byte, refused []string, coun
 		parent := path.Dir(rel)
 		bad, seen := symlinked[parent]
 		if !seen && parent != "." {
-			fd, err := openDirAt(root, parent, unix.O_PATH)
+			fd, err := confine.OpenDir(root, parent, unix.O_PATH)
 			if err == nil {
 				unix.Close(fd)
 			}

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/krsync/krsync/internal/testing/testbin"
 )
 
@@ -82,47 +80,5 @@ func TestRunRefusesSymlinkedParents(t *testing.T) {
 				t.Errorf("read through a symlink out of the source: %q", found)
 			}
 		})
-	}
-}
-
-// TestOpenDirAt checks the resolver with openat2 and its fallback for kernels without it
-// (one O_NOFOLLOW open per component) against the same cases.
-func TestOpenDirAt(t *testing.T) {
-	root, outside := t.TempDir(), t.TempDir()
-	makeTree(t, root, []entry{
-		{path: "a/b/c", mode: os.ModeDir | 0o755, uid: -1, gid: -1},
-		{path: "a/file", content: "f", mode: 0o644, uid: -1, gid: -1},
-		{path: "a/lnk", mode: os.ModeSymlink, content: outside, uid: -1, gid: -1},
-		{path: "a/rel", mode: os.ModeSymlink, content: "b", uid: -1, gid: -1},
-	})
-	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	tests := []struct {
-		rel  string
-		want error // nil: opens
-	}{
-		{"a", nil},
-		{"a/b/c", nil},
-		{".", nil},
-		{"a/lnk", unix.ELOOP},
-		{"a/lnk/x", unix.ELOOP},
-		{"a/rel", unix.ELOOP}, // even a symlink that stays inside
-		{"a/file", unix.ENOTDIR},
-		{"a/missing", unix.ENOENT},
-		{"a/../..", unix.EXDEV},
-	}
-	for name, open := range map[string]func(int, string, int) (int, error){"openat2": openDirAt, "fallback": openDirWalk} {
-		for _, tt := range tests {
-			got, err := open(fd, tt.rel, unix.O_PATH)
-			if err == nil {
-				unix.Close(got)
-			}
-			if !errors.Is(err, tt.want) && !(tt.want == nil && err == nil) {
-				t.Errorf("%s(%q) = %v, want %v", name, tt.rel, err, tt.want)
-			}
-		}
 	}
 }

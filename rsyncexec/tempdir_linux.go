@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/krsync/krsync/confine"
 )
 
 // ErrTempDir is wrapped by the errors about krsync's temporary directory in the destination
@@ -50,7 +52,7 @@ func makeTempDir(dest, name string) error {
 	if err := unix.Mkdirat(root, name, tempDirMode); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("%w: create %s: %w", ErrTempDir, full, err)
 	}
-	dir, err := openDirAt(root, name, unix.O_PATH)
+	dir, err := confine.OpenDir(root, name, unix.O_PATH)
 	if err != nil {
 		return tempDirError(full, err)
 	}
@@ -73,11 +75,11 @@ func RemoveTempDir(dest, name string) error {
 	defer unix.Close(root)
 	full := filepath.Join(dest, name)
 	// Looked at first only to name the problem well (open(O_NOFOLLOW|O_DIRECTORY) says
-	// ENOTDIR for a symlink); removeTree refuses a symlink swapped in after this on its own.
-	if isSymlinkAt(root, name) {
+	// ENOTDIR for a symlink); confine.RemoveTree refuses a symlink swapped in after this on its own.
+	if confine.IsSymlinkAt(root, name) {
 		return tempDirError(full, unix.ELOOP)
 	}
-	if err := removeTree(root, name); err != nil {
+	if err := confine.RemoveTree(root, name); err != nil {
 		return tempDirError(full, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/krsync/krsync/leaseapi"
+	"github.com/krsync/krsync/prune"
 	"github.com/krsync/krsync/rsyncexec"
 )
 
@@ -168,7 +169,8 @@ func (w *worker) stopped(ctx context.Context) error {
 // rsyncexec.Run removes whole when rsync has ended (success, failure or stop), and the lease
 // that says RemoveTempDir removes TempDir whole before its rsync runs. A worker killed
 // outright leaves its attempt's subdirectory behind; that final removal takes it. Nothing
-// else in the destination is removed by krsync itself, whatever its name.
+// else in the destination is removed by krsync itself, whatever its name, unless the lease
+// says Mirror (see mirrorStep and package prune).
 func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 	log := w.log.With().Int64("partition", l.Partition).Int("attempt", l.Attempt).Str("kind", string(l.Kind)).Logger()
 	log.Debug().Int64("entries", l.Entries).Int64("bytes", l.Bytes).Msg("leased")
@@ -183,13 +185,13 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 	var renewing sync.WaitGroup
 	renewing.Go(func() { w.renew(rsyncCtx, l, stopRsync, log) })
 	var res rsyncexec.Result
-	var runErr error
-	if l.RemoveTempDir && l.TempDir != "" {
+	deleted, skipRsync, runErr := w.mirrorStep(rsyncCtx, l, log)
+	if runErr == nil && !skipRsync && l.RemoveTempDir && l.TempDir != "" {
 		// Every file partition has settled when the coordinator sends this lease, and the
 		// root's mtime, which the removal changes, is set by this lease's rsync afterwards.
 		runErr = rsyncexec.RemoveTempDir(w.cfg.Dest, l.TempDir)
 	}
-	if runErr == nil {
+	if runErr == nil && !skipRsync {
 		res, runErr = rsyncexec.Run(rsyncCtx, rsyncexec.Job{
 			Binary:  w.cfg.RsyncBinary,
 			Args:    w.cfg.RsyncArgs,
@@ -215,7 +217,7 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 	switch cause := context.Cause(rsyncCtx); {
 	case runErr == nil:
 		// Even when a stop was asked meanwhile, the copy is done: report it, not hand it back.
-		return w.complete(ctx, l, res, log)
+		return w.complete(ctx, l, res, deleted, log)
 	case ctx.Err() != nil:
 		w.handBack(ctx, l, log)
 		return w.stopped(ctx)
@@ -269,11 +271,12 @@ func renewEvery(ttl time.Duration) time.Duration {
 	return max(ttl/3, minRenewEvery)
 }
 
-func (w *worker) complete(ctx context.Context, l leaseapi.Lease, res rsyncexec.Result, log zerolog.Logger) error {
+func (w *worker) complete(ctx context.Context, l leaseapi.Lease, res rsyncexec.Result, deleted int64, log zerolog.Logger) error {
 	stats := leaseapi.TransferStats{
 		FilesTransferred: res.FilesTransferred,
 		BytesTransferred: res.BytesTransferred,
 		Warnings:         res.Warnings,
+		Deleted:          deleted,
 	}
 	reportCtx, cancel := w.reportContext(ctx)
 	defer cancel()
@@ -303,6 +306,7 @@ func (w *worker) fail(ctx context.Context, l leaseapi.Lease, runErr error, log z
 	var exitErr *rsyncexec.ExitError
 	var refused *rsyncexec.RefusedError
 	var vanished *vanishedError
+	var pruneErr *prune.Error
 	switch {
 	case errors.As(runErr, &exitErr) && exitErr.NoSpace():
 		// Every partition would fail the same way, and it is not the partition's fault: hand
@@ -329,7 +333,11 @@ func (w *worker) fail(ctx context.Context, l leaseapi.Lease, runErr error, log z
 		if !req.Retryable {
 			fatal = fatalf("partition %d: %s", l.Partition, req.Error)
 		}
-	case errors.Is(runErr, rsyncexec.ErrBadList):
+	case errors.As(runErr, &pruneErr):
+		// Some entries could not be judged or deleted (an unreadable source directory, a
+		// destination entry that would not go): they were kept; another attempt may do.
+		req.FailedPaths = pruneErr.Paths
+	case errors.Is(runErr, rsyncexec.ErrBadList), errors.Is(runErr, prune.ErrBadPath):
 		// This partition's list is wrong, not this worker: no retry, but go on.
 		req.Retryable = false
 	default:

@@ -1,0 +1,80 @@
+package coordinator
+
+import (
+	"path/filepath"
+	"slices"
+
+	"github.com/krsync/krsync/leaseapi"
+)
+
+// pruneDirsPerPartition is how many directories one prune lease holds: each costs the
+// worker two directory reads and a lookup per extraneous name, far less than a copy, so a
+// lease holds many; fewer than DefaultDirsPerPartition so that the deletions spread over
+// the workers.
+const pruneDirsPerPartition = 2000
+
+// mirrorMode is the part of the run's identity that --mirror and --dry-run add: a journal
+// of a dry run must never be resumed by a run that copies (its partitions are "done"
+// without having copied anything), nor a copy's by a mirror run (which would miss its
+// prune leases).
+func mirrorMode(cfg Config) string {
+	switch {
+	case cfg.Mirror && cfg.DryRun:
+		return " mode=mirror-dry-run"
+	case cfg.Mirror:
+		return " mode=mirror"
+	}
+	return ""
+}
+
+// mirrorSpec is the Mirror every lease of a --mirror run carries (nil without --mirror):
+// the walk's patterns, so that the workers delete nothing the walk leaves out, and the
+// paths below the destination that krsync owns while the run lasts.
+func (c *Coordinator) mirrorSpec() *leaseapi.Mirror {
+	c.q.stats.Mirror, c.q.stats.DryRun = c.cfg.Mirror, c.cfg.DryRun
+	if !c.cfg.Mirror {
+		return nil
+	}
+	opts := c.cfg.Partitioner
+	m := &leaseapi.Mirror{
+		Exclude: slices.Clone(opts.Exclude), ExcludeFold: slices.Clone(opts.ExcludeFold),
+		Include: slices.Clone(opts.Include), IncludeFold: slices.Clone(opts.IncludeFold),
+		WalkRoot: c.cfg.Source,
+		Keep:     []string{c.tempDir},
+		DryRun:   c.cfg.DryRun,
+	}
+	if c.cfg.StateDir != "" && c.cfg.Dest != "" {
+		if rel, ok := below(c.cfg.StateDir, c.cfg.Dest); ok && rel != "." {
+			m.Keep = append(m.Keep, filepath.ToSlash(rel))
+		}
+	}
+	return m
+}
+
+// issuePrune adds the prune partitions of a --mirror run: every directory the walk kept,
+// in the journal's order (parents first), pruneDirsPerPartition at a time. The walk calls
+// it before it marks itself done, so that the directory pass, which sets the mtimes that
+// deletions change, waits for them; a replayed walk adds the same partitions again, which
+// the journal recognises by their lists.
+func (c *Coordinator) issuePrune(j *journal) error {
+	var after []byte
+	var n int
+	for {
+		list, count, last, err := j.dirChunk(after, pruneDirsPerPartition)
+		if err != nil {
+			return err
+		}
+		if count == 0 {
+			break
+		}
+		rp, _, err := j.addPartition(leaseapi.KindPrune, list, count, 0)
+		if err != nil {
+			return err
+		}
+		c.q.add(rp)
+		after = last
+		n++
+	}
+	c.log.Info().Int("partitions", n).Bool("dry_run", c.cfg.DryRun).Msg("mirror: prune pass issued")
+	return nil
+}
