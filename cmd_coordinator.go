@@ -39,6 +39,9 @@ type CoordinatorCmd struct {
 
 	// Kubernetes: --create-workers and friends; runCoordinator (cmd_coordinator_kube.go) uses them.
 	KubeFlags `embed:""`
+
+	// --verify, --verify-checksum, --summary-json (cmd_aftercopy.go).
+	AfterCopy AfterCopyFlags `embed:""`
 }
 
 // KubeFlags are the coordinator's Kubernetes flags, translated into kube.Options.
@@ -71,6 +74,10 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 	if err != nil {
 		return err
 	}
+	exclude, err := cmd.AfterCopy.check(cmd.FpartOpts)
+	if err != nil {
+		return err
+	}
 	// With --create-workers, the claims are read first: their volumes are part of the
 	// journal's identity (inside a Pod the paths are always /source and /dest).
 	d, err := cmd.connect(ctx, log)
@@ -93,6 +100,10 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 	// c.Run, plus the worker Job driver with --create-workers (cmd_coordinator_kube.go).
 	status, err := cmd.runCoordinator(ctx, c, d, ln, log)
 	fmt.Fprintf(streams.Stdout, "krsync coordinator: %s\n", status.Summary())
+	if !status.StartedAt.IsZero() && (status.Partitions.Total > 0 || status.EntriesWalked > 0) {
+		_, err = cmd.AfterCopy.finish(ctx, log, streams, copyRun{status: status, took: time.Since(status.StartedAt), err: err,
+			source: cmd.Source, dest: cmd.Dest, stateDir: cmd.StateDir, exclude: exclude})
+	}
 	switch {
 	case errors.Is(err, coordinator.ErrInvalidConfig):
 		return usageError{err}

@@ -28,6 +28,9 @@ type LocalCmd struct {
 	Progress          string        `help:"Progress bar: auto (on a terminal), always, never." default:"auto" enum:"auto,always,never"`
 	Mirror            bool          `help:"Make the destination an exact copy: delete what it holds and the source does not (never what -x/-X exclude, never what the source gains meanwhile)."`
 	DryRun            bool          `help:"With --mirror: copy nothing, delete nothing, log what --mirror would delete and count it."`
+
+	// --verify, --verify-checksum, --summary-json (cmd_aftercopy.go).
+	AfterCopy AfterCopyFlags `embed:""`
 }
 
 // Run copies the source into the destination with local.Run and prints a summary; exit 2
@@ -43,10 +46,16 @@ func (c LocalCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) 
 	if c.Progress == "always" || (c.Progress == "auto" && streams.StderrIsTerminal) {
 		cfg.Progress = streams.Stderr
 	}
+	exclude, err := c.AfterCopy.check(c.FpartOpts)
+	if err != nil {
+		return err
+	}
 	res, err := local.Run(ctx, cfg, log)
 	began := res.Took > 0
 	if began {
 		summarize(log, streams, res, c.Workers)
+		_, err = c.AfterCopy.finish(ctx, log, streams, copyRun{status: res.Status, took: res.Took, err: err,
+			source: c.Source, dest: c.Dest, stateDir: res.StateDir, exclude: exclude})
 	}
 	switch {
 	case errors.Is(err, local.ErrInvalidConfig):
@@ -91,9 +100,8 @@ func summarize(log zerolog.Logger, streams Streams, res local.Result, workers in
 	}
 }
 
-// printReport prints the closing lines on a terminal.
+// printReport prints the closing line on a terminal; the summary table follows
+// (AfterCopyFlags.finish).
 func printReport(w io.Writer, res local.Result, workers int) {
-	st := res.Status
-	st.StartedAt = time.Time{} // the line below says how long it took
-	fmt.Fprintf(w, "Synced in %s with %d workers.\n%s", res.Took.Round(time.Millisecond), workers, st.Report(time.Now()))
+	fmt.Fprintf(w, "Synced in %s with %d workers.\n", res.Took.Round(time.Millisecond), workers)
 }

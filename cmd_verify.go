@@ -47,55 +47,64 @@ func (c VerifyCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams)
 	}
 	log.Info().Str("source", c.Source).Str("dest", c.Dest).Int("workers", c.Workers).
 		Bool("checksum", c.Checksum).Strs("exclude", c.Exclude).Msg("verify: comparing")
+	_, err = compareTrees(ctx, log, verify.Config{
+		Source: c.Source, Dest: c.Dest, Workers: c.Workers, Checksum: c.Checksum, Exclude: c.Exclude,
+	}, c.Show, report, c.Report)
+	return err
+}
 
+// compareTrees runs verify.Run with krsync verify's reporting: the first show differences in
+// the log, every one to report as JSON lines when report is not nil (closed here; reportName
+// names it in messages), a closing line. It is the one reporting of a comparison, used by
+// krsync verify and by --verify after a copy. The error is an exitStatus 1 when the trees
+// differ, in one line that counts the differences by kind.
+func compareTrees(ctx context.Context, log zerolog.Logger, cfg verify.Config, show int, report *os.File, reportName string) (verify.Summary, error) {
 	var shown int
 	var out *bufio.Writer
 	if report != nil {
 		out = bufio.NewWriterSize(report, 256<<10)
 	}
-	sum, runErr := verify.Run(ctx, verify.Config{
-		Source: c.Source, Dest: c.Dest, Workers: c.Workers, Checksum: c.Checksum, Exclude: c.Exclude,
-		Report: func(d verify.Difference) error {
-			if shown < c.Show {
-				shown++
-				log.Warn().Str("kind", string(d.Kind)).Str("path", verify.Printable(d.Path)).
-					Str("source", verify.Printable(d.Source)).Str("dest", verify.Printable(d.Dest)).Msg("difference")
-			}
-			if out == nil {
-				return nil
-			}
-			line, err := json.Marshal(d)
-			if err != nil {
-				return err
-			}
-			out.Write(line)
-			return out.WriteByte('\n')
-		},
-	})
+	cfg.Report = func(d verify.Difference) error {
+		if shown < show {
+			shown++
+			log.Warn().Str("kind", string(d.Kind)).Str("path", verify.Printable(d.Path)).
+				Str("source", verify.Printable(d.Source)).Str("dest", verify.Printable(d.Dest)).Msg("difference")
+		}
+		if out == nil {
+			return nil
+		}
+		line, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		out.Write(line)
+		return out.WriteByte('\n')
+	}
+	sum, runErr := verify.Run(ctx, cfg)
 	if report != nil {
 		if err := out.Flush(); err != nil && runErr == nil {
-			runErr = fmt.Errorf("--report %s: %w", c.Report, err)
+			runErr = fmt.Errorf("--report %s: %w", reportName, err)
 		}
 		if err := report.Close(); err != nil && runErr == nil {
-			runErr = fmt.Errorf("--report %s: %w", c.Report, err)
+			runErr = fmt.Errorf("--report %s: %w", reportName, err)
 		}
 	}
 	if runErr != nil {
-		return fmt.Errorf("verify: %w", runErr)
+		return sum, fmt.Errorf("verify: %w", runErr)
 	}
 	log.Info().Int64("entries", sum.Entries).Int64("dirs", sum.Dirs).Int64("content_bytes", sum.ContentBytes).
 		Int64("differences", sum.Differences).Msg("verify: done")
 	if sum.Equal() {
-		return nil
+		return sum, nil
 	}
 	if more := sum.Differences - int64(shown); more > 0 {
-		where := "give --report FILE to list them all"
+		where := "krsync verify --report FILE lists them all"
 		if report != nil {
-			where = "all are in " + c.Report
+			where = "all are in " + reportName
 		}
 		log.Warn().Int64("more", more).Msgf("verify: and %d more differences (%s)", more, where)
 	}
-	return exitStatus{code: 1, err: fmt.Errorf("verify: %s and %s differ: %s", c.Source, c.Dest, countKinds(sum))}
+	return sum, exitStatus{code: 1, err: fmt.Errorf("verify: %s and %s differ: %s", cfg.Source, cfg.Dest, countKinds(sum))}
 }
 
 // countKinds renders "3 differences (2 mtime, 1 missing)".

@@ -142,6 +142,7 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 		tempDir:     tempDir,
 		sourceCheck: sourceCheck,
 	}
+	c.metrics = newMetrics(c)
 	c.mirror = c.mirrorSpec()
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, invalidf("TLS needs both a certificate and a key")

@@ -51,6 +51,8 @@ type Coordinator struct {
 	tempDir string
 	// sourceCheck are a few top-level names of the source (Lease.SourceCheck).
 	sourceCheck []string
+	// metrics are served at /metrics (metrics.go).
+	metrics *metrics
 	// mirror is every lease's Mirror with Config.Mirror, else nil (mirror.go).
 	mirror *leaseapi.Mirror
 }

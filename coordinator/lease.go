@@ -108,6 +108,8 @@ type queue struct {
 	filesSettledClosed bool
 	finishedCh         chan struct{} // closed when every partition, dirs included, is done or failed
 
+	expired int64 // leases that expired without a renewal (krsync_lease_expiries_total)
+
 	workers    map[string]bool // worker name → told "done"
 	allTold    chan struct{}   // closed once finished and every known worker was told "done"
 	allToldSet bool
@@ -364,6 +366,7 @@ func (q *queue) expire(id int64, token string) {
 	if time.Now().Before(p.deadline) {
 		return // renewed after the timer fired; Reset has re-armed it
 	}
+	q.expired++
 	q.settleAttemptLocked(p, fmt.Sprintf("lease expired: worker %s did not renew within %s", p.worker, q.ttl), nil, true)
 }
 
@@ -413,6 +416,7 @@ func (q *queue) countDoneLocked(p *partition, stats leaseapi.TransferStats) {
 	if p.kind == leaseapi.KindFiles {
 		q.stats.EntriesDone = addSaturating(q.stats.EntriesDone, p.entries)
 		q.stats.BytesDone = addSaturating(q.stats.BytesDone, p.bytes)
+		q.stats.Unchanged = addSaturating(q.stats.Unchanged, stats.Unchanged)
 	}
 	q.stats.FilesTransferred = addSaturating(q.stats.FilesTransferred, stats.FilesTransferred)
 	q.stats.BytesTransferred = addSaturating(q.stats.BytesTransferred, stats.BytesTransferred)

@@ -59,6 +59,7 @@ func (c *Coordinator) handler() http.Handler {
 	api.Handle(leaseapi.PathFail, onlyMethod(http.MethodPost, c.handleFail))
 	api.Handle(leaseapi.PathRelease, onlyMethod(http.MethodPost, c.handleRelease))
 	api.Handle(leaseapi.PathStatus, onlyMethod(http.MethodGet, c.handleStatus))
+	api.Handle(leaseapi.PathMetrics, onlyMethod(http.MethodGet, c.metrics.handler()))
 	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route: "+r.URL.Path)
 	})
@@ -129,6 +130,7 @@ func (c *Coordinator) handleLease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "wait_ms must not be negative")
 		return
 	}
+	c.metrics.seen(req.Worker)
 	wait := time.Duration(min(req.WaitMS, c.cfg.MaxWait.Milliseconds())) * time.Millisecond
 	if wait > 0 {
 		select {
@@ -155,6 +157,7 @@ func (c *Coordinator) handleLease(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Debug().Int64("partition", g.id).Int("attempt", g.attempt).Str("worker", req.Worker).Msg("leased")
+	c.metrics.granted(g.id, g.token, g.attempt)
 	writeJSON(w, http.StatusOK, leaseapi.LeaseResponse{State: leaseapi.LeaseGranted, Lease: &leaseapi.Lease{
 		Partition: g.id, Attempt: g.attempt, Token: g.token, TTLMS: g.ttl.Milliseconds(),
 		Kind: g.kind, List: list, Entries: g.entries, Bytes: g.bytes,
@@ -191,7 +194,7 @@ func (c *Coordinator) handleComplete(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, maxBodyBytes, &req, false) {
 		return
 	}
-	if req.Stats.FilesTransferred < 0 || req.Stats.BytesTransferred < 0 {
+	if req.Stats.FilesTransferred < 0 || req.Stats.BytesTransferred < 0 || req.Stats.Unchanged < 0 {
 		writeError(w, http.StatusBadRequest, "stats must not be negative")
 		return
 	}
@@ -201,6 +204,7 @@ func (c *Coordinator) handleComplete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if changed {
+		c.metrics.settled(id, req.Token, "done", strconv.Itoa(req.Stats.ExitCode))
 		err := c.journal.setState(id, stateRecord{state: stateDone, files: req.Stats.FilesTransferred, bytes: req.Stats.BytesTransferred})
 		if err != nil {
 			c.log.Error().Err(err).Msg("complete")
@@ -234,6 +238,7 @@ func (c *Coordinator) handleFail(w http.ResponseWriter, r *http.Request) {
 		writeQueueError(w, err)
 		return
 	}
+	c.metrics.settled(id, req.Token, "failed", exitCodeLabel(req.ExitCode))
 	ev := c.log.Warn()
 	if failedNow {
 		ev = c.log.Error()

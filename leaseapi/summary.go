@@ -75,12 +75,7 @@ func (s Status) Report(now time.Time) string {
 		}
 		b.WriteString(line + "\n")
 	}
-	for _, f := range s.Failed {
-		fmt.Fprintf(&b, "failed:       partition %d after %d attempts: %s\n", f.Partition, f.Attempts, OneLine(f.Error))
-		for _, path := range f.FailedPaths {
-			fmt.Fprintf(&b, "                %q\n", path)
-		}
-	}
+	writeFailed(&b, s.Failed)
 	return b.String()
 }
 
@@ -107,4 +102,122 @@ func percent(done, total int64) string {
 		return ""
 	}
 	return fmt.Sprintf(" (%.1f%%)", 100*float64(done)/float64(total))
+}
+
+// Record is a finished run's numbers: the JSON object of --summary-json, and, through
+// Table, the closing table on a terminal. krsync local and krsync coordinator both make it
+// with Status.Record, so the file, the table, `krsync status` and /metrics show the same
+// numbers.
+type Record struct {
+	// Complete is true when the run copied everything it walked (no failed partition, no
+	// walk error, not interrupted); the command's exit code says the same.
+	Complete        bool      `json:"complete"`
+	StartedAt       time.Time `json:"started_at"`
+	DurationSeconds float64   `json:"duration_seconds"`
+	EntriesWalked   int64     `json:"entries_walked"`
+	BytesWalked     int64     `json:"bytes_walked"`
+	// EntriesCopied and BytesCopied are the entries of done partitions: copied by rsync, or
+	// already equal in the destination (EntriesUnchanged of them were not even given to rsync).
+	EntriesCopied    int64 `json:"entries_copied"`
+	BytesCopied      int64 `json:"bytes_copied"`
+	EntriesUnchanged int64 `json:"entries_unchanged"`
+	// FilesTransferred and BytesTransferred are rsync's --stats: the files whose data was sent.
+	FilesTransferred int64 `json:"files_transferred"`
+	BytesTransferred int64 `json:"bytes_transferred"`
+	// EntriesNotCopied are walked entries of partitions that did not finish (failed ones).
+	EntriesNotCopied int64 `json:"entries_not_copied"`
+	// EntriesDeleted are the destination entries --mirror deleted (DryRun: would delete).
+	EntriesDeleted   int64             `json:"entries_deleted"`
+	Mirror           bool              `json:"mirror,omitempty"`
+	DryRun           bool              `json:"dry_run,omitempty"`
+	Vanished         int64             `json:"vanished"`
+	WalkErrors       int64             `json:"walk_errors"`
+	PartitionsTotal  int64             `json:"partitions_total"`
+	PartitionsDone   int64             `json:"partitions_done"`
+	PartitionsFailed int64             `json:"partitions_failed"`
+	Failed           []FailedPartition `json:"failed,omitempty"`
+	// BytesPerSecond and EntriesPerSecond are BytesCopied and EntriesCopied over the duration.
+	BytesPerSecond   float64 `json:"bytes_per_second"`
+	EntriesPerSecond float64 `json:"entries_per_second"`
+	// Verify is the comparison run after the copy (--verify), when one ran.
+	Verify *VerifyRecord `json:"verify,omitempty"`
+}
+
+// VerifyRecord is the outcome of `--verify` after a copy.
+type VerifyRecord struct {
+	Checksum    bool             `json:"checksum"`
+	Entries     int64            `json:"entries"`
+	Differences int64            `json:"differences"`
+	ByKind      map[string]int64 `json:"by_kind,omitempty"`
+}
+
+// Record makes the run's record from its final status and how long it took.
+func (s Status) Record(took time.Duration) Record {
+	p := s.Partitions
+	r := Record{
+		Complete:  s.Finished && p.Failed == 0 && s.WalkErrors == 0,
+		StartedAt: s.StartedAt, DurationSeconds: took.Seconds(),
+		EntriesWalked: s.EntriesWalked, BytesWalked: s.BytesWalked,
+		EntriesCopied: s.EntriesDone, BytesCopied: s.BytesDone, EntriesUnchanged: s.Unchanged,
+		FilesTransferred: s.FilesTransferred, BytesTransferred: s.BytesTransferred,
+		EntriesNotCopied: max(s.EntriesWalked-s.EntriesDone, 0),
+		EntriesDeleted:   s.Deleted, Mirror: s.Mirror, DryRun: s.DryRun,
+		Vanished: s.Vanished, WalkErrors: s.WalkErrors,
+		PartitionsTotal: p.Total, PartitionsDone: p.Done, PartitionsFailed: p.Failed,
+		Failed: s.Failed,
+	}
+	if secs := took.Seconds(); secs > 0 {
+		r.BytesPerSecond = float64(s.BytesDone) / secs
+		r.EntriesPerSecond = float64(s.EntriesDone) / secs
+	}
+	return r
+}
+
+// Table renders the record for people: a table of entries and bytes, then the failed
+// partitions with their paths.
+func (r Record) Table() string {
+	var b strings.Builder
+	row := func(what string, entries int64, bytes string, note string) {
+		fmt.Fprintf(&b, "%-16s %12d %12s  %s\n", what, entries, bytes, note)
+	}
+	fmt.Fprintf(&b, "%-16s %12s %12s\n", "", "entries", "bytes")
+	row("walked", r.EntriesWalked, HumanBytes(r.BytesWalked), "")
+	row("copied", r.EntriesCopied, HumanBytes(r.BytesCopied), "in the destination, equal to the source")
+	row("  transferred", r.FilesTransferred, HumanBytes(r.BytesTransferred), "files whose data rsync sent")
+	row("  unchanged", r.EntriesUnchanged, "", "already equal, skipped")
+	row("not copied", r.EntriesNotCopied, HumanBytes(max(r.BytesWalked-r.BytesCopied, 0)), "in failed partitions")
+	switch {
+	case r.DryRun:
+		row("deleted", 0, "", fmt.Sprintf("dry run: %d would be deleted, nothing copied", r.EntriesDeleted))
+	case r.Mirror || r.EntriesDeleted > 0:
+		row("deleted", r.EntriesDeleted, "", "--mirror: in the destination, not in the source")
+	}
+	row("vanished", r.Vanished, "", "deleted from the source during the run")
+	row("walk errors", r.WalkErrors, "", "unreadable: nothing below them copied")
+	fmt.Fprintf(&b, "%-16s %d done, %d failed, of %d\n", "partitions", r.PartitionsDone, r.PartitionsFailed, r.PartitionsTotal)
+	dur := time.Duration(r.DurationSeconds * float64(time.Second)).Round(time.Millisecond)
+	fmt.Fprintf(&b, "%-16s %s (%s/s, %.0f entries/s)\n", "duration", dur, HumanBytes(int64(r.BytesPerSecond)), r.EntriesPerSecond)
+	if v := r.Verify; v != nil {
+		what := "metadata"
+		if v.Checksum {
+			what = "metadata and contents"
+		}
+		verdict := "equal"
+		if v.Differences > 0 {
+			verdict = fmt.Sprintf("%d differences", v.Differences)
+		}
+		fmt.Fprintf(&b, "%-16s %s (%d entries, %s)\n", "verify", verdict, v.Entries, what)
+	}
+	writeFailed(&b, r.Failed)
+	return b.String()
+}
+
+// writeFailed lists failed partitions and their failed paths, one per line.
+func writeFailed(b *strings.Builder, failed []FailedPartition) {
+	for _, f := range failed {
+		fmt.Fprintf(b, "failed:       partition %d after %d attempts: %s\n", f.Partition, f.Attempts, OneLine(f.Error))
+		for _, path := range f.FailedPaths {
+			fmt.Fprintf(b, "                %q\n", path)
+		}
+	}
 }

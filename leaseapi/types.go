@@ -13,6 +13,7 @@ const (
 	PathFail     = "/v1/partitions/{id}/fail"     // POST FailRequest -> 204
 	PathRelease  = "/v1/workers/{worker}/release" // POST -> ReleaseResponse: hand back a gone worker's leases
 	PathStatus   = "/v1/status"                   // GET -> Status
+	PathMetrics  = "/metrics"                     // GET, Prometheus text format (bearer token)
 	PathHealthz  = "/healthz"                     // GET, no auth
 	PathReadyz   = "/readyz"                      // GET, no auth
 )
@@ -159,6 +160,12 @@ type TransferStats struct {
 	Deleted int64 `json:"deleted,omitempty"`
 	// Warnings are rsync's non-fatal complaints (e.g. exit 24, vanished files).
 	Warnings []string `json:"warnings,omitempty"`
+	// Unchanged counts the listed entries left out of rsync because the destination already
+	// equalled the source (rsyncexec.Result.Unchanged). Absent from older workers: 0.
+	Unchanged int64 `json:"unchanged,omitempty"`
+	// ExitCode is rsync's exit code of a successful run (0, or 24 for vanished files).
+	// Absent from older workers: 0.
+	ExitCode int `json:"exit_code,omitempty"`
 }
 
 // CompleteRequest reports a partition copied.
@@ -174,6 +181,9 @@ type FailRequest struct {
 	Retryable bool   `json:"retryable"`
 	// FailedPaths are the paths rsync named as not copied, when it named them.
 	FailedPaths []string `json:"failed_paths,omitempty"`
+	// ExitCode is rsync's exit code (-1: killed by a signal) when rsync ran and failed; nil
+	// when it did not run (or from an older worker).
+	ExitCode *int `json:"exit_code,omitempty"`
 }
 
 // ReleaseResponse says how many leases of a gone worker were handed back.
@@ -220,6 +230,9 @@ type Status struct {
 	Finished  bool              `json:"finished"`
 	Failed    []FailedPartition `json:"failed,omitempty"`
 	StartedAt time.Time         `json:"started_at"`
+	// Unchanged counts the entries of done file partitions (EntriesDone) that rsync was not
+	// even asked about: the destination already equalled the source (TransferStats.Unchanged).
+	Unchanged int64 `json:"unchanged"`
 }
 
 // ErrorResponse is the body of every 4xx and 5xx answer.

@@ -277,6 +277,8 @@ func (w *worker) complete(ctx context.Context, l leaseapi.Lease, res rsyncexec.R
 		BytesTransferred: res.BytesTransferred,
 		Warnings:         res.Warnings,
 		Deleted:          deleted,
+		Unchanged:        res.Unchanged,
+		ExitCode:         res.ExitCode,
 	}
 	reportCtx, cancel := w.reportContext(ctx)
 	defer cancel()
@@ -346,6 +348,9 @@ func (w *worker) fail(ctx context.Context, l leaseapi.Lease, runErr error, log z
 		// worker runs will work, but another worker may be fine, so the partition stays
 		// retryable.
 		fatal = fatalf("partition %d: %s", l.Partition, req.Error)
+	}
+	if exitErr != nil {
+		req.ExitCode = &exitErr.Code // for the coordinator's metrics
 	}
 	reportCtx, cancel := w.reportContext(ctx)
 	defer cancel()
