@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/leaseapi"
 	"github.com/krsync/krsync/pathcheck"
 )
 
@@ -136,14 +137,17 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 	c := &Coordinator{
 		cfg:   cfg,
 		log:   log,
-		q:     newQueue(cfg.LeaseTTL, cfg.MaxAttempts),
 		polls: make(chan struct{}, cfg.MaxLongPolls),
-
-		tempDir:     tempDir,
-		sourceCheck: sourceCheck,
+	}
+	c.leases = &ledger{
+		q:   newQueue(cfg.LeaseTTL, cfg.MaxAttempts, cfg.Mirror, cfg.DryRun),
+		log: log,
+		extra: leaseapi.Lease{
+			TempDir: tempDir, SourceCheck: sourceCheck, Mirror: mirrorSpec(cfg, tempDir),
+		},
 	}
 	c.metrics = newMetrics(c)
-	c.mirror = c.mirrorSpec()
+	c.leases.metrics = c.metrics
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, invalidf("TLS needs both a certificate and a key")
 	}

@@ -39,36 +39,25 @@ var ErrInvalidConfig = errors.New("invalid coordinator configuration")
 // Coordinator hands out the partitions of one source tree to workers. Create it with New
 // and run it once with Run.
 type Coordinator struct {
-	cfg     Config
-	log     zerolog.Logger
-	q       *queue
-	tls     *tls.Config
-	polls   chan struct{} // long-poll semaphore
-	ready   atomic.Bool
-	journal *journal // set by Run before serving
-	// tempDir is the run's directory for rsync's temporary files, relative to the
-	// destination root (Lease.TempDir).
-	tempDir string
-	// sourceCheck are a few top-level names of the source (Lease.SourceCheck).
-	sourceCheck []string
+	cfg   Config
+	log   zerolog.Logger
+	tls   *tls.Config
+	polls chan struct{} // long-poll semaphore
+	ready atomic.Bool
+	// leases is the lease state machine and its journal (lease.go): every change of a
+	// partition goes through it; the rest of the coordinator reads its queue's status
+	// and phase signals.
+	leases *ledger
 	// metrics are served at /metrics (metrics.go).
 	metrics *metrics
-	// mirror is every lease's Mirror with Config.Mirror, else nil (mirror.go).
-	mirror *leaseapi.Mirror
 }
 
 // Status is a snapshot of the run's progress.
-func (c *Coordinator) Status() leaseapi.Status { return c.q.status() }
+func (c *Coordinator) Status() leaseapi.Status { return c.leases.status() }
 
 // ReleaseWorker hands back every lease held by a worker that is gone (a deleted, evicted or
 // failed pod) without counting it as an attempt, and forgets the worker. It returns how many.
-func (c *Coordinator) ReleaseWorker(name string) int {
-	n := c.q.releaseWorker(name)
-	if n > 0 {
-		c.log.Info().Str("worker", name).Int("released", n).Msg("worker gone: leases handed back")
-	}
-	return n
-}
+func (c *Coordinator) ReleaseWorker(name string) int { return c.leases.releaseWorker(name) }
 
 // Run opens the journal, walks the source and serves the lease API on ln until every
 // partition is done or failed and the workers were told (bounded by Linger), or ctx ends.
@@ -81,7 +70,7 @@ func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status
 	j, st, aside, err := openAndLoad(c.cfg.StateDir, c.cfg.Identity, stateInDest)
 	if err != nil {
 		ln.Close()
-		return c.q.status(), err
+		return c.leases.status(), err
 	}
 	switch {
 	case aside != "" && stateInDest:
@@ -141,8 +130,7 @@ func (c *Coordinator) endJournal(j *journal, ended bool) error {
 
 // run serves one run on an open journal; see Run.
 func (c *Coordinator) run(ctx context.Context, ln net.Listener, j *journal, st journalState) (leaseapi.Status, error) {
-	c.restore(st)
-	c.journal = j
+	c.leases.open(j, st)
 	if c.cfg.StateDir != "" {
 		c.log.Info().Str("state_dir", c.cfg.StateDir).Int("partitions", len(st.parts)).
 			Bool("walk_done", st.walkDone).Msg("journal opened")
@@ -169,14 +157,14 @@ func (c *Coordinator) run(ctx context.Context, ln net.Listener, j *journal, st j
 	var wg sync.WaitGroup
 	walkErr := make(chan error, 1)
 	if !st.walkDone {
-		wg.Go(func() { walkErr <- c.walk(runCtx, j) })
+		wg.Go(func() { walkErr <- c.walk(runCtx) })
 	}
 	dirsErr := make(chan error, 1)
 	if !st.dirsIssued {
 		wg.Go(func() {
 			select {
-			case <-c.q.filesSettled:
-				dirsErr <- c.issueDirs(j)
+			case <-c.leases.q.filesSettled.done():
+				dirsErr <- c.issueDirs()
 			case <-runCtx.Done():
 			}
 		})
@@ -184,7 +172,7 @@ func (c *Coordinator) run(ctx context.Context, ln net.Listener, j *journal, st j
 
 	runErr := c.wait(ctx, walkErr, dirsErr, serveErr)
 	c.ready.Store(false)
-	c.q.close()
+	c.leases.close()
 	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		_ = srv.Close()
@@ -192,7 +180,7 @@ func (c *Coordinator) run(ctx context.Context, ln net.Listener, j *journal, st j
 	stop()
 	cancel()
 	wg.Wait()
-	status := c.q.status()
+	status := c.leases.status()
 	if runErr != nil {
 		return status, runErr
 	}
@@ -212,7 +200,7 @@ func (c *Coordinator) run(ctx context.Context, ln net.Listener, j *journal, st j
 
 // wait blocks until the run is over: finished and lingered, or an error, or ctx ends.
 func (c *Coordinator) wait(ctx context.Context, walkErr, dirsErr, serveErr <-chan error) error {
-	finished := c.q.finishedCh
+	finished := c.leases.q.finished.done()
 	var linger <-chan time.Time
 	for {
 		select {
@@ -224,7 +212,7 @@ func (c *Coordinator) wait(ctx context.Context, walkErr, dirsErr, serveErr <-cha
 			c.log.Info().Str("linger", c.cfg.Linger.String()).Msg("all partitions settled; telling the workers")
 		case <-linger:
 			return nil
-		case <-c.q.allTold: // closed only after finished
+		case <-c.leases.q.allTold.done(): // closed only after finished
 			return nil
 		case err := <-walkErr:
 			if err != nil {

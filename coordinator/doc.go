@@ -9,8 +9,10 @@
 // One job per file: config.go (Config, its defaults, New's checks); coordinator.go (the run's
 // lifecycle: journal opened and forgotten, the server started and stopped, the outcome);
 // walk.go (the walk pipeline: fpart into the journal in group commits, then the
-// directory-metadata pass); lease.go (the lease state machine, one cohesive thing: every
-// state change of a partition and its counters); server.go (HTTP transport of it);
+// directory-metadata pass); lease.go (the lease state machine, one cohesive thing: the
+// ledger, through which every state change of a partition goes with its journal record, log
+// line and metrics, and the in-memory queue and counters behind it); server.go (HTTP
+// transport of it: decode, call the ledger, encode, status codes);
 // journal.go (the bbolt journal, one cohesive thing: its format, reads, writes and the
 // guards against a corrupt file); names.go (the run's own names: temp dir, state dir rules).
 package coordinator

@@ -39,17 +39,18 @@ func newServingCoordinator(t testing.TB) *Coordinator {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		c.q.close()
+		c.leases.close()
 		_ = j.close()
 	})
+	var parts []restoredPartition
 	for _, paths := range [][]string{{"a"}, {"b", "c"}, {"d"}} {
 		p, _, err := j.addPartition(leaseapi.KindFiles, leaseapi.JoinList(paths), int64(len(paths)), 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.q.add(p)
+		parts = append(parts, p)
 	}
-	c.journal = j
+	c.leases.open(j, journalState{parts: parts})
 	c.ready.Store(true)
 	return c
 }
@@ -91,9 +92,9 @@ func FuzzHandlers(f *testing.F) {
 		// Whatever the worker lease, complete it so that the queue does not run dry.
 		var lr leaseapi.LeaseResponse
 		if rec.Code == 200 && rt.path == leaseapi.PathLease && json.Unmarshal(rec.Body.Bytes(), &lr) == nil && lr.Lease != nil {
-			c.q.release(lr.Lease.Partition, lr.Lease.Token)
+			c.leases.q.release(lr.Lease.Partition, lr.Lease.Token)
 		}
-		st := c.q.status()
+		st := c.leases.status()
 		p := st.Partitions
 		if p.Pending < 0 || p.Leased < 0 || p.Done < 0 || p.Failed < 0 || p.Pending+p.Leased+p.Done+p.Failed != p.Total {
 			t.Fatalf("inconsistent counts %+v", p)

@@ -1,17 +1,26 @@
 package coordinator
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/krsync/krsync/leaseapi"
 )
+
+// This file is the lease state machine, one cohesive thing: the ledger, through which every
+// change of a partition's state goes together with its journal record, its log line and its
+// metrics; the queue, the in-memory states and counters behind it; and their small types.
+// server.go only decodes requests, calls the ledger and encodes its answers.
 
 // partState is where a partition is in its life:
 //
@@ -39,6 +48,206 @@ func (s partState) String() string {
 		return "failed"
 	}
 	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// ledger is the lease state machine with its journal: every state change is made in the
+// queue first (under its mutex, no I/O), then recorded in the journal (outside it), logged
+// and measured, here and nowhere else. The journal is set by open, before the API serves.
+type ledger struct {
+	q       *queue
+	journal *journal
+	log     zerolog.Logger
+	metrics *metrics
+	// extra is what every lease of the run carries besides its partition (TempDir,
+	// SourceCheck, Mirror).
+	extra leaseapi.Lease
+}
+
+// open loads a journal's partitions and phases into the queue and records every change in
+// it from now on. Directory partitions are only restored once all of them were issued;
+// before that, addDirPartitions issues them again.
+func (l *ledger) open(j *journal, st journalState) {
+	l.journal = j
+	for _, p := range st.parts {
+		if p.kind == leaseapi.KindDirs && !st.dirsIssued {
+			continue
+		}
+		l.q.add(p)
+	}
+	if st.walkDone {
+		l.q.setWalkDone(st.walkErrors, st.vanished)
+	}
+	if st.dirsIssued {
+		l.q.setDirsIssued()
+	}
+}
+
+// addWalked records a group of the walk's file partitions and directories in one commit and
+// queues the partitions that are new; it returns how many the journal already held (a
+// replayed walk).
+func (l *ledger) addWalked(parts []WalkPartition, dirs []string) (replayed int64, err error) {
+	got, err := l.journal.addPartitions(leaseapi.KindFiles, parts, dirs)
+	if err != nil {
+		return 0, err
+	}
+	fresh := make([]restoredPartition, 0, len(got))
+	for _, p := range got {
+		if p.isNew {
+			fresh = append(fresh, p.restoredPartition)
+		} else {
+			replayed++
+		}
+	}
+	l.q.add(fresh...)
+	return replayed, nil
+}
+
+// addDirPartitions records and queues partitions of kind over every directory the walk kept,
+// in the journal's order (parents first), perPartition at a time; it returns how many. A
+// second pass (a restarted run) finds the same lists in the journal and adds them again.
+func (l *ledger) addDirPartitions(kind leaseapi.Kind, perPartition int) (int, error) {
+	var after []byte
+	var n int
+	for {
+		list, count, last, err := l.journal.dirChunk(after, perPartition)
+		if err != nil {
+			return n, err
+		}
+		if count == 0 {
+			return n, nil
+		}
+		rp, _, err := l.journal.addPartition(kind, list, count, 0)
+		if err != nil {
+			return n, err
+		}
+		l.q.add(rp)
+		after = last
+		n++
+	}
+}
+
+// addWalkError counts an entry the walk could not read; addVanished one it found deleted.
+// Both are journaled with the end of the walk (walkDone).
+func (l *ledger) addWalkError() { l.q.addWalkError() }
+func (l *ledger) addVanished()  { l.q.addVanished() }
+
+// walkDone records that the walk emitted its last partition.
+func (l *ledger) walkDone(walkErrors, vanished int64) error {
+	if err := l.journal.setWalkDone(walkErrors, vanished); err != nil {
+		return err
+	}
+	l.q.setWalkDone(walkErrors, vanished)
+	return nil
+}
+
+// dirsIssued records that every directory-metadata partition has been added.
+func (l *ledger) dirsIssued() error {
+	if err := l.journal.setDirsIssued(); err != nil {
+		return err
+	}
+	l.q.setDirsIssued()
+	return nil
+}
+
+// lease hands worker a partition with its list, waiting up to wait for one (see
+// queue.lease). ctx is the request's: when it ends while the lease is being granted, the
+// lease goes back to the queue and ctx's error is returned.
+func (l *ledger) lease(ctx context.Context, worker string, wait time.Duration) (leaseapi.LeaseResponse, error) {
+	l.metrics.seen(worker)
+	g, state := l.q.lease(ctx, worker, wait)
+	if state != leaseapi.LeaseGranted {
+		return leaseapi.LeaseResponse{State: state}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		l.q.release(g.id, g.token) // the worker hung up while its lease was being granted
+		return leaseapi.LeaseResponse{}, err
+	}
+	list, err := l.journal.list(g.id)
+	if err != nil {
+		l.q.release(g.id, g.token)
+		l.log.Error().Err(err).Int64("partition", g.id).Msg("lease: reading the list")
+		return leaseapi.LeaseResponse{}, fmt.Errorf("reading the partition's list: %w", err)
+	}
+	l.log.Debug().Int64("partition", g.id).Int("attempt", g.attempt).Str("worker", worker).Msg("leased")
+	l.metrics.granted(g.id, g.token, g.attempt)
+	lease := l.extra
+	lease.Partition, lease.Attempt, lease.Token, lease.TTLMS = g.id, g.attempt, g.token, g.ttl.Milliseconds()
+	lease.Kind, lease.List, lease.Entries, lease.Bytes = g.kind, list, g.entries, g.bytes
+	// The directory-metadata partition of the root removes the temporary directory: every
+	// file partition has settled by then, and the root's mtime is set after.
+	lease.RemoveTempDir = g.kind == leaseapi.KindDirs && holdsRoot(list)
+	return leaseapi.LeaseResponse{State: leaseapi.LeaseGranted, Lease: &lease}, nil
+}
+
+// renew extends the lease on id held with token by one TTL.
+func (l *ledger) renew(id int64, token string) (time.Duration, error) {
+	return l.q.renew(id, token)
+}
+
+// complete marks id done and records it. A repeated completion with the completing token
+// is accepted again without counting or recording it twice.
+func (l *ledger) complete(id int64, token string, stats leaseapi.TransferStats) error {
+	changed, err := l.q.complete(id, token, stats)
+	if err != nil || !changed {
+		return err
+	}
+	l.metrics.settled(id, token, "done", strconv.Itoa(stats.ExitCode))
+	if err := l.journal.setState(id, stateRecord{state: stateDone, files: stats.FilesTransferred, bytes: stats.BytesTransferred}); err != nil {
+		l.log.Error().Err(err).Msg("complete")
+		return err
+	}
+	ev := l.log.Debug()
+	if len(stats.Warnings) > 0 {
+		ev = l.log.Warn().Strs("warnings", stats.Warnings[:min(len(stats.Warnings), 10)])
+	}
+	ev.Int64("partition", id).Int64("files_transferred", stats.FilesTransferred).Msg("partition done")
+	return nil
+}
+
+// fail reports the lease on id as failed: pending again while attempts remain and the error
+// is retryable, otherwise failed for good and recorded so.
+func (l *ledger) fail(id int64, req leaseapi.FailRequest) error {
+	failedNow, err := l.q.fail(id, req)
+	if err != nil {
+		return err
+	}
+	l.metrics.settled(id, req.Token, "failed", exitCodeLabel(req.ExitCode))
+	ev := l.log.Warn()
+	if failedNow {
+		ev = l.log.Error()
+	}
+	ev.Int64("partition", id).Bool("retryable", req.Retryable).Bool("given_up", failedNow).
+		Int("failed_paths", len(req.FailedPaths)).Str("error", req.Error).Msg("partition failed")
+	if !failedNow {
+		return nil
+	}
+	if err := l.journal.setState(id, stateRecord{state: stateFailed, err: req.Error}); err != nil {
+		l.log.Error().Err(err).Msg("fail")
+		return err
+	}
+	return nil
+}
+
+// releaseWorker hands back every lease of a worker that is gone, without counting them as
+// attempts, and forgets the worker; it returns how many. Nothing is journaled: a leased
+// partition is pending again after a restart anyway.
+func (l *ledger) releaseWorker(name string) int {
+	n := l.q.releaseWorker(name)
+	if n > 0 {
+		l.log.Info().Str("worker", name).Int("released", n).Msg("worker gone: leases handed back")
+	}
+	return n
+}
+
+// status is a snapshot of the run's progress, as the API answers it.
+func (l *ledger) status() leaseapi.Status { return l.q.status() }
+
+// close ends the queue at the end of the run: long polls return, lease timers stop.
+func (l *ledger) close() { l.q.close() }
+
+// holdsRoot says whether a NUL-terminated list names the root ".".
+func holdsRoot(list []byte) bool {
+	return bytes.HasPrefix(list, []byte(".\x00")) || bytes.Contains(list, []byte("\x00.\x00"))
 }
 
 // maxFailedPaths bounds the failed paths kept per partition for the status answer.
@@ -69,7 +278,7 @@ type partition struct {
 	failedPaths []string
 }
 
-// grant is a lease just handed out: what the server needs to answer the worker.
+// grant is a lease just handed out: what the ledger needs to answer the worker.
 type grant struct {
 	id      int64
 	kind    leaseapi.Kind
@@ -80,53 +289,70 @@ type grant struct {
 	ttl     time.Duration
 }
 
+// counters are the queue's numbers: partitions by state, the sums of the walk and of the
+// workers' reports (saturating, see addSaturating), and the phases reached. status turns
+// them into the wire's leaseapi.Status; the metrics read them as they are.
+type counters struct {
+	total, pending, leased, done, failed int64 // partitions
+
+	entriesWalked, bytesWalked int64 // of file partitions
+	entriesDone, bytesDone     int64 // of file partitions done
+	filesTransferred           int64 // rsync --stats, as the workers reported them
+	bytesTransferred           int64
+	unchanged                  int64 // entries of done file partitions left out of rsync
+	deleted                    int64 // destination entries --mirror deleted
+	walkErrors, vanished       int64
+	expired                    int64 // leases that expired without a renewal
+
+	walkDone, finished bool
+}
+
 // queue is the partition state machine: a mutex around a small struct. Nothing in it blocks
 // or does I/O while holding the mutex; long polls wait on a channel outside it, and lease
 // expiry is driven by one timer per lease, set to its deadline.
 type queue struct {
 	ttl         time.Duration
 	maxAttempts int
+	startedAt   time.Time
+	mirror      bool // the run's --mirror and --dry-run, for the status
+	dryRun      bool
 
 	mu      sync.Mutex
 	parts   map[int64]*partition
 	pending fifo
 	leased  map[int64]*partition
 	failed  []int64
-	counts  leaseapi.PartitionCounts
-	stats   leaseapi.Status // the byte/entry sums; Partitions and Failed are filled by status()
+	n       counters
 
-	walkDone   bool
 	dirsIssued bool
-	finished   bool
 	closing    bool
 
-	// wake is closed (and replaced) when work appears or the run ends, to end long polls.
-	wake     chan struct{}
-	wakeUsed bool
+	// wake is closed and replaced when work appears or the run ends, to end the long polls
+	// waiting on it; polled says that one does (else there is nothing to end).
+	wake   *signal
+	polled bool
 
-	filesSettled       chan struct{} // closed when the walk is done and every file partition settled
-	filesSettledClosed bool
-	finishedCh         chan struct{} // closed when every partition, dirs included, is done or failed
+	filesSettled *signal // the walk is done and every file (and prune) partition settled
+	finished     *signal // every partition, dirs included, is done or failed
+	allTold      *signal // finished, and every known worker was told "done"
 
-	expired int64 // leases that expired without a renewal (krsync_lease_expiries_total)
-
-	workers    map[string]bool // worker name → told "done"
-	allTold    chan struct{}   // closed once finished and every known worker was told "done"
-	allToldSet bool
+	workers map[string]bool // worker name → told "done"
 }
 
-func newQueue(ttl time.Duration, maxAttempts int) *queue {
+func newQueue(ttl time.Duration, maxAttempts int, mirror, dryRun bool) *queue {
 	return &queue{
 		ttl:          ttl,
 		maxAttempts:  maxAttempts,
+		startedAt:    time.Now().UTC(),
+		mirror:       mirror,
+		dryRun:       dryRun,
 		parts:        make(map[int64]*partition),
 		leased:       make(map[int64]*partition),
-		wake:         make(chan struct{}),
-		filesSettled: make(chan struct{}),
-		finishedCh:   make(chan struct{}),
+		wake:         newSignal(),
+		filesSettled: newSignal(),
+		finished:     newSignal(),
+		allTold:      newSignal(),
 		workers:      make(map[string]bool),
-		allTold:      make(chan struct{}),
-		stats:        leaseapi.Status{StartedAt: time.Now().UTC()},
 	}
 }
 
@@ -156,14 +382,14 @@ func (q *queue) addLocked(r restoredPartition) {
 	}
 	p := &partition{id: r.id, kind: r.kind, entries: r.entries, bytes: r.bytes}
 	q.parts[r.id] = p
-	q.counts.Total++
+	q.n.total++
 	if r.kind == leaseapi.KindFiles {
-		q.stats.EntriesWalked = addSaturating(q.stats.EntriesWalked, r.entries)
-		q.stats.BytesWalked = addSaturating(q.stats.BytesWalked, r.bytes)
+		q.n.entriesWalked = addSaturating(q.n.entriesWalked, r.entries)
+		q.n.bytesWalked = addSaturating(q.n.bytesWalked, r.bytes)
 	}
 	if r.done {
 		p.state = stateDone
-		q.counts.Done++
+		q.n.done++
 		q.countDoneLocked(p, r.stats)
 		return
 	}
@@ -173,14 +399,14 @@ func (q *queue) addLocked(r restoredPartition) {
 // addWalkError counts one non-fatal walk error.
 func (q *queue) addWalkError() {
 	q.mu.Lock()
-	q.stats.WalkErrors++
+	q.n.walkErrors++
 	q.mu.Unlock()
 }
 
 // addVanished counts one entry that vanished during the walk.
 func (q *queue) addVanished() {
 	q.mu.Lock()
-	q.stats.Vanished++
+	q.n.vanished++
 	q.mu.Unlock()
 }
 
@@ -188,10 +414,9 @@ func (q *queue) addVanished() {
 func (q *queue) setWalkDone(walkErrors, vanished int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.walkDone = true
-	q.stats.WalkDone = true
-	q.stats.WalkErrors = max(q.stats.WalkErrors, walkErrors)
-	q.stats.Vanished = max(q.stats.Vanished, vanished)
+	q.n.walkDone = true
+	q.n.walkErrors = max(q.n.walkErrors, walkErrors)
+	q.n.vanished = max(q.n.vanished, vanished)
 	q.checkPhaseLocked()
 }
 
@@ -234,7 +459,7 @@ func (q *queue) tryLease(worker string) (grant, leaseapi.LeaseState, <-chan stru
 	if _, known := q.workers[worker]; !known && len(q.workers) < maxKnownWorkers {
 		q.workers[worker] = false
 	}
-	if q.finished {
+	if q.n.finished {
 		if _, known := q.workers[worker]; known {
 			q.workers[worker] = true
 		}
@@ -246,11 +471,11 @@ func (q *queue) tryLease(worker string) (grant, leaseapi.LeaseState, <-chan stru
 	}
 	p := q.pending.pop(q.parts)
 	if p == nil {
-		q.wakeUsed = true
-		return grant{}, leaseapi.LeaseWait, q.wake
+		q.polled = true
+		return grant{}, leaseapi.LeaseWait, q.wake.done()
 	}
-	q.counts.Pending--
-	q.counts.Leased++
+	q.n.pending--
+	q.n.leased++
 	p.state = stateLeased
 	p.attempts++
 	p.token = rand.Text()
@@ -306,7 +531,7 @@ func (q *queue) complete(id int64, token string, stats leaseapi.TransferStats) (
 	p.state = stateDone
 	p.token = token
 	p.lastErr, p.failedPaths = "", nil
-	q.counts.Done++
+	q.n.done++
 	q.countDoneLocked(p, stats)
 	q.checkPhaseLocked()
 	return true, nil
@@ -366,7 +591,7 @@ func (q *queue) expire(id int64, token string) {
 	if time.Now().Before(p.deadline) {
 		return // renewed after the timer fired; Reset has re-armed it
 	}
-	q.expired++
+	q.n.expired++
 	q.settleAttemptLocked(p, fmt.Sprintf("lease expired: worker %s did not renew within %s", p.worker, q.ttl), nil, true)
 }
 
@@ -388,7 +613,7 @@ func (q *queue) settleAttemptLocked(p *partition, errMsg string, failedPaths []s
 		return false
 	}
 	p.state = stateFailed
-	q.counts.Failed++
+	q.n.failed++
 	q.failed = append(q.failed, p.id)
 	q.checkPhaseLocked()
 	return true
@@ -401,26 +626,26 @@ func (q *queue) endLeaseLocked(p *partition) {
 		p.timer = nil
 	}
 	delete(q.leased, p.id)
-	q.counts.Leased--
+	q.n.leased--
 	p.worker = ""
 }
 
 func (q *queue) pushPendingLocked(p *partition) {
 	p.state = statePending
 	q.pending.push(p.id)
-	q.counts.Pending++
+	q.n.pending++
 	q.wakeLocked()
 }
 
 func (q *queue) countDoneLocked(p *partition, stats leaseapi.TransferStats) {
 	if p.kind == leaseapi.KindFiles {
-		q.stats.EntriesDone = addSaturating(q.stats.EntriesDone, p.entries)
-		q.stats.BytesDone = addSaturating(q.stats.BytesDone, p.bytes)
-		q.stats.Unchanged = addSaturating(q.stats.Unchanged, stats.Unchanged)
+		q.n.entriesDone = addSaturating(q.n.entriesDone, p.entries)
+		q.n.bytesDone = addSaturating(q.n.bytesDone, p.bytes)
+		q.n.unchanged = addSaturating(q.n.unchanged, stats.Unchanged)
 	}
-	q.stats.FilesTransferred = addSaturating(q.stats.FilesTransferred, stats.FilesTransferred)
-	q.stats.BytesTransferred = addSaturating(q.stats.BytesTransferred, stats.BytesTransferred)
-	q.stats.Deleted = addSaturating(q.stats.Deleted, max(stats.Deleted, 0))
+	q.n.filesTransferred = addSaturating(q.n.filesTransferred, stats.FilesTransferred)
+	q.n.bytesTransferred = addSaturating(q.n.bytesTransferred, stats.BytesTransferred)
+	q.n.deleted = addSaturating(q.n.deleted, max(stats.Deleted, 0))
 }
 
 // addSaturating adds two non-negative counters, stopping at math.MaxInt64 instead of
@@ -434,31 +659,27 @@ func addSaturating(a, b int64) int64 {
 
 // wakeLocked ends the current long polls, if any waits.
 func (q *queue) wakeLocked() {
-	if q.wakeUsed {
-		close(q.wake)
-		q.wake = make(chan struct{})
-		q.wakeUsed = false
+	if q.polled {
+		q.wake.close()
+		q.wake = newSignal()
+		q.polled = false
 	}
 }
 
 // checkPhaseLocked moves the run on when nothing is pending or leased: to the directory
 // pass after the walk, to finished after the directory pass.
 func (q *queue) checkPhaseLocked() {
-	if !q.walkDone || q.counts.Pending > 0 || q.counts.Leased > 0 {
+	if !q.n.walkDone || q.n.pending > 0 || q.n.leased > 0 {
 		return
 	}
 	if !q.dirsIssued {
-		if !q.filesSettledClosed {
-			q.filesSettledClosed = true
-			close(q.filesSettled)
-		}
+		q.filesSettled.close()
 		return
 	}
-	if !q.finished {
-		q.finished = true
-		q.stats.Finished = true
-		close(q.finishedCh)
-		q.wakeUsed = true
+	if !q.n.finished {
+		q.n.finished = true
+		q.finished.close()
+		q.polled = true
 		q.wakeLocked()
 		q.checkAllToldLocked()
 	}
@@ -466,7 +687,7 @@ func (q *queue) checkPhaseLocked() {
 
 // checkAllToldLocked closes allTold once finished and every known worker was told "done".
 func (q *queue) checkAllToldLocked() {
-	if !q.finished || q.allToldSet || len(q.workers) == 0 {
+	if !q.n.finished || len(q.workers) == 0 {
 		return
 	}
 	for _, told := range q.workers {
@@ -474,8 +695,7 @@ func (q *queue) checkAllToldLocked() {
 			return
 		}
 	}
-	q.allToldSet = true
-	close(q.allTold)
+	q.allTold.close()
 }
 
 // close ends the queue: long polls return, timers stop, no new waits start.
@@ -488,16 +708,56 @@ func (q *queue) close() {
 			p.timer.Stop()
 		}
 	}
-	q.wakeUsed = true
+	q.polled = true
 	q.wakeLocked()
 }
 
-// status is a snapshot of the counts and sums.
+// snapshot is a copy of the counters.
+func (q *queue) snapshot() counters {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
+}
+
+// leaseHolders returns the worker of every live lease (a worker once per lease).
+func (q *queue) leaseHolders() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	holders := make([]string, 0, len(q.leased))
+	seen := make(map[string]bool, len(q.leased))
+	for _, p := range q.leased {
+		if !seen[p.worker] {
+			seen[p.worker] = true
+			holders = append(holders, p.worker)
+		}
+	}
+	return holders
+}
+
+// status is a snapshot of the counts and sums in the API's terms, with the failed
+// partitions (at most maxListedFailures of them).
 func (q *queue) status() leaseapi.Status {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	s := q.stats
-	s.Partitions = q.counts
+	n := q.n
+	s := leaseapi.Status{
+		Partitions:       leaseapi.PartitionCounts{Pending: n.pending, Leased: n.leased, Done: n.done, Failed: n.failed, Total: n.total},
+		EntriesWalked:    n.entriesWalked,
+		BytesWalked:      n.bytesWalked,
+		EntriesDone:      n.entriesDone,
+		BytesDone:        n.bytesDone,
+		FilesTransferred: n.filesTransferred,
+		BytesTransferred: n.bytesTransferred,
+		WalkErrors:       n.walkErrors,
+		Vanished:         n.vanished,
+		Deleted:          n.deleted,
+		Unchanged:        n.unchanged,
+		Mirror:           q.mirror,
+		DryRun:           q.dryRun,
+		WalkDone:         n.walkDone,
+		Finished:         n.finished,
+		StartedAt:        q.startedAt,
+	}
 	s.Failed = make([]leaseapi.FailedPartition, 0, min(len(q.failed), maxListedFailures))
 	for _, id := range q.failed[:min(len(q.failed), maxListedFailures)] {
 		p := q.parts[id]
@@ -511,6 +771,17 @@ func (q *queue) status() leaseapi.Status {
 	}
 	return s
 }
+
+// signal is closed once, by whoever gets there first; done's channel is closed then.
+type signal struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newSignal() *signal { return &signal{ch: make(chan struct{})} }
+
+func (s *signal) close()                { s.once.Do(func() { close(s.ch) }) }
+func (s *signal) done() <-chan struct{} { return s.ch }
 
 // fifo is a queue of partition ids; a slice with a moving head, compacted as it drains.
 type fifo struct {

@@ -12,10 +12,11 @@ import (
 
 // This file is the coordinator's Prometheus instrumentation, served at leaseapi.PathMetrics
 // behind the API token, on the API's listener. The counters of the copy are read from the
-// queue's Status at scrape time, so /metrics, `krsync status` and the final summary cannot
-// disagree; what Status does not hold (lease latency, rsync exit codes, re-issues, active
-// workers) is recorded here as the handlers see it. A registry of its own, never the global
-// one: two coordinators in one process (tests, krsync local) do not collide.
+// queue's counters at scrape time, the same that Status is made of, so /metrics, `krsync
+// status` and the final summary cannot disagree; what they do not hold (lease latency, rsync
+// exit codes, re-issues, active workers) is recorded here as the ledger (lease.go) reports it.
+// A registry of its own, never the global one: two coordinators in one process (tests,
+// krsync local) do not collide.
 
 // metricsNamespace prefixes every metric name.
 const metricsNamespace = "krsync"
@@ -147,21 +148,6 @@ func (m *metrics) pruneLocked(now time.Time) {
 	}
 }
 
-// leaseHolders returns the worker of every live lease (a worker once per lease).
-func (q *queue) leaseHolders() (holders []string, expired int64) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	holders = make([]string, 0, len(q.leased))
-	seen := make(map[string]bool, len(q.leased))
-	for _, p := range q.leased {
-		if !seen[p.worker] {
-			seen[p.worker] = true
-			holders = append(holders, p.worker)
-		}
-	}
-	return holders, q.expired
-}
-
 // statusCollector turns the queue's Status into metrics at each scrape.
 type statusCollector struct {
 	c *Coordinator
@@ -199,29 +185,28 @@ func (s statusCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (s statusCollector) Collect(ch chan<- prometheus.Metric) {
-	st := s.c.q.status()
-	holders, expired := s.c.q.leaseHolders()
-	p := st.Partitions
-	for state, n := range map[string]int64{"pending": p.Pending, "leased": p.Leased, "done": p.Done, "failed": p.Failed} {
-		ch <- prometheus.MustNewConstMetric(descPartitions, prometheus.GaugeValue, float64(n), state)
+	n := s.c.leases.q.snapshot()
+	holders := s.c.leases.q.leaseHolders()
+	for state, v := range map[string]int64{"pending": n.pending, "leased": n.leased, "done": n.done, "failed": n.failed} {
+		ch <- prometheus.MustNewConstMetric(descPartitions, prometheus.GaugeValue, float64(v), state)
 	}
 	counter := func(d *prometheus.Desc, v int64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
-	counter(descEntriesWalked, st.EntriesWalked)
-	counter(descBytesWalked, st.BytesWalked)
-	counter(descEntriesCopied, st.EntriesDone)
-	counter(descBytesCopied, st.BytesDone)
-	counter(descFilesXfer, st.FilesTransferred)
-	counter(descBytesXfer, st.BytesTransferred)
-	counter(descUnchanged, st.Unchanged)
-	counter(descVanished, st.Vanished)
-	counter(descDeleted, st.Deleted)
-	counter(descWalkErrors, st.WalkErrors)
-	counter(descExpiries, expired)
+	counter(descEntriesWalked, n.entriesWalked)
+	counter(descBytesWalked, n.bytesWalked)
+	counter(descEntriesCopied, n.entriesDone)
+	counter(descBytesCopied, n.bytesDone)
+	counter(descFilesXfer, n.filesTransferred)
+	counter(descBytesXfer, n.bytesTransferred)
+	counter(descUnchanged, n.unchanged)
+	counter(descVanished, n.vanished)
+	counter(descDeleted, n.deleted)
+	counter(descWalkErrors, n.walkErrors)
+	counter(descExpiries, n.expired)
 	ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(s.m.activeWorkers(holders)))
-	ch <- prometheus.MustNewConstMetric(descWalkDone, prometheus.GaugeValue, boolValue(st.WalkDone))
-	ch <- prometheus.MustNewConstMetric(descFinished, prometheus.GaugeValue, boolValue(st.Finished))
+	ch <- prometheus.MustNewConstMetric(descWalkDone, prometheus.GaugeValue, boolValue(n.walkDone))
+	ch <- prometheus.MustNewConstMetric(descFinished, prometheus.GaugeValue, boolValue(n.finished))
 }
 
 func boolValue(b bool) float64 {

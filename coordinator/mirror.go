@@ -30,21 +30,20 @@ func mirrorMode(cfg Config) string {
 // mirrorSpec is the Mirror every lease of a --mirror run carries (nil without --mirror):
 // the walk's patterns, so that the workers delete nothing the walk leaves out, and the
 // paths below the destination that krsync owns while the run lasts.
-func (c *Coordinator) mirrorSpec() *leaseapi.Mirror {
-	c.q.stats.Mirror, c.q.stats.DryRun = c.cfg.Mirror, c.cfg.DryRun
-	if !c.cfg.Mirror {
+func mirrorSpec(cfg Config, tempDir string) *leaseapi.Mirror {
+	if !cfg.Mirror {
 		return nil
 	}
-	opts := c.cfg.Partitioner
+	opts := cfg.Partitioner
 	m := &leaseapi.Mirror{
 		Exclude: slices.Clone(opts.Exclude), ExcludeFold: slices.Clone(opts.ExcludeFold),
 		Include: slices.Clone(opts.Include), IncludeFold: slices.Clone(opts.IncludeFold),
-		WalkRoot: c.cfg.Source,
-		Keep:     []string{c.tempDir},
-		DryRun:   c.cfg.DryRun,
+		WalkRoot: cfg.Source,
+		Keep:     []string{tempDir},
+		DryRun:   cfg.DryRun,
 	}
-	if c.cfg.StateDir != "" && c.cfg.Dest != "" {
-		if rel, ok := below(c.cfg.StateDir, c.cfg.Dest); ok && rel != "." {
+	if cfg.StateDir != "" && cfg.Dest != "" {
+		if rel, ok := below(cfg.StateDir, cfg.Dest); ok && rel != "." {
 			m.Keep = append(m.Keep, filepath.ToSlash(rel))
 		}
 	}
@@ -56,24 +55,10 @@ func (c *Coordinator) mirrorSpec() *leaseapi.Mirror {
 // it before it marks itself done, so that the directory pass, which sets the mtimes that
 // deletions change, waits for them; a replayed walk adds the same partitions again, which
 // the journal recognises by their lists.
-func (c *Coordinator) issuePrune(j *journal) error {
-	var after []byte
-	var n int
-	for {
-		list, count, last, err := j.dirChunk(after, pruneDirsPerPartition)
-		if err != nil {
-			return err
-		}
-		if count == 0 {
-			break
-		}
-		rp, _, err := j.addPartition(leaseapi.KindPrune, list, count, 0)
-		if err != nil {
-			return err
-		}
-		c.q.add(rp)
-		after = last
-		n++
+func (c *Coordinator) issuePrune() error {
+	n, err := c.leases.addDirPartitions(leaseapi.KindPrune, pruneDirsPerPartition)
+	if err != nil {
+		return err
 	}
 	c.log.Info().Int("partitions", n).Bool("dry_run", c.cfg.DryRun).Msg("mirror: prune pass issued")
 	return nil

@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -130,7 +129,6 @@ func (c *Coordinator) handleLease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "wait_ms must not be negative")
 		return
 	}
-	c.metrics.seen(req.Worker)
 	wait := time.Duration(min(req.WaitMS, c.cfg.MaxWait.Milliseconds())) * time.Millisecond
 	if wait > 0 {
 		select {
@@ -140,32 +138,15 @@ func (c *Coordinator) handleLease(w http.ResponseWriter, r *http.Request) {
 			wait = 0 // too many long polls: answer at once
 		}
 	}
-	g, state := c.q.lease(r.Context(), req.Worker, wait)
-	if state != leaseapi.LeaseGranted {
-		writeJSON(w, http.StatusOK, leaseapi.LeaseResponse{State: state})
+	resp, err := c.leases.lease(r.Context(), req.Worker, wait)
+	switch {
+	case r.Context().Err() != nil:
+		return // the worker hung up; its lease, if any, went back to the queue
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	if r.Context().Err() != nil {
-		c.q.release(g.id, g.token) // the worker hung up while its lease was being granted
-		return
-	}
-	list, err := c.journal.list(g.id)
-	if err != nil {
-		c.q.release(g.id, g.token)
-		c.log.Error().Err(err).Int64("partition", g.id).Msg("lease: reading the list")
-		writeError(w, http.StatusInternalServerError, "reading the partition's list: "+err.Error())
-		return
-	}
-	c.log.Debug().Int64("partition", g.id).Int("attempt", g.attempt).Str("worker", req.Worker).Msg("leased")
-	c.metrics.granted(g.id, g.token, g.attempt)
-	writeJSON(w, http.StatusOK, leaseapi.LeaseResponse{State: leaseapi.LeaseGranted, Lease: &leaseapi.Lease{
-		Partition: g.id, Attempt: g.attempt, Token: g.token, TTLMS: g.ttl.Milliseconds(),
-		Kind: g.kind, List: list, Entries: g.entries, Bytes: g.bytes,
-		TempDir: c.tempDir, SourceCheck: c.sourceCheck, Mirror: c.mirror,
-		// The directory-metadata partition of the root removes the temporary directory:
-		// every file partition has settled by then, and the root's mtime is set after.
-		RemoveTempDir: g.kind == leaseapi.KindDirs && holdsRoot(list),
-	}})
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (c *Coordinator) handleRenew(w http.ResponseWriter, r *http.Request) {
@@ -177,7 +158,7 @@ func (c *Coordinator) handleRenew(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, maxBodyBytes, &req, false) {
 		return
 	}
-	ttl, err := c.q.renew(id, req.Token)
+	ttl, err := c.leases.renew(id, req.Token)
 	if err != nil {
 		writeQueueError(w, err)
 		return
@@ -198,24 +179,9 @@ func (c *Coordinator) handleComplete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "stats must not be negative")
 		return
 	}
-	changed, err := c.q.complete(id, req.Token, req.Stats)
-	if err != nil {
+	if err := c.leases.complete(id, req.Token, req.Stats); err != nil {
 		writeQueueError(w, err)
 		return
-	}
-	if changed {
-		c.metrics.settled(id, req.Token, "done", strconv.Itoa(req.Stats.ExitCode))
-		err := c.journal.setState(id, stateRecord{state: stateDone, files: req.Stats.FilesTransferred, bytes: req.Stats.BytesTransferred})
-		if err != nil {
-			c.log.Error().Err(err).Msg("complete")
-			writeError(w, http.StatusInternalServerError, err.Error())
-			return
-		}
-		ev := c.log.Debug()
-		if len(req.Stats.Warnings) > 0 {
-			ev = c.log.Warn().Strs("warnings", req.Stats.Warnings[:min(len(req.Stats.Warnings), 10)])
-		}
-		ev.Int64("partition", id).Int64("files_transferred", req.Stats.FilesTransferred).Msg("partition done")
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -233,24 +199,9 @@ func (c *Coordinator) handleFail(w http.ResponseWriter, r *http.Request) {
 	if req.Error == "" {
 		req.Error = "failed without a message"
 	}
-	failedNow, err := c.q.fail(id, req)
-	if err != nil {
+	if err := c.leases.fail(id, req); err != nil {
 		writeQueueError(w, err)
 		return
-	}
-	c.metrics.settled(id, req.Token, "failed", exitCodeLabel(req.ExitCode))
-	ev := c.log.Warn()
-	if failedNow {
-		ev = c.log.Error()
-	}
-	ev.Int64("partition", id).Bool("retryable", req.Retryable).Bool("given_up", failedNow).
-		Int("failed_paths", len(req.FailedPaths)).Str("error", req.Error).Msg("partition failed")
-	if failedNow {
-		if err := c.journal.setState(id, stateRecord{state: stateFailed, err: req.Error}); err != nil {
-			c.log.Error().Err(err).Msg("fail")
-			writeError(w, http.StatusInternalServerError, err.Error())
-			return
-		}
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -269,7 +220,7 @@ func (c *Coordinator) handleRelease(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Coordinator) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, c.q.status())
+	writeJSON(w, http.StatusOK, c.leases.status())
 }
 
 // partitionID reads the {id} path segment: a positive decimal integer.
@@ -330,7 +281,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any, empt
 	return true
 }
 
-// writeQueueError maps the state machine's errors to status codes.
+// writeQueueError maps the ledger's errors to status codes: its sentinels, and anything else
+// (the journal could not record the change) as 500.
 func writeQueueError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, leaseapi.ErrUnknownPartition):
@@ -358,9 +310,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "") + "..."
-}
-
-// holdsRoot says whether a NUL-terminated list names the root ".".
-func holdsRoot(list []byte) bool {
-	return bytes.HasPrefix(list, []byte(".\x00")) || bytes.Contains(list, []byte("\x00.\x00"))
 }

@@ -164,7 +164,7 @@ func TestNewRefusesOwnNamesInTheSource(t *testing.T) {
 		{"source has the parent only", []string{"a/"}, filepath.Join(dest, "a", "state"), ""},
 		{"state dir outside the destination", []string{".krsync-state/"}, filepath.Join(root, "elsewhere"), ""},
 		{"no clash", []string{"other"}, filepath.Join(dest, ".krsync-state"), ""},
-		{"temporary directory name", []string{probe.tempDir + "/"}, "", "temporary directory"},
+		{"temporary directory name", []string{probe.leases.extra.TempDir + "/"}, "", "temporary directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -90,23 +90,6 @@ func absPath(p string) string {
 	return abs
 }
 
-// restore loads the journal's partitions into the queue. Directory partitions are only
-// restored once all of them were issued; before that, issueDirs issues them again.
-func (c *Coordinator) restore(st journalState) {
-	for _, p := range st.parts {
-		if p.kind == leaseapi.KindDirs && !st.dirsIssued {
-			continue
-		}
-		c.q.add(p)
-	}
-	if st.walkDone {
-		c.q.setWalkDone(st.walkErrors, st.vanished)
-	}
-	if st.dirsIssued {
-		c.q.setDirsIssued()
-	}
-}
-
 // dirFlush is how many walked directories are buffered before they go to the journal.
 const dirFlush = 10000
 
@@ -123,14 +106,14 @@ type walkItem struct {
 // goroutine that commits whatever has queued up in one transaction (group commit): a
 // slow walk gets each partition journaled and leasable at once, a fast one is not held
 // back by one commit per partition.
-func (c *Coordinator) walk(ctx context.Context, j *journal) error {
+func (c *Coordinator) walk(ctx context.Context) error {
 	items := make(chan walkItem, walkBatchMax)
 	writerDone := make(chan struct{})
 	var writerErr error
 	var replayed int64
 	go func() {
 		defer close(writerDone)
-		replayed, writerErr = c.journalWalk(j, items)
+		replayed, writerErr = c.journalWalk(items)
 	}()
 	send := func(it walkItem) error {
 		select {
@@ -165,12 +148,12 @@ func (c *Coordinator) walk(ctx context.Context, j *journal) error {
 				// Listed by readdir, gone by lstat or open: deleted during the walk, as
 				// happens on a live volume. Like rsync's "vanished" files: not an error.
 				vanished++
-				c.q.addVanished()
+				c.leases.addVanished()
 				c.log.Info().Str("path", rel).Err(err).Msg("vanished during the walk")
 				return
 			}
 			walkErrors++
-			c.q.addWalkError()
+			c.leases.addWalkError()
 			c.log.Warn().Str("path", rel).Err(err).Msg("walk")
 		},
 	}
@@ -190,14 +173,13 @@ func (c *Coordinator) walk(ctx context.Context, j *journal) error {
 	}
 	if c.cfg.Mirror {
 		// Before the walk is done in the queue, so that the directory pass waits for them.
-		if err := c.issuePrune(j); err != nil {
+		if err := c.issuePrune(); err != nil {
 			return err
 		}
 	}
-	if err := j.setWalkDone(walkErrors, vanished); err != nil {
+	if err := c.leases.walkDone(walkErrors, vanished); err != nil {
 		return err
 	}
-	c.q.setWalkDone(walkErrors, vanished)
 	ev := c.log.Info().Int64("walk_errors", walkErrors).Int64("vanished", vanished)
 	if replayed > 0 {
 		ev = ev.Int64("replayed_partitions", replayed)
@@ -208,7 +190,7 @@ func (c *Coordinator) walk(ctx context.Context, j *journal) error {
 
 // journalWalk commits the walk's items in groups and queues the new partitions. It returns
 // how many partitions were already in the journal (a replayed walk).
-func (c *Coordinator) journalWalk(j *journal, items <-chan walkItem) (replayed int64, err error) {
+func (c *Coordinator) journalWalk(items <-chan walkItem) (replayed int64, err error) {
 	var parts []WalkPartition
 	var dirs []string
 	for it := range items {
@@ -230,47 +212,24 @@ func (c *Coordinator) journalWalk(j *journal, items <-chan walkItem) (replayed i
 				break
 			}
 		}
-		got, err := j.addPartitions(leaseapi.KindFiles, parts, dirs)
+		n, err := c.leases.addWalked(parts, dirs)
+		replayed += n
 		if err != nil {
 			return replayed, err
 		}
-		var fresh []restoredPartition
-		for _, p := range got {
-			if p.isNew {
-				fresh = append(fresh, p.restoredPartition)
-			} else {
-				replayed++
-			}
-		}
-		c.q.add(fresh...)
 	}
 	return replayed, nil
 }
 
 // issueDirs adds the directory-metadata partitions, once every file partition is settled.
-func (c *Coordinator) issueDirs(j *journal) error {
-	var after []byte
-	var n int
-	for {
-		list, count, last, err := j.dirChunk(after, c.cfg.DirsPerPartition)
-		if err != nil {
-			return err
-		}
-		if count == 0 {
-			break
-		}
-		rp, _, err := j.addPartition(leaseapi.KindDirs, list, count, 0)
-		if err != nil {
-			return err
-		}
-		c.q.add(rp)
-		after = last
-		n++
-	}
-	if err := j.setDirsIssued(); err != nil {
+func (c *Coordinator) issueDirs() error {
+	n, err := c.leases.addDirPartitions(leaseapi.KindDirs, c.cfg.DirsPerPartition)
+	if err != nil {
 		return err
 	}
-	c.q.setDirsIssued()
+	if err := c.leases.dirsIssued(); err != nil {
+		return err
+	}
 	c.log.Info().Int("partitions", n).Msg("directory-metadata pass issued")
 	return nil
 }
