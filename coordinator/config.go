@@ -54,7 +54,10 @@ type Config struct {
 	// Token is the bearer token every API call but /healthz and /readyz must carry. Required.
 	Token string
 	// StateDir holds the journal; a run restarted on it resumes. Empty: a throwaway journal
-	// in a temporary directory, removed at the end.
+	// in a temporary directory, removed at the end. The coordinator is the one owner of what
+	// it creates there: the directory when missing (recorded in the journal), the journal;
+	// a run that ended removes the journal, and the directory when krsync created it and
+	// it is empty.
 	StateDir string
 	// DirsPerPartition is how many directories go in one directory-metadata partition.
 	DirsPerPartition int

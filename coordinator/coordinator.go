@@ -80,7 +80,7 @@ func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status
 	}
 	status, err := c.run(ctx, ln, j, st)
 	ended := err == nil || errors.Is(err, ErrIncomplete)
-	if cerr := c.endJournal(j, ended); cerr != nil {
+	if cerr := c.endJournal(j, ended, stateInDest); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
 	if err == nil {
@@ -93,10 +93,11 @@ func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status
 // endJournal closes the journal. A run that ended (complete or not) leaves no journal
 // behind: the next run on the same state dir walks afresh instead of resuming a run that is
 // over (and skips, in rsync, what is already there). The state directory goes too when
-// krsync created it and it is empty; its parent's mtime (the destination root's, set by the
-// directory-metadata pass, for /dest/.krsync-state) is put back. A failure to put it back
-// makes the run incomplete: the destination would not equal the source.
-func (c *Coordinator) endJournal(j *journal, ended bool) error {
+// krsync created it and it is empty; its parent's mtime is put back. In the destination
+// (the destination root's, set by the directory-metadata pass, for /dest/.krsync-state) a
+// failure to put it back makes the run incomplete: the destination would not equal the
+// source. Elsewhere (krsync local's default under ~/.local/state/krsync) it is only logged.
+func (c *Coordinator) endJournal(j *journal, ended, stateInDest bool) error {
 	if err := j.closeGuarded(); err != nil {
 		c.log.Error().Err(err).Msg("closing the journal")
 		return nil
@@ -113,7 +114,7 @@ func (c *Coordinator) endJournal(j *journal, ended bool) error {
 	}
 	parentDir := filepath.Dir(j.createdDir)
 	parent, err := os.Stat(parentDir)
-	if err != nil {
+	if err != nil && stateInDest {
 		return fmt.Errorf("%w: the state directory's parent %s: %w", ErrIncomplete, parentDir, err)
 	}
 	// Only when empty: a token file or anything the user put there stays.
@@ -121,7 +122,14 @@ func (c *Coordinator) endJournal(j *journal, ended bool) error {
 		c.log.Info().Err(err).Str("state_dir", j.createdDir).Msg("state directory kept: not empty")
 		return nil
 	}
+	if parent == nil {
+		return nil
+	}
 	if err := os.Chtimes(parentDir, time.Time{}, parent.ModTime()); err != nil {
+		if !stateInDest {
+			c.log.Debug().Err(err).Str("dir", parentDir).Msg("could not put back the mtime of the state directory's parent")
+			return nil
+		}
 		return fmt.Errorf("%w: removing the state directory %s changed the mtime of %s and putting it back failed: %w (the coordinator needs CAP_FOWNER, or to own it)",
 			ErrIncomplete, j.createdDir, parentDir, pathcheck.UnwrapPath(err))
 	}

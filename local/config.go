@@ -36,7 +36,8 @@ type Config struct {
 	// Rsync is the rsync binary, a path or a name looked up in PATH.
 	Rsync string
 	// StateDir holds the journal; empty means one per source and destination pair under
-	// $XDG_STATE_HOME or ~/.local/state/krsync (see chooseStateDir).
+	// $XDG_STATE_HOME or ~/.local/state/krsync (see chooseStateDir). The coordinator creates
+	// it when missing and removes what it created after a run that ended.
 	StateDir    string
 	LeaseTTL    time.Duration
 	MaxAttempts int

@@ -28,10 +28,10 @@ type Result struct {
 }
 
 // Run checks cfg, copies the source into the destination and returns the run's numbers.
-// Every check happens before anything is written (errors wrap ErrInvalidConfig). The state
-// directory is removed after a run that ended, complete or not (a rerun walks afresh), and
-// kept when the run was interrupted or stopped early, so that running the same copy again
-// resumes. An incomplete run's error wraps coordinator.ErrIncomplete.
+// Every check happens before anything is written (errors wrap ErrInvalidConfig). The
+// coordinator forgets the state after a run that ended, complete or not (a rerun walks
+// afresh), and keeps it when the run was interrupted or stopped early, so that running the
+// same copy again resumes. An incomplete run's error wraps coordinator.ErrIncomplete.
 func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 	p, err := cfg.check()
 	if err != nil {
@@ -43,8 +43,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 			return res, fmt.Errorf("create destination: %w", err)
 		}
 	}
-	if err := os.MkdirAll(p.stateDir, 0o700); err != nil {
-		return res, fmt.Errorf("state directory: %w (choose another with --state-dir)", err)
+	if err := checkStateDir(p.stateDir); err != nil {
+		return res, err
 	}
 	log.Info().Str("source", p.source).Str("dest", p.dest).Int("workers", cfg.Workers).Str("state_dir", p.stateDir).Msg("starting; an interrupted run resumes from the state directory")
 
@@ -86,7 +86,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 	if res.Status.Partitions.Total == 0 && res.Status.EntriesWalked == 0 {
 		res.Status = coord.Status()
 	}
-	return res, outcome(ctx, e, res.Status, p.stateDir, cfg.StateDir != "", log)
+	return res, outcome(ctx, e, res.Status, p.stateDir)
 }
 
 // ending is how the coordinator and the workers ended.
@@ -158,12 +158,11 @@ func runAll(ctx context.Context, cfg Config, p plan, coord *coordinator.Coordina
 	return e
 }
 
-// outcome turns how the run ended into Run's error, and forgets a run that ended.
-func outcome(ctx context.Context, e ending, status leaseapi.Status, stateDir string, ownStateDir bool, log zerolog.Logger) error {
+// outcome turns how the run ended into Run's error.
+func outcome(ctx context.Context, e ending, status leaseapi.Status, stateDir string) error {
 	resume := fmt.Sprintf("state kept in %s; run the same command again to resume", stateDir)
 	switch {
 	case e.coordErr == nil && e.workerErr == nil:
-		removeState(stateDir, ownStateDir, log)
 		return nil
 	case errors.Is(e.coordErr, coordinator.ErrInvalidConfig):
 		// e.g. the state directory holds the journal of a copy to another destination.
@@ -175,7 +174,6 @@ func outcome(ctx context.Context, e ending, status leaseapi.Status, stateDir str
 	case errors.Is(e.coordErr, coordinator.ErrIncomplete):
 		// The run is over, not interrupted: what failed (unreadable entries, walk errors)
 		// needs a fix and a fresh walk, which skips what is already copied.
-		removeState(stateDir, ownStateDir, log)
 		return fmt.Errorf("%w (%d of %d partitions failed, %d walk errors); fix the cause and run again: the next run walks afresh and skips what is already copied",
 			e.coordErr, status.Partitions.Failed, status.Partitions.Total, status.WalkErrors)
 	default:

@@ -9,15 +9,16 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
-	"github.com/krsync/krsync/coordinator"
 	"github.com/krsync/krsync/pathcheck"
 )
 
 // This file is the state-directory policy of a local copy: where the journal lives (never in
 // the source, which would copy it, nor in the destination, which must end equal to the
-// source), and what goes when a run is over.
+// source). The coordinator owns the directory itself: it creates it when missing and, after
+// a run that ended, removes its journal and the directory it created (coordinator.Config.
+// StateDir), so the default directory, which is always created by krsync, leaves no trace.
 
 // chooseStateDir picks the journal's directory: the user's, else one per source and
 // destination pair under the user's state directory (or the temporary directory).
@@ -65,18 +66,22 @@ func resolvePrefix(path string) string {
 	}
 }
 
-// removeState forgets a finished run, so the next run starts clean. A default state
-// directory is krsync's own and goes whole; in a chosen one (own) only the journal goes (the
-// coordinator removes it), and the directory too when that leaves it empty.
-func removeState(stateDir string, own bool, log zerolog.Logger) {
-	var err error
-	if !own {
-		err = os.RemoveAll(stateDir)
-	} else if err = os.Remove(filepath.Join(stateDir, coordinator.JournalFile)); err == nil || errors.Is(err, fs.ErrNotExist) {
-		err = nil
-		_ = os.Remove(stateDir) // fails, harmlessly, when something else is in it
-	}
-	if err != nil {
-		log.Warn().Err(err).Str("state_dir", stateDir).Msg("could not remove the state of the finished run")
+// checkStateDir says, before the run, whether the coordinator can use or create dir: the
+// nearest directory on its path that exists must be a writable directory.
+func checkStateDir(dir string) error {
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		switch {
+		case (errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR)) && p != filepath.Dir(p):
+			continue // a file on the way is named below
+		case err != nil:
+			return fmt.Errorf("state directory %s: %w (choose another with --state-dir)", dir, err)
+		case !fi.IsDir():
+			return fmt.Errorf("state directory %s: %s is not a directory (choose another with --state-dir)", dir, p)
+		}
+		if err := unix.Access(p, unix.W_OK|unix.X_OK); err != nil {
+			return fmt.Errorf("state directory %s: %s is not writable: %w (choose another with --state-dir)", dir, p, err)
+		}
+		return nil
 	}
 }
