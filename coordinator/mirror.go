@@ -40,7 +40,9 @@ func mirrorSpec(cfg Config, tempDir string) *leaseapi.Mirror {
 		Include: slices.Clone(opts.Include), IncludeFold: slices.Clone(opts.IncludeFold),
 		WalkRoot: cfg.Source,
 		Keep:     []string{tempDir},
-		DryRun:   cfg.DryRun,
+		// Each rsync run's temporary directory, TEMPDIR.LABEL-RANDOM (rsyncexec).
+		KeepPrefix: []string{tempDir + "."},
+		DryRun:     cfg.DryRun,
 	}
 	if cfg.StateDir != "" && cfg.Dest != "" {
 		if rel, ok := below(cfg.StateDir, cfg.Dest); ok && rel != "." {

@@ -31,8 +31,16 @@ func TempDirName(identity string) string {
 // overwritten, then deleted at the end), so the destination could not equal the source.
 // The source may still gain such a name during the run; that is not checked again.
 func checkOwnNames(source, dest, stateDir, tempDir string) error {
-	if _, err := os.Lstat(filepath.Join(source, tempDir)); err == nil {
-		return fmt.Errorf("the source %s holds %s, the name of krsync's temporary directory in the destination: rename it, or copy its parent", source, tempDir)
+	// The run's temporary directories are tempDir and tempDir.LABEL-RANDOM (one per rsync
+	// run, see rsyncexec): the end of the run removes them all by that name.
+	names, err := topNames(source)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if name == tempDir || strings.HasPrefix(name, tempDir+".") {
+			return fmt.Errorf("the source %s holds %s, the name of a temporary directory krsync makes in the destination: rename it, or copy its parent", source, name)
+		}
 	}
 	if stateDir == "" || dest == "" {
 		return nil
@@ -108,4 +116,18 @@ func pickSourceCheck(source, stateDir, tempDir string) ([]string, error) {
 	}
 	picked := slices.Concat(dirs, others)
 	return picked[:min(len(picked), maxSourceCheck)], nil
+}
+
+// topNames lists the names at the top of dir.
+func topNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", dir, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: list it: %w", dir, err)
+	}
+	return names, nil
 }

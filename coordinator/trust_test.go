@@ -165,6 +165,7 @@ func TestNewRefusesOwnNamesInTheSource(t *testing.T) {
 		{"state dir outside the destination", []string{".krsync-state/"}, filepath.Join(root, "elsewhere"), ""},
 		{"no clash", []string{"other"}, filepath.Join(dest, ".krsync-state"), ""},
 		{"temporary directory name", []string{probe.leases.extra.TempDir + "/"}, "", "temporary directory"},
+		{"a run's temporary directory name", []string{probe.leases.extra.TempDir + ".p1-a1-x"}, "", "temporary directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -106,6 +106,10 @@ type Mirror struct {
 	// lasts (its temporary directory, a state directory in the destination): never deleted,
 	// nor the directories above them.
 	Keep []string `json:"keep,omitempty"`
+	// KeepPrefix are name prefixes at the top of the destination that krsync owns while the
+	// run lasts: the temporary directory of each rsync run, TEMPDIR.LABEL-RANDOM. A top-level
+	// name that starts with one of them is never deleted.
+	KeepPrefix []string `json:"keep_prefix,omitempty"`
 	// DryRun: copy nothing, delete nothing, only report what would be deleted.
 	DryRun bool `json:"dry_run,omitempty"`
 }

@@ -23,6 +23,9 @@ type Config struct {
 	Filter *fpart.Filter
 	// Keep are paths relative to Dest that are never deleted, nor the directories above them.
 	Keep []string
+	// KeepPrefix are prefixes of names at the top of Dest that are never deleted (krsync's
+	// temporary directory of each rsync run).
+	KeepPrefix []string
 	// DryRun deletes nothing; Deleted is still called for what would be deleted.
 	DryRun bool
 	// Deleted, when set, is called for each entry deleted (or that a dry run would delete),
@@ -267,7 +270,7 @@ func (p *pruner) inSource(rel string) (present, isDir bool, err error) {
 // owns it, the walk leaves it out, or the source holds it. It reports whether the entry is
 // gone (or would be, in a dry run).
 func (p *pruner) entry(ctx context.Context, dirfd int, name, rel string) (gone bool) {
-	if p.keep[rel] {
+	if p.keep[rel] || p.keptByPrefix(rel) {
 		p.res.Kept++
 		return false
 	}
@@ -346,6 +349,19 @@ func (p *pruner) removeDir(ctx context.Context, dirfd int, name, rel string, sti
 		}
 	}
 	p.fail(rel, unix.ENOTEMPTY)
+	return false
+}
+
+// keptByPrefix says whether rel is a top-level name that starts with one of KeepPrefix.
+func (p *pruner) keptByPrefix(rel string) bool {
+	if strings.Contains(rel, "/") {
+		return false
+	}
+	for _, prefix := range p.cfg.KeepPrefix {
+		if prefix != "" && strings.HasPrefix(rel, prefix) {
+			return true
+		}
+	}
 	return false
 }
 

@@ -70,10 +70,12 @@ func TestDirs(t *testing.T) {
 		"x.keep", "a/gone/y.keep", "a/gone/other", // excluded, and a lost directory holding one
 		"out->"+outside, "a/b/outdir->"+outside+"/sub", // symlinks out: go as links
 		".krsync-tmp-1/partial", "state/dir/journal.db", // krsync's own
+		".krsync-tmp-1.p3-a1-xyz/big.AbC",      // an rsync run's own: kept by KeepPrefix
+		".krsync-tmp-1x", "a/.krsync-tmp-1.p3", // look-alikes: not krsync's, extraneous
 	)
 	filter := fpart.NewFilter(fpart.Options{Exclude: []string{"*.keep"}}, src)
 	var reported []string
-	cfg := Config{Source: src, Dest: dst, Filter: filter, Keep: []string{".krsync-tmp-1", "state/dir"},
+	cfg := Config{Source: src, Dest: dst, Filter: filter, Keep: []string{".krsync-tmp-1", "state/dir"}, KeepPrefix: []string{".krsync-tmp-1."},
 		Deleted: func(rel string, isDir bool) { reported = append(reported, rel) }}
 
 	dry := cfg
@@ -90,6 +92,7 @@ func TestDirs(t *testing.T) {
 	res2, err := Dirs(context.Background(), cfg, []string{".", "a", "a/b"})
 	must(t, err)
 	want := []string{
+		".krsync-tmp-1.p3-a1-xyz/", ".krsync-tmp-1.p3-a1-xyz/big.AbC",
 		".krsync-tmp-1/", ".krsync-tmp-1/partial", "a/", "a/b/", "a/f", "a/gone/", "a/gone/y.keep",
 		"keep-me", "state/", "state/dir/", "state/dir/journal.db", "x.keep",
 	}

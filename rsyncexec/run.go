@@ -40,15 +40,18 @@ type Job struct {
 	// Dirs makes this the directory-metadata pass: List holds directories only, and each one's
 	// mode, owner, group and mtime are set to the source's without copying what is inside.
 	Dirs bool
-	// TempDir names a directory directly below Dest (one plain name, e.g. ".krsync-tmp-1a2b")
-	// that krsync owns. A file pass creates it (mode 0700) when missing, and rsync writes its
-	// temporary files there (--temp-dir) before renaming each into place (the same file
-	// system: a rename); see makeTempDir for why one directory serves every rsync of the run.
-	// It is resolved without following symlinks: a symlink or a file named TempDir is refused
-	// (ErrTempDir) and left alone. RemoveTempDir removes it whole at the end of a run.
-	// Empty: rsync's default, a temporary ".NAME.XXXXXX" beside each file, which a killed
-	// rsync leaves behind for good.
+	// TempDir names, directly below Dest, the run's temporary directories (one plain name,
+	// e.g. ".krsync-tmp-1a2b") that krsync owns: a file pass creates TEMPDIR.TempLabel-RANDOM
+	// (mode 0700) for this rsync alone, rsync writes its temporary files there (--temp-dir)
+	// before renaming each into place (the same file system: a rename), and Run removes it
+	// whole before it returns, whatever the outcome (see makeAttemptDir for why one per run,
+	// at the top). Everything is resolved without following symlinks. RemoveTempDir removes
+	// what a killed worker left, at the end of a run. Empty: rsync's default, a temporary
+	// ".NAME.XXXXXX" beside each file, which a killed rsync leaves behind for good.
 	TempDir string
+	// TempLabel is part of this run's directory name, e.g. "p12-a3" for partition 12,
+	// attempt 3, so that a leftover says whose it was; "" is "run".
+	TempLabel string
 	// ListDir, when set, holds the list as a file (--files-from=FILE) while rsync runs; by
 	// default rsync reads the list from its standard input (--files-from=-), which needs no
 	// writable directory (pods often have a read-only root filesystem) and leaves nothing
@@ -213,14 +216,23 @@ func Run(ctx context.Context, job Job) (Result, error) {
 			extra = append(extra, "--chmod=Du+rwx")
 		}
 		if job.TempDir != "" && ctx.Err() == nil {
-			if err := makeTempDir(dest, job.TempDir); err != nil {
+			attempt, err := makeAttemptDir(dest, job.TempDir, job.TempLabel)
+			if err != nil {
 				return Result{}, err
 			}
+			// Removed after rsync has exited (Run waits for its whole process group), so
+			// nothing writes there any more; a failure to remove is only a warning: the end
+			// of the run removes every such directory.
+			defer func() {
+				if err := removeAttemptDir(dest, attempt); err != nil {
+					log.Warn().Err(err).Msg("rsync's temporary directory left behind")
+				}
+			}()
 			// Relative: rsync's receiver works in the destination root and puts a temporary
 			// file at TEMPDIR/NAME.XXXXXX from there (receiver.c, get_tmpname); an absolute
 			// path would make rsync 3.5 walk every directory above the destination too for
-			// each file (see makeTempDir).
-			extra = append(extra, "--temp-dir="+job.TempDir)
+			// each file (see makeAttemptDir).
+			extra = append(extra, "--temp-dir="+attempt)
 		}
 		runs = append(runs, run{args: joinArgs(nil, args, extra), list: list})
 	default:

@@ -3,7 +3,10 @@ package rsyncexec
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -29,60 +32,90 @@ func checkTempName(name string) error {
 	return nil
 }
 
-// makeTempDir creates DEST/name (mode 0700) when it is missing, without following symlinks:
-// when DEST/name is a symlink or not a directory, it is refused and left alone.
-//
-// Every rsync of the run shares it: rsync names each temporary file NAME.XXXXXX with
-// mkstemp(3), so no two collide, and a stopped rsync (SIGTERM) removes its own (rsync's
-// cleanup handler); only an rsync killed outright leaves one, which the removal of the
-// whole directory at the end of the run takes. One level below the destination root, no
-// more: rsync 3.5 walks --temp-dir one component at a time for every operation on a
-// temporary file (syscall.c, secure_mkstemp and friends), so each level costs about ten
-// system calls per file copied.
-func makeTempDir(dest, name string) error {
+// makeAttemptDir creates DEST/NAME.LABEL-RANDOM (mode 0700), a fresh directory for the
+// temporary files of one rsync run, and returns its name. Why one per run, at the top of the
+// destination: every file rsync writes is created in --temp-dir and renamed out of it, and
+// creating or renaming in a directory takes that directory's lock (the kernel's i_rwsem,
+// NFS clients included), so one directory shared by all workers made every parallel copy on
+// network storage wait in line (44 s instead of 17 s for 5,000 files at 1 ms per request);
+// and one level deep, no more: rsync 3.5 walks --temp-dir one component at a time for every
+// operation on a temporary file (syscall.c, secure_mkstemp and friends), about ten system
+// calls per file for each level. RemoveTempDir removes NAME and every NAME.* directory.
+func makeAttemptDir(dest, name, label string) (string, error) {
 	if err := checkTempName(name); err != nil {
-		return err
+		return "", err
 	}
+	if label == "" || strings.ContainsAny(label, "/\x00") {
+		label = "run"
+	}
+	root, err := unix.Open(dest, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("%w: destination %s: %w", ErrTempDir, dest, err)
+	}
+	defer unix.Close(root)
+	for range 10 {
+		attempt := name + "." + label + "-" + strconv.FormatUint(rand.Uint64(), 36)
+		err = unix.Mkdirat(root, attempt, tempDirMode)
+		if err == nil {
+			return attempt, nil
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			break
+		}
+	}
+	return "", fmt.Errorf("%w: create a directory %s.%s-* in %s: %w", ErrTempDir, name, label, dest, err)
+}
+
+// removeAttemptDir removes one run's directory (makeAttemptDir) whole, without following
+// symlinks.
+func removeAttemptDir(dest, attempt string) error {
 	root, err := unix.Open(dest, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("%w: destination %s: %w", ErrTempDir, dest, err)
 	}
 	defer unix.Close(root)
-	full := filepath.Join(dest, name)
-	if err := unix.Mkdirat(root, name, tempDirMode); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("%w: create %s: %w", ErrTempDir, full, err)
+	if err := confine.RemoveTree(root, attempt); err != nil {
+		return tempDirError(filepath.Join(dest, attempt), err)
 	}
-	dir, err := confine.OpenDir(root, name, unix.O_PATH)
-	if err != nil {
-		return tempDirError(full, err)
-	}
-	unix.Close(dir)
 	return nil
 }
 
-// RemoveTempDir removes the directory name directly below dest whole (the run's Job.TempDir,
-// when every partition is settled), without following symlinks: a symlink or a file of that
-// name is refused with an error wrapping ErrTempDir and left alone, since krsync did not
-// create it. A missing directory is fine.
+// RemoveTempDir removes, directly below dest, the directory name and every directory
+// name.* (the runs' directories of makeAttemptDir that a killed worker left), when every
+// partition is settled, without following symlinks: a symlink or a file of such a name is
+// refused with an error wrapping ErrTempDir and left alone, since krsync did not create it.
+// None at all is fine. The coordinator refuses a source that holds such names.
 func RemoveTempDir(dest, name string) error {
 	if err := checkTempName(name); err != nil {
 		return err
 	}
-	root, err := unix.Open(dest, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	root, err := unix.Open(dest, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("%w: destination %s: %w", ErrTempDir, dest, err)
 	}
-	defer unix.Close(root)
-	full := filepath.Join(dest, name)
-	// Looked at first only to name the problem well (open(O_NOFOLLOW|O_DIRECTORY) says
-	// ENOTDIR for a symlink); confine.RemoveTree refuses a symlink swapped in after this on its own.
-	if confine.IsSymlinkAt(root, name) {
-		return tempDirError(full, unix.ELOOP)
+	dir := os.NewFile(uintptr(root), dest)
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("%w: list destination %s: %w", ErrTempDir, dest, err)
 	}
-	if err := confine.RemoveTree(root, name); err != nil {
-		return tempDirError(full, err)
+	var errs []error
+	for _, n := range names {
+		if n != name && !strings.HasPrefix(n, name+".") {
+			continue
+		}
+		full := filepath.Join(dest, n)
+		// Looked at first only to name the problem well (open(O_NOFOLLOW|O_DIRECTORY) says
+		// ENOTDIR for a symlink); confine.RemoveTree refuses a symlink swapped in after this on its own.
+		if confine.IsSymlinkAt(root, n) {
+			errs = append(errs, tempDirError(full, unix.ELOOP))
+			continue
+		}
+		if err := confine.RemoveTree(root, n); err != nil {
+			errs = append(errs, tempDirError(full, err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // tempDirError says what is wrong with the temporary directory in one line.

@@ -47,16 +47,17 @@ func checkUserFiles(t *testing.T, dst, outside string) {
 	}
 }
 
-// tempLeftovers lists what is below DEST/TempDir, and rsync-style temporary names anywhere
-// else in the destination except the user's planted ones.
+// tempLeftovers lists krsync's temporary directories (TempDir, TempDir.*) and what is in
+// them, and rsync-style temporary names anywhere else in the destination except the user's
+// planted ones.
 func tempLeftovers(t *testing.T, dst string) []string {
 	t.Helper()
 	var left []string
 	_ = filepath.WalkDir(dst, func(p string, d os.DirEntry, err error) error {
 		rel, _ := filepath.Rel(dst, p)
 		switch {
-		case err != nil || rel == "." || rel == testTempDir:
-		case strings.HasPrefix(rel, testTempDir+"/"):
+		case err != nil || rel == ".":
+		case rel == testTempDir || strings.HasPrefix(rel, testTempDir+".") || strings.HasPrefix(rel, testTempDir+"/"):
 			left = append(left, rel)
 		case rel == ".report.txt.abc123" || rel == "sub/.f.XYZ123":
 		case strings.HasPrefix(d.Name(), "."):
@@ -101,19 +102,16 @@ func TestRunTempDir(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(t, dst)
 			}
-			res, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list(tt.list...), TempDir: testTempDir})
+			res, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list(tt.list...), TempDir: testTempDir, TempLabel: "p1-a1"})
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Run = %v, want error %v", err, tt.wantErr)
 			}
-			if !strings.Contains(strings.Join(res.Args, " "), " --temp-dir="+testTempDir+" ") {
-				t.Errorf("rsync did not get the run's temporary directory, relative to the destination: %q", res.Args)
+			if !strings.Contains(strings.Join(res.Args, " "), " --temp-dir="+testTempDir+".p1-a1-") {
+				t.Errorf("rsync did not get a temporary directory of its own, at the top of the destination: %q", res.Args)
 			}
 			checkUserFiles(t, dst, outside)
 			if left := tempLeftovers(t, dst); len(left) > 0 {
 				t.Errorf("left behind: %q", left)
-			}
-			if fi, err := os.Lstat(filepath.Join(dst, testTempDir)); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
-				t.Errorf("temporary directory: %v, %v; want a directory with mode 0700", fi, err)
 			}
 			if got, err := os.ReadFile(filepath.Join(dst, "report.txt")); err != nil || string(got) != tt.files[0].content {
 				t.Errorf("report.txt = %q, %v", got, err)
@@ -123,7 +121,7 @@ func TestRunTempDir(t *testing.T) {
 }
 
 // TestRunTempDirStopped cancels a run in the middle of a big file, the way a worker stops on
-// SIGTERM or a lost lease: rsync removes its half-written file itself.
+// SIGTERM or a lost lease: the half-written file is gone with the run's directory.
 func TestRunTempDirStopped(t *testing.T) {
 	rsync := testbin.Rsync(t)
 	src, dst := t.TempDir(), t.TempDir()
@@ -134,11 +132,11 @@ func TestRunTempDirStopped(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := Run(ctx, Job{Binary: rsync, Args: []string{"-a", "--bwlimit=256"}, Source: src, Dest: dst,
-			List: list("big"), TempDir: testTempDir, KillGrace: time.Second})
+			List: list("big"), TempDir: testTempDir, TempLabel: "p7-a2", KillGrace: time.Second})
 		done <- err
 	}()
 	waitFor(t, "rsync's temporary file in its directory", 30*time.Second, func() bool {
-		matches, _ := filepath.Glob(filepath.Join(dst, testTempDir, "big.*"))
+		matches, _ := filepath.Glob(filepath.Join(dst, testTempDir+".p7-a2-*", "big.*"))
 		return len(matches) > 0
 	})
 	cancel()
@@ -154,15 +152,16 @@ func TestRunTempDirStopped(t *testing.T) {
 	}
 }
 
-// TestTempDirNeverFollowed plants a symlink (or a file) where krsync's temporary directory
-// goes: the run is refused before rsync starts, and the removal at the end of a run refuses
-// too, leaving both the link and what it points to alone.
+// TestTempDirNeverFollowed plants a symlink (or a file) with the names of krsync's
+// temporary directories: a run makes a directory of its own beside it and never touches
+// it, and the removal at the end of a run refuses it, leaving both the link and what it
+// points to alone.
 func TestTempDirNeverFollowed(t *testing.T) {
 	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name  string
 		plant func(t *testing.T, p, outside string)
-		says  string // what the errors must say
+		says  string // what the removal's error must say
 	}{
 		{"symlink to an outside directory", func(t *testing.T, p, outside string) { must(t, os.Symlink(outside, p)) }, "is a symlink"},
 		{"symlink to a directory inside", func(t *testing.T, p, _ string) {
@@ -172,32 +171,33 @@ func TestTempDirNeverFollowed(t *testing.T) {
 		{"a file", func(t *testing.T, p, _ string) { must(t, os.WriteFile(p, []byte("user data"), 0o644)) }, "is not a directory"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			src, dst, outside := t.TempDir(), t.TempDir(), t.TempDir()
-			makeTree(t, src, []entry{{path: "f", content: "f", mode: 0o644, uid: -1, gid: -1}})
-			makeTree(t, outside, []entry{{path: "keep/me", content: "outside", mode: 0o644, uid: -1, gid: -1}})
-			p := filepath.Join(dst, testTempDir)
-			tt.plant(t, p, outside)
-			before, _ := os.Lstat(p)
+		for _, name := range []string{testTempDir, testTempDir + ".p1-a1-dead"} {
+			t.Run(tt.name+" named "+name, func(t *testing.T) {
+				src, dst, outside := t.TempDir(), t.TempDir(), t.TempDir()
+				makeTree(t, src, []entry{{path: "f", content: "f", mode: 0o644, uid: -1, gid: -1}})
+				makeTree(t, outside, []entry{{path: "keep/me", content: "outside", mode: 0o644, uid: -1, gid: -1}})
+				p := filepath.Join(dst, name)
+				tt.plant(t, p, outside)
+				before, _ := os.Lstat(p)
 
-			res, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("f"), TempDir: testTempDir})
-			if !errors.Is(err, ErrTempDir) || res.Args != nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), tt.says) {
-				t.Errorf("Run = %v (rsync %q); want a one-line ErrTempDir saying %q before rsync runs", err, res.Args, tt.says)
-			}
-			if err := RemoveTempDir(dst, testTempDir); !errors.Is(err, ErrTempDir) || !strings.Contains(err.Error(), tt.says) {
-				t.Errorf("RemoveTempDir = %v, want ErrTempDir saying %q", err, tt.says)
-			}
-			after, err := os.Lstat(p)
-			if err != nil || after.Mode() != before.Mode() {
-				t.Errorf("the planted %s changed: %v, %v", tt.name, after, err)
-			}
-			if got, err := os.ReadFile(filepath.Join(outside, "keep/me")); err != nil || string(got) != "outside" {
-				t.Errorf("outside changed: %q, %v", got, err)
-			}
-			if entries, _ := os.ReadDir(outside); len(entries) != 1 {
-				t.Errorf("something was created outside: %v", entries)
-			}
-		})
+				if _, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("f"), TempDir: testTempDir}); err != nil {
+					t.Errorf("Run = %v; want a copy beside the planted entry", err)
+				}
+				if err := RemoveTempDir(dst, testTempDir); !errors.Is(err, ErrTempDir) || !strings.Contains(err.Error(), tt.says) || strings.Contains(err.Error(), "\n") {
+					t.Errorf("RemoveTempDir = %v, want a one-line ErrTempDir saying %q", err, tt.says)
+				}
+				after, err := os.Lstat(p)
+				if err != nil || after.Mode() != before.Mode() {
+					t.Errorf("the planted %s changed: %v, %v", tt.name, after, err)
+				}
+				if got, err := os.ReadFile(filepath.Join(outside, "keep/me")); err != nil || string(got) != "outside" {
+					t.Errorf("outside changed: %q, %v", got, err)
+				}
+				if entries, _ := os.ReadDir(outside); len(entries) != 1 {
+					t.Errorf("something was created outside: %v", entries)
+				}
+			})
+		}
 	}
 }
 
@@ -211,22 +211,25 @@ func TestRemoveTempDir(t *testing.T) {
 	})
 	makeTree(t, dst, []entry{
 		{path: "user-file", content: "keep", mode: 0o644, uid: -1, gid: -1},
-		{path: testTempDir + "/p1-a1-x/big.AbC123", content: "half", mode: 0o600, uid: -1, gid: -1},
-		{path: testTempDir + "/p2-a1-y/deep/er/f", content: "f", mode: 0o600, uid: -1, gid: -1},
-		{path: testTempDir + "/p2-a1-y/to-dir", mode: os.ModeSymlink, content: filepath.Join(outside, "dir"), uid: -1, gid: -1},
-		{path: testTempDir + "/p2-a1-y/to-file", mode: os.ModeSymlink, content: filepath.Join(outside, "precious"), uid: -1, gid: -1},
-		{path: testTempDir + "/p3-a1-z", mode: os.ModeDir | 0o500, uid: -1, gid: -1},
+		{path: testTempDir + ".p1-a1-x/big.AbC123", content: "half", mode: 0o600, uid: -1, gid: -1},
+		{path: testTempDir + ".p2-a1-y/deep/er/f", content: "f", mode: 0o600, uid: -1, gid: -1},
+		{path: testTempDir + ".p2-a1-y/to-dir", mode: os.ModeSymlink, content: filepath.Join(outside, "dir"), uid: -1, gid: -1},
+		{path: testTempDir + ".p2-a1-y/to-file", mode: os.ModeSymlink, content: filepath.Join(outside, "precious"), uid: -1, gid: -1},
+		{path: testTempDir + ".p3-a1-z", mode: os.ModeDir | 0o500, uid: -1, gid: -1},
+		{path: testTempDir + "/old-layout", content: "f", mode: 0o600, uid: -1, gid: -1},
+		{path: testTempDir + "x-not-ours", content: "a user's", mode: 0o644, uid: -1, gid: -1},
 	})
 	if err := RemoveTempDir(dst, testTempDir); err != nil {
 		t.Fatalf("RemoveTempDir: %v", err)
 	}
-	if _, err := os.Lstat(filepath.Join(dst, testTempDir)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("temporary directory still there: %v", err)
+	if left, _ := filepath.Glob(filepath.Join(dst, testTempDir+"*")); len(left) != 1 || filepath.Base(left[0]) != testTempDir+"x-not-ours" {
+		t.Errorf("left after the removal: %q; want only the user's %sx-not-ours", left, testTempDir)
 	}
 	for p, want := range map[string]string{
-		filepath.Join(dst, "user-file"):        "keep",
-		filepath.Join(outside, "precious"):     "outside",
-		filepath.Join(outside, "dir", "inner"): "outside too",
+		filepath.Join(dst, "user-file"):              "keep",
+		filepath.Join(dst, testTempDir+"x-not-ours"): "a user's",
+		filepath.Join(outside, "precious"):           "outside",
+		filepath.Join(outside, "dir", "inner"):       "outside too",
 	} {
 		if got, err := os.ReadFile(p); err != nil || string(got) != want {
 			t.Errorf("%s = %q, %v; want it untouched", p, got, err)

@@ -26,8 +26,9 @@ func (w *worker) mirrorStep(ctx context.Context, l leaseapi.Lease, log zerolog.L
 		Filter: fpart.NewFilter(fpart.Options{
 			Exclude: m.Exclude, ExcludeFold: m.ExcludeFold, Include: m.Include, IncludeFold: m.IncludeFold,
 		}, m.WalkRoot),
-		Keep:   m.Keep,
-		DryRun: m.DryRun,
+		Keep:       m.Keep,
+		KeepPrefix: m.KeepPrefix,
+		DryRun:     m.DryRun,
 		Deleted: func(rel string, isDir bool) {
 			if m.DryRun {
 				log.Info().Str("path", rel).Bool("dir", isDir).Msg("mirror: would delete")

@@ -193,14 +193,15 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 	}
 	if runErr == nil && !skipRsync {
 		res, runErr = rsyncexec.Run(rsyncCtx, rsyncexec.Job{
-			Binary:  w.cfg.RsyncBinary,
-			Args:    w.cfg.RsyncArgs,
-			Source:  w.cfg.Source,
-			Dest:    w.cfg.Dest,
-			List:    l.List,
-			Dirs:    l.Kind == leaseapi.KindDirs,
-			TempDir: l.TempDir,
-			Logger:  &log,
+			Binary:    w.cfg.RsyncBinary,
+			Args:      w.cfg.RsyncArgs,
+			Source:    w.cfg.Source,
+			Dest:      w.cfg.Dest,
+			List:      l.List,
+			Dirs:      l.Kind == leaseapi.KindDirs,
+			TempDir:   l.TempDir,
+			TempLabel: fmt.Sprintf("p%d-a%d", l.Partition, l.Attempt),
+			Logger:    &log,
 		})
 	}
 	stopRsync(errRsyncEnded)
