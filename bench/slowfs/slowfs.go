@@ -3,7 +3,6 @@ package slowfs
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -29,10 +28,6 @@ type Config struct {
 	// it to make that race happen every time.
 	Vanish func(name string) bool
 }
-
-// maxFUSEReaders is go-fuse's upper bound on request readers (fuse.maxMaxReaders): the
-// number of requests a mount can delay at the same time.
-const maxFUSEReaders = 16
 
 // FS is a mounted slowfs.
 type FS struct {
@@ -73,15 +68,7 @@ func Mount(backing, mountpoint string, cfg Config) (*FS, error) {
 	}
 	f := &FS{Backing: backing, Mountpoint: mountpoint, cfg: cfg}
 	raw := &slowRaw{RawFileSystem: fs.NewNodeFS(root, opts), fs: f}
-	// go-fuse gives a server GOMAXPROCS request readers (at least 2, at most 16), and each
-	// reader answers its request, delay included, before it reads the next one: on this
-	// 2-core machine only 2 requests could wait out their delay at once, which made every
-	// parallel tool look latency-bound at 2-3 requests in flight. An NFS server serves many
-	// requests at once (nfsd threads, the client's slot table), so the server is built with
-	// the most readers go-fuse allows; sleeping readers cost no CPU.
-	prev := runtime.GOMAXPROCS(maxFUSEReaders)
 	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
-	runtime.GOMAXPROCS(prev)
 	if err != nil {
 		return nil, fmt.Errorf("slowfs: mount %s on %s: %w", backing, mountpoint, err)
 	}
