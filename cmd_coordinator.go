@@ -82,7 +82,7 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 	// journal's identity (inside a Pod the paths are always /source and /dest).
 	d, err := cmd.connect(ctx, log)
 	if err != nil {
-		cmd.writeTerminationMessage(leaseapi.Status{}, err, log)
+		cmd.writeTerminationMessage(leaseapi.Status{}, nil, err, log)
 		return err
 	}
 	if d != nil {
@@ -100,10 +100,15 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 	// c.Run, plus the worker Job driver with --create-workers (cmd_coordinator_kube.go).
 	status, err := cmd.runCoordinator(ctx, c, d, ln, log)
 	fmt.Fprintf(streams.Stdout, "krsync coordinator: %s\n", status.Summary())
+	var verified *leaseapi.VerifyRecord
 	if !status.StartedAt.IsZero() && (status.Partitions.Total > 0 || status.EntriesWalked > 0) {
-		_, err = cmd.AfterCopy.finish(ctx, log, streams, copyRun{status: status, took: time.Since(status.StartedAt), err: err,
+		var rec leaseapi.Record
+		rec, err = cmd.AfterCopy.finish(ctx, log, streams, copyRun{status: status, took: time.Since(status.StartedAt), err: err,
 			source: cmd.Source, dest: cmd.Dest, stateDir: cmd.StateDir, exclude: exclude})
+		verified = rec.Verify
 	}
+	// Last, so that the termination message and the Events tell --verify's outcome too.
+	cmd.recordOutcome(ctx, d, status, verified, err, log)
 	switch {
 	case errors.Is(err, coordinator.ErrInvalidConfig):
 		return usageError{err}

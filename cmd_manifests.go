@@ -14,16 +14,20 @@ import (
 // ManifestsCmd is the `krsync manifests` command: print the Kubernetes manifests of
 // manifests/, customised, for `kubectl apply -f -`.
 type ManifestsCmd struct {
-	SourcePVC   string `help:"Claim to copy from (mounted read-only)." default:"${sourcePVC}"`
-	DestPVC     string `help:"Claim to copy to." default:"${destPVC}"`
-	Parallelism int    `help:"Most worker pods at a time." default:"${parallelism}"`
-	Namespace   string `short:"n" help:"Namespace of every object (default: none, kubectl's current namespace)."`
-	Image       string `help:"krsync image, e.g. a mirror in your registry." default:"${image}"`
-	PullPolicy  string `help:"Image pull policy." default:"${pullPolicy}" enum:"Always,IfNotPresent,Never"`
-	FpartOpts   string `help:"fpart options of the coordinator's walk." default:"${fpartOptions}"`
-	RsyncOpts   string `help:"rsync options of the workers." default:"${rsyncOptions}"`
-	Token       string `help:"Lease API token for the Secret (default: a new random one)."`
-	OutputDir   string `help:"Write one file per object and a Kustomization into DIR instead of printing." placeholder:"DIR" type:"path"`
+	SourcePVC      string `help:"Claim to copy from (mounted read-only)." default:"${sourcePVC}"`
+	DestPVC        string `help:"Claim to copy to." default:"${destPVC}"`
+	Parallelism    int    `help:"Most worker pods at a time." default:"${parallelism}"`
+	Namespace      string `short:"n" help:"Namespace of every object (default: none, kubectl's current namespace)."`
+	Image          string `help:"krsync image, e.g. a mirror in your registry." default:"${image}"`
+	PullPolicy     string `help:"Image pull policy." default:"${pullPolicy}" enum:"Always,IfNotPresent,Never"`
+	FpartOpts      string `help:"fpart options of the coordinator's walk." default:"${fpartOptions}"`
+	RsyncOpts      string `help:"rsync options of the workers." default:"${rsyncOptions}"`
+	Mirror         bool   `help:"Render a mirror run: the destination ends an exact copy, what it holds and the source does not is deleted (the coordinator's --mirror)."`
+	DryRun         bool   `help:"With --mirror: copy nothing, delete nothing, log what would be deleted (the coordinator's --dry-run)."`
+	Verify         bool   `help:"After a complete copy the coordinator compares the destination with the source, metadata (its --verify)."`
+	VerifyChecksum bool   `help:"Like --verify, and the contents of regular files too (its --verify-checksum)."`
+	Token          string `help:"Lease API token for the Secret (default: a new random one)."`
+	OutputDir      string `help:"Write one file per object and a Kustomization into DIR instead of printing." placeholder:"DIR" type:"path"`
 }
 
 // Run renders the manifests and prints them, or writes them into --output-dir.
@@ -46,6 +50,7 @@ func (cmd ManifestsCmd) Run(streams Streams) error {
 		Namespace: cmd.Namespace, SourcePVC: cmd.SourcePVC, DestPVC: cmd.DestPVC,
 		Parallelism: cmd.Parallelism, Image: cmd.Image, PullPolicy: cmd.PullPolicy,
 		FpartOpts: cmd.FpartOpts, RsyncOpts: cmd.RsyncOpts, Token: token,
+		Mirror: cmd.Mirror, DryRun: cmd.DryRun, Verify: cmd.Verify, VerifyChecksum: cmd.VerifyChecksum,
 	})
 	if err != nil {
 		return usageError{err}

@@ -79,6 +79,7 @@ func TestManifestsCommandRefusesBadInput(t *testing.T) {
 		{"zero parallelism", []string{"--parallelism", "0"}, "--parallelism"},
 		{"unsafe rsync option", []string{"--rsync-opts", "--archive --delete"}, "--rsync-opts"},
 		{"bad fpart option", []string{"--fpart-opts", "-f 0"}, "--fpart-opts"},
+		{"dry run without mirror", []string{"--dry-run"}, "--mirror"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

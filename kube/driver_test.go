@@ -219,7 +219,7 @@ func TestFinishRecordsOutcomeAsEvents(t *testing.T) {
 			d, _, _ := e.runDriver(e.cs, e.options(2), fc)
 			e.job()
 			e.eventually("the driver knows its Job", func() bool { return d.WorkerJob().UID != "" })
-			d.Finish(context.Background(), tc.status, tc.err)
+			d.Finish(context.Background(), tc.status, nil, tc.err)
 			e.eventually("a "+tc.reason+" Event", func() bool { return e.hasEvent(tc.reason) })
 		})
 	}

@@ -52,27 +52,32 @@ func (d *Driver) writeEvent(ctx context.Context, eventType, reason, message stri
 	return nil
 }
 
-// Summary is the one-line outcome of a run, for logs, Events and the termination message.
-func Summary(st leaseapi.Status, runErr error) string {
-	if runErr != nil {
-		return "krsync failed: " + leaseapi.OneLine(runErr.Error()) + "; " + st.Summary()
+// Summary is the one-line outcome of a run, for logs, Events and the termination message;
+// verify is the comparison after the copy (--verify), nil when none ran.
+func Summary(st leaseapi.Status, verify *leaseapi.VerifyRecord, runErr error) string {
+	tail := st.Summary()
+	if verify != nil {
+		tail += "; verify: " + verify.Summary()
 	}
-	return "krsync done: " + st.Summary()
+	if runErr != nil {
+		return "krsync failed: " + leaseapi.OneLine(runErr.Error()) + "; " + tail
+	}
+	return "krsync done: " + tail
 }
 
 // Finish records the outcome as an Event on the worker Job: Normal "Completed" or Warning
-// "Failed" (with the failed partitions).
-func (d *Driver) Finish(ctx context.Context, st leaseapi.Status, runErr error) {
+// "Failed" (with the failed partitions, or the differences --verify found: runErr).
+func (d *Driver) Finish(ctx context.Context, st leaseapi.Status, verify *leaseapi.VerifyRecord, runErr error) {
 	if errors.Is(runErr, context.Canceled) {
 		d.event(ctx, corev1.EventTypeWarning, "Interrupted",
-			"the coordinator was stopped (SIGTERM); restarted on the same state directory it resumes; "+Summary(st, nil))
+			"the coordinator was stopped (SIGTERM); restarted on the same state directory it resumes; "+Summary(st, verify, nil))
 		return
 	}
 	if runErr == nil && st.Partitions.Failed == 0 {
-		d.event(ctx, corev1.EventTypeNormal, "Completed", Summary(st, nil))
+		d.event(ctx, corev1.EventTypeNormal, "Completed", Summary(st, verify, nil))
 		return
 	}
-	msg := Summary(st, runErr)
+	msg := Summary(st, verify, runErr)
 	for i, f := range st.Failed {
 		if i == 5 {
 			msg += fmt.Sprintf("; and %d more failed partitions", len(st.Failed)-i)

@@ -42,6 +42,9 @@ type Params struct {
 	FpartOpts   string
 	RsyncOpts   string
 	Token       string
+	// Mirror, DryRun, Verify and VerifyChecksum are the coordinator's --mirror, --dry-run,
+	// --verify and --verify-checksum (KRSYNC_MIRROR...); all false by default.
+	Mirror, DryRun, Verify, VerifyChecksum bool
 }
 
 // DefaultParams are the defaults of the repository's manifests/, equal to the seed Helm chart's
@@ -87,6 +90,9 @@ func (p Params) Validate() error {
 	case "Always", "IfNotPresent", "Never":
 	default:
 		return fmt.Errorf("--pull-policy %q: want Always, IfNotPresent or Never", p.PullPolicy)
+	}
+	if p.DryRun && !p.Mirror {
+		return fmt.Errorf("--dry-run lists what --mirror would delete: give --mirror too")
 	}
 	if strings.TrimSpace(p.Token) == "" {
 		return fmt.Errorf("the lease API token is empty")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -77,6 +78,7 @@ func TestRenderedManifestsDecodeStrictly(t *testing.T) {
 	custom.FpartOpts = `-f 500 -x "a b" -x .snapshot*`
 	custom.RsyncOpts = "--archive --numeric-ids --hard-links -X"
 	custom.Token = `tok"en: # with: yaml specials`
+	custom.Mirror, custom.DryRun, custom.Verify, custom.VerifyChecksum = true, true, true, true
 	tests := []struct {
 		name string
 		p    kube.Params
@@ -116,6 +118,12 @@ func TestRenderedManifestsDecodeStrictly(t *testing.T) {
 			env := envMap(c.Env)
 			if env["KRSYNC_FPART_OPTS"] != tc.p.FpartOpts || env["KRSYNC_PARALLELISM"] != itoa(tc.p.Parallelism) {
 				t.Errorf("coordinator env %v", env)
+			}
+			for name, want := range map[string]bool{"KRSYNC_MIRROR": tc.p.Mirror, "KRSYNC_DRY_RUN": tc.p.DryRun,
+				"KRSYNC_VERIFY": tc.p.Verify, "KRSYNC_VERIFY_CHECKSUM": tc.p.VerifyChecksum} {
+				if env[name] != strconv.FormatBool(want) {
+					t.Errorf("coordinator env %s=%q, want %v", name, env[name], want)
+				}
 			}
 			checkClaims(t, "coordinator", m.Coordinator.Spec.Template.Spec.Volumes, tc.p)
 			w := m.WorkerJob
@@ -190,6 +198,7 @@ func TestRenderRefusesBadParams(t *testing.T) {
 		{"image with space", func(p *kube.Params) { p.Image = "a b" }, "--image"},
 		{"pull policy", func(p *kube.Params) { p.PullPolicy = "Sometimes" }, "--pull-policy"},
 		{"empty token", func(p *kube.Params) { p.Token = " " }, "token"},
+		{"dry run without mirror", func(p *kube.Params) { p.DryRun = true }, "--mirror"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

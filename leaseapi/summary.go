@@ -151,6 +151,23 @@ type VerifyRecord struct {
 	ByKind      map[string]int64 `json:"by_kind,omitempty"`
 }
 
+// Summary is the comparison's outcome in a few words: "equal (1234 entries, metadata)" or
+// "3 differences (1234 entries, metadata and contents)".
+func (v VerifyRecord) Summary() string {
+	what := "metadata"
+	if v.Checksum {
+		what = "metadata and contents"
+	}
+	verdict := "equal"
+	switch {
+	case v.Differences == 1:
+		verdict = "1 difference"
+	case v.Differences > 1:
+		verdict = fmt.Sprintf("%d differences", v.Differences)
+	}
+	return fmt.Sprintf("%s (%d entries, %s)", verdict, v.Entries, what)
+}
+
 // Record makes the run's record from its final status and how long it took.
 func (s Status) Record(took time.Duration) Record {
 	p := s.Partitions
@@ -198,15 +215,7 @@ func (r Record) Table() string {
 	dur := time.Duration(r.DurationSeconds * float64(time.Second)).Round(time.Millisecond)
 	fmt.Fprintf(&b, "%-16s %s (%s/s, %.0f entries/s)\n", "duration", dur, HumanBytes(int64(r.BytesPerSecond)), r.EntriesPerSecond)
 	if v := r.Verify; v != nil {
-		what := "metadata"
-		if v.Checksum {
-			what = "metadata and contents"
-		}
-		verdict := "equal"
-		if v.Differences > 0 {
-			verdict = fmt.Sprintf("%d differences", v.Differences)
-		}
-		fmt.Fprintf(&b, "%-16s %s (%d entries, %s)\n", "verify", verdict, v.Entries, what)
+		fmt.Fprintf(&b, "%-16s %s\n", "verify", v.Summary())
 	}
 	writeFailed(&b, r.Failed)
 	return b.String()

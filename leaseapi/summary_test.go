@@ -28,6 +28,10 @@ func TestStatusReport(t *testing.T) {
 			Partitions: leaseapi.PartitionCounts{Done: 1, Failed: 1, Total: 2}, WalkDone: true, Finished: true,
 			Failed: []leaseapi.FailedPartition{{Partition: 7, Attempts: 3, Error: "rsync exit 23\nline two"}},
 		}, []string{"finished with failed partitions", "partition 7 after 3 attempts: rsync exit 23 line two"}},
+		{"mirror", leaseapi.Status{Partitions: leaseapi.PartitionCounts{Done: 1, Total: 2}, WalkDone: true, Mirror: true, Deleted: 3},
+			[]string{"deleted:      3 (--mirror"}},
+		{"mirror dry run", leaseapi.Status{Partitions: leaseapi.PartitionCounts{Done: 1, Total: 2}, Mirror: true, DryRun: true, Deleted: 4},
+			[]string{"deleted:      none (dry run: 4 would be deleted"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -36,6 +40,24 @@ func TestStatusReport(t *testing.T) {
 				if !strings.Contains(got, w) {
 					t.Errorf("missing %q in:\n%s", w, got)
 				}
+			}
+		})
+	}
+}
+
+func TestVerifyRecordSummary(t *testing.T) {
+	tests := []struct {
+		name string
+		v    leaseapi.VerifyRecord
+		want string
+	}{
+		{"equal", leaseapi.VerifyRecord{Entries: 10}, "equal (10 entries, metadata)"},
+		{"differences, contents", leaseapi.VerifyRecord{Checksum: true, Entries: 10, Differences: 2}, "2 differences (10 entries, metadata and contents)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.v.Summary(); got != tc.want {
+				t.Errorf("Summary() = %q, want %q", got, tc.want)
 			}
 		})
 	}
