@@ -13,8 +13,16 @@ import (
 )
 
 // fakeCoordinator serves the lease API over real HTTP from a fixed queue of leases, and
-// records what the worker reported. It tests the worker's side of the contract without the
-// coordinator package (the two never import each other).
+// records what the worker reported, lease by lease. The worker's tests use the real
+// coordinator where they can (TestRunCopiesPartitionsAndReportsStats, startCoordinator);
+// this fake stays for what the real one cannot be made to do on cue:
+//   - answer a renewal or a completion with 409 or 404 (a lease lost to expiry or to a
+//     restarted coordinator, at the moment the test chooses), or the release route with 404
+//     (an older coordinator), or "wait" a set number of times;
+//   - hand out exactly the leases a test writes (hostile paths, a symlinked parent, a Mirror
+//     or SourceCheck that a real walk of that tree would never produce, fixed tokens);
+//   - record every report separately (renewals, each completion's stats, each failure's
+//     retryable flag and paths), where the coordinator keeps only sums and given-up partitions.
 type fakeCoordinator struct {
 	mu        sync.Mutex
 	queue     []leaseapi.Lease

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/krsync/krsync/coordinator"
 	"github.com/krsync/krsync/leaseapi"
 )
 
@@ -142,32 +143,29 @@ func baseConfig(t *testing.T, url, src string) Config {
 	}
 }
 
+// TestRunCopiesPartitionsAndReportsStats runs the worker against the real coordinator (its
+// real walk, journal and HTTP server on loopback): every partition is copied, the
+// directory-metadata pass puts the directories' mtimes and modes back, and the reports
+// add up in the coordinator's status.
 func TestRunCopiesPartitionsAndReportsStats(t *testing.T) {
 	rsync := testbin.Rsync(t)
 	src := sourceTree(t)
-	dirs := fileLease(3, ".", "d", "dir with space")
-	dirs.Kind = leaseapi.KindDirs
-	fake, srv := newFakeCoordinator(t,
-		fileLease(1, "a", "dir with space", "dir with space/b c", "dir with space/-dash"),
-		fileLease(2, "d", "d/e\nnewline"),
-		dirs,
-	)
-	fake.waits = 2 // the walk "is still running" at first
-	cfg := baseConfig(t, srv.URL, src)
+	url, run := startCoordinator(t, src, "-f 2 -zz")
+	cfg := baseConfig(t, url, src)
 	cfg.RsyncBinary = rsync
 
 	if err := startWorker(t, t.Context(), cfg)(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	_, _, completes, fails := fake.snapshot()
-	if len(fails) != 0 {
-		t.Errorf("failures reported: %+v", fails)
+	st, err := run()
+	if err != nil {
+		t.Fatalf("coordinator: %v", err)
 	}
-	if len(completes) != 3 {
-		t.Fatalf("completed partitions = %v, want 1, 2, 3", completes)
+	if st.Partitions.Failed != 0 || st.Partitions.Done != st.Partitions.Total || st.Partitions.Total < 3 {
+		t.Errorf("partitions %+v: want all done, files and directories", st.Partitions)
 	}
-	if got := completes[1].FilesTransferred + completes[2].FilesTransferred; got < 4 {
-		t.Errorf("files transferred = %d, want at least the 4 files", got)
+	if st.FilesTransferred != 4 {
+		t.Errorf("files transferred = %d, want the 4 files", st.FilesTransferred)
 	}
 	for _, name := range []string{"a", "dir with space/b c", "dir with space/-dash", "d/e\nnewline"} {
 		want, _ := os.ReadFile(filepath.Join(src, name))
@@ -181,6 +179,62 @@ func TestRunCopiesPartitionsAndReportsStats(t *testing.T) {
 		dfi, err := os.Stat(filepath.Join(cfg.Dest, d))
 		if err != nil || !dfi.ModTime().Equal(sfi.ModTime()) || dfi.Mode() != sfi.Mode() {
 			t.Errorf("directory %q: got %v %v (%v), want %v %v", d, dfi.ModTime(), dfi.Mode(), err, sfi.ModTime(), sfi.Mode())
+		}
+	}
+}
+
+// TestRunWaitsWhileTheWalkRuns: "wait" answers (the walk has not found work yet) keep the
+// worker asking. The fake answers them on demand; the real coordinator only when a long
+// poll times out.
+func TestRunWaitsWhileTheWalkRuns(t *testing.T) {
+	rsync := testbin.Rsync(t)
+	fake, srv := newFakeCoordinator(t, fileLease(1, "a"))
+	fake.waits = 2
+	cfg := baseConfig(t, srv.URL, sourceTree(t))
+	cfg.RsyncBinary = rsync
+	if err := startWorker(t, t.Context(), cfg)(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if leased, _, completes, _ := fake.snapshot(); leased != 1 || len(completes) != 1 {
+		t.Errorf("leased %d, completes %v: want partition 1 after the waits", leased, completes)
+	}
+}
+
+// startCoordinator runs the real coordinator over src with fpart's options on loopback;
+// run waits for it to end (every worker it saw told "done").
+func startCoordinator(t *testing.T, src, fpartOpts string) (url string, run func() (leaseapi.Status, error)) {
+	t.Helper()
+	opts, err := coordinator.ParsePartitioner(fpartOpts, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := coordinator.New(coordinator.Config{
+		Source: src, Partitioner: opts, Token: fakeToken, Linger: 10 * time.Second,
+	}, zerolog.New(zerolog.NewTestWriter(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		st  leaseapi.Status
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := c.Run(t.Context(), ln)
+		done <- result{st, err}
+	}()
+	return "http://" + ln.Addr().String(), func() (leaseapi.Status, error) {
+		t.Helper()
+		select {
+		case r := <-done:
+			return r.st, r.err
+		case <-time.After(60 * time.Second):
+			t.Fatal("coordinator.Run did not return")
+			return leaseapi.Status{}, nil
 		}
 	}
 }

@@ -3,9 +3,7 @@ package kubee2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -37,6 +34,7 @@ import (
 	"github.com/krsync/krsync/internal/testing/testbin"
 	"github.com/krsync/krsync/internal/testing/treecmp"
 	"github.com/krsync/krsync/internal/testing/treegen"
+	"github.com/krsync/krsync/kube"
 	"github.com/krsync/krsync/leaseapi"
 )
 
@@ -243,24 +241,18 @@ type edit func(obj runtime.Object)
 func (c *testCluster) apply(stream []byte, edits ...edit) {
 	c.t.Helper()
 	ctx := context.Background()
-	dec := scheme.Codecs.UniversalDeserializer()
-	r := utilyaml.NewYAMLReader(newBufReader(stream))
+	// kube.Decode is the one reader of a manifest stream (strict, as `krsync apply` reads it).
+	objs, err := kube.Decode(stream)
+	if err != nil {
+		c.t.Fatalf("decode manifests: %v", err)
+	}
 	n := 0
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
+	for _, obj := range objs {
+		kinds, _, err := scheme.Scheme.ObjectKinds(obj)
 		if err != nil {
-			c.t.Fatalf("read manifests: %v", err)
+			c.t.Fatal(err)
 		}
-		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
-			continue
-		}
-		obj, gvk, err := dec.Decode(doc, nil, nil)
-		if err != nil {
-			c.t.Fatalf("decode manifest: %v\n%s", err, doc)
-		}
+		gvk := &kinds[0]
 		for _, e := range edits {
 			e(obj)
 		}
