@@ -150,12 +150,8 @@ func (c *Coordinator) handleLease(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Coordinator) handleRenew(w http.ResponseWriter, r *http.Request) {
-	id, ok := partitionID(w, r)
+	id, req, ok := partitionRequest[leaseapi.RenewRequest](w, r, maxBodyBytes)
 	if !ok {
-		return
-	}
-	var req leaseapi.RenewRequest
-	if !decodeBody(w, r, maxBodyBytes, &req, false) {
 		return
 	}
 	ttl, err := c.leases.renew(id, req.Token)
@@ -167,12 +163,8 @@ func (c *Coordinator) handleRenew(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Coordinator) handleComplete(w http.ResponseWriter, r *http.Request) {
-	id, ok := partitionID(w, r)
+	id, req, ok := partitionRequest[leaseapi.CompleteRequest](w, r, maxBodyBytes)
 	if !ok {
-		return
-	}
-	var req leaseapi.CompleteRequest
-	if !decodeBody(w, r, maxBodyBytes, &req, false) {
 		return
 	}
 	if req.Stats.FilesTransferred < 0 || req.Stats.BytesTransferred < 0 || req.Stats.Unchanged < 0 {
@@ -187,12 +179,8 @@ func (c *Coordinator) handleComplete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Coordinator) handleFail(w http.ResponseWriter, r *http.Request) {
-	id, ok := partitionID(w, r)
+	id, req, ok := partitionRequest[leaseapi.FailRequest](w, r, maxFailBodyBytes)
 	if !ok {
-		return
-	}
-	var req leaseapi.FailRequest
-	if !decodeBody(w, r, maxFailBodyBytes, &req, false) {
 		return
 	}
 	req.Error = truncate(strings.ToValidUTF8(req.Error, "?"), maxErrorText)
@@ -221,6 +209,17 @@ func (c *Coordinator) handleRelease(w http.ResponseWriter, r *http.Request) {
 
 func (c *Coordinator) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, c.leases.status())
+}
+
+// partitionRequest reads a request about one partition: the {id} path segment and a JSON
+// body of at most limit bytes. When it returns false it has answered the request.
+func partitionRequest[T any](w http.ResponseWriter, r *http.Request, limit int64) (int64, T, bool) {
+	var req T
+	id, ok := partitionID(w, r)
+	if !ok || !decodeBody(w, r, limit, &req, false) {
+		return 0, req, false
+	}
+	return id, req, true
 }
 
 // partitionID reads the {id} path segment: a positive decimal integer.

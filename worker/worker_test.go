@@ -80,13 +80,20 @@ func startWorker(t *testing.T, ctx context.Context, cfg Config) func() error {
 	go func() { done <- Run(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t))) }()
 	return func() error {
 		t.Helper()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(60 * time.Second):
-			t.Fatal("worker.Run did not return")
-			return nil
-		}
+		return await(t, done, "worker.Run")
+	}
+}
+
+// await receives from ch; the deadline only guards against a hang.
+func await[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not return", what)
+		var zero T
+		return zero
 	}
 }
 
@@ -229,13 +236,8 @@ func startCoordinator(t *testing.T, src, fpartOpts string) (url string, run func
 	}()
 	return "http://" + ln.Addr().String(), func() (leaseapi.Status, error) {
 		t.Helper()
-		select {
-		case r := <-done:
-			return r.st, r.err
-		case <-time.After(60 * time.Second):
-			t.Fatal("coordinator.Run did not return")
-			return leaseapi.Status{}, nil
-		}
+		r := await(t, done, "coordinator.Run")
+		return r.st, r.err
 	}
 }
 
