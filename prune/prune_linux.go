@@ -71,12 +71,27 @@ var ErrBadPath = errors.New("bad path")
 // directory that is gone is an empty listing: each name is still looked up right before
 // its deletion.
 func Dirs(ctx context.Context, cfg Config, dirs []string) (Result, error) {
+	return each(ctx, cfg, dirs, func(p *pruner, rel string) {
+		fd, err := confine.OpenDir(p.dst, rel, unix.O_RDONLY)
+		if err != nil {
+			if !absent(err) {
+				p.fail(rel, err)
+			}
+			return
+		}
+		p.pruneContents(ctx, fd, rel)
+	})
+}
+
+// each runs do for every cleaned path of rels with one pruner, until ctx ends; a path that
+// cannot be cleaned is a failure of its own.
+func each(ctx context.Context, cfg Config, rels []string, do func(p *pruner, rel string)) (Result, error) {
 	p, err := newPruner(cfg)
 	if err != nil {
 		return Result{}, err
 	}
 	defer p.close()
-	for _, rel := range dirs {
+	for _, rel := range rels {
 		if ctx.Err() != nil {
 			break
 		}
@@ -85,14 +100,7 @@ func Dirs(ctx context.Context, cfg Config, dirs []string) (Result, error) {
 			p.fail(rel, err)
 			continue
 		}
-		fd, err := confine.OpenDir(p.dst, rel, unix.O_RDONLY)
-		if err != nil {
-			if !absent(err) {
-				p.fail(rel, err)
-			}
-			continue
-		}
-		p.pruneContents(ctx, fd, rel)
+		do(p, rel)
 	}
 	return p.result(ctx)
 }
@@ -104,25 +112,11 @@ func Dirs(ctx context.Context, cfg Config, dirs []string) (Result, error) {
 // entries and follow no fresh lookup. Other entries are left to rsync, which replaces a
 // file or symlink by a directory, or by another file, itself.
 func MakeWay(ctx context.Context, cfg Config, entries []string) (Result, error) {
-	p, err := newPruner(cfg)
-	if err != nil {
-		return Result{}, err
-	}
-	defer p.close()
-	for _, rel := range entries {
-		if ctx.Err() != nil {
-			break
-		}
-		rel, err := cleanRel(rel)
-		if err != nil {
-			p.fail(rel, err)
-			continue
-		}
+	return each(ctx, cfg, entries, func(p *pruner, rel string) {
 		if rel != "." {
 			p.makeWay(ctx, rel)
 		}
-	}
-	return p.result(ctx)
+	})
 }
 
 type pruner struct {
