@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,60 +20,13 @@ import (
 // krsyncBinary is this command, built once per test binary.
 func krsyncBinary(t *testing.T) string { return testbin.Krsync(t) }
 
-// gatedRsync is an rsync wrapper that lets the first `passing` runs through and blocks every
-// later one on a FIFO nobody writes, recording its pid in blockedDir: a run stopped at a
-// known point, without sleeps.
-type gatedRsync struct {
-	wrapper, blockedDir string
-}
-
-func newGatedRsync(t *testing.T, rsync string, passing int) gatedRsync {
-	t.Helper()
-	dir := t.TempDir()
-	g := gatedRsync{wrapper: filepath.Join(dir, "rsync-gated"), blockedDir: filepath.Join(dir, "blocked")}
-	runs, fifo := filepath.Join(dir, "runs"), filepath.Join(dir, "gate")
-	for _, d := range []string{runs, g.blockedDir} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	script := fmt.Sprintf(`#!/bin/sh
-mktemp '%[1]s/run.XXXXXX' >/dev/null
-if [ "$(ls '%[1]s' | wc -l)" -gt %[2]d ]; then
-  : > '%[3]s/'$$
-  read line < '%[4]s'
-fi
-exec '%[5]s' "$@"
-`, runs, passing, g.blockedDir, fifo, rsync)
-	if err := os.WriteFile(g.wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		entries, _ := os.ReadDir(g.blockedDir)
-		for _, e := range entries {
-			if pid, err := strconv.Atoi(e.Name()); err == nil && pid > 1 {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
-	return g
-}
-
-func (g gatedRsync) blocked() int {
-	entries, _ := os.ReadDir(g.blockedDir)
-	return len(entries)
-}
-
 // interruptLocal runs `krsync local args...` as a child process until the gated rsync blocks
 // a run (every earlier partition is then done and journaled: one worker reports before it
 // leases the next), and kills it with SIGKILL.
-func interruptLocal(t *testing.T, gate gatedRsync, args ...string) {
+func interruptLocal(t *testing.T, gate testbin.GatedRsync, args ...string) {
 	t.Helper()
 	var out bytes.Buffer
-	cmd := exec.Command(krsyncBinary(t), append([]string{"--log-format=json", "local", "--workers", "1", "--rsync", gate.wrapper}, args...)...)
+	cmd := exec.Command(krsyncBinary(t), append([]string{"--log-format=json", "local", "--workers", "1", "--rsync", gate.Wrapper}, args...)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -82,7 +34,7 @@ func interruptLocal(t *testing.T, gate gatedRsync, args ...string) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(time.Minute)
-	for gate.blocked() == 0 {
+	for gate.Blocked() == 0 {
 		select {
 		case err := <-exited:
 			t.Fatalf("krsync local exited (%v) before a partition was blocked:\n%s", err, out.String())
@@ -129,7 +81,7 @@ func TestLocalForeignJournalIsNotReused(t *testing.T) {
 	args := func(dest string) []string {
 		return []string{"--source", src, "--dest", dest, "--state-dir", stateDir, "--fpart-opts=-f 1 -zz", "--progress=never"}
 	}
-	interruptLocal(t, newGatedRsync(t, rsync, 2), args(d1)...)
+	interruptLocal(t, testbin.NewGatedRsync(t, rsync, 2), args(d1)...)
 
 	code, stderr := runLocal(t, args(d2)...)
 	switch {

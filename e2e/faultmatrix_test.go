@@ -92,9 +92,9 @@ func (s faultScene) run(t *testing.T, dest string, extra ...string) krsyncRun {
 // a worker is provably in the middle of a partition, and returns once it is gone.
 func (s faultScene) killMidRun(t *testing.T, dest string) {
 	t.Helper()
-	gate := newCountingRsync(t, s.rsync, 2)
-	p := startProcessEnv(t, "krsync local", s.w.env(), buildKrsync(t), s.args(dest, "--rsync", gate.wrapper)...)
-	waitUntilFor(t, p, "a worker blocked in the middle of a partition", func() bool { return gate.blocked() > 0 })
+	gate := testbin.NewGatedRsync(t, s.rsync, 2)
+	p := startProcessEnv(t, "krsync local", s.w.env(), buildKrsync(t), s.args(dest, "--rsync", gate.Wrapper)...)
+	waitUntilFor(t, p, "a worker blocked in the middle of a partition", func() bool { return gate.Blocked() > 0 })
 	p.signal(t, syscall.SIGKILL)
 	p.wait(t)
 	if _, err := os.Stat(filepath.Join(s.stateDir, "journal.db")); err != nil {

@@ -237,9 +237,9 @@ func TestFaultLocalInterruptedRunResumes(t *testing.T) {
 
 			// Three rsync runs pass, the later ones block: the run is provably in the middle.
 			const passing = 3
-			first := newCountingRsync(t, rsync, passing)
-			run := startProcessEnv(t, "krsync local", w.env(), bin, append(args, "--rsync", first.wrapper)...)
-			waitUntilFor(t, run, "a worker blocked in the middle of a partition", func() bool { return first.blocked() > 0 })
+			first := testbin.NewGatedRsync(t, rsync, passing)
+			run := startProcessEnv(t, "krsync local", w.env(), bin, append(args, "--rsync", first.Wrapper)...)
+			waitUntilFor(t, run, "a worker blocked in the middle of a partition", func() bool { return first.Blocked() > 0 })
 			run.signal(t, tt.sig)
 			if code := run.wait(t); code != tt.wantCode {
 				t.Fatalf("interrupted run exited %d, want %d:\n%s", code, tt.wantCode, run.output())
@@ -257,8 +257,8 @@ func TestFaultLocalInterruptedRunResumes(t *testing.T) {
 				t.Fatalf("the interrupted run left no state to resume from")
 			}
 
-			second := newCountingRsync(t, rsync, 1<<30)
-			again := runKrsync(t, runOptions{env: w.env()}, append(args, "--rsync", second.wrapper)...)
+			second := testbin.NewGatedRsync(t, rsync, 1<<30)
+			again := runKrsync(t, runOptions{env: w.env()}, append(args, "--rsync", second.Wrapper)...)
 			if again.code != 0 {
 				t.Fatalf("resumed run exited %d:\n%s", again.code, truncateLines(again.stderr, 60))
 			}
@@ -267,7 +267,7 @@ func TestFaultLocalInterruptedRunResumes(t *testing.T) {
 			total := summaryInt(t, summaryOf(t, again), "partitions_total")
 			// The interrupted run completed at least passing-2 partitions (two workers, one
 			// rsync each at a time); the resumed run must not run them again.
-			if runs := int64(second.runs()); runs > total-(passing-2) {
+			if runs := int64(second.Runs()); runs > total-(passing-2) {
 				t.Errorf("the resumed run ran rsync %d times for %d partitions: finished partitions ran again", runs, total)
 			}
 			if left := w.leftovers(t); len(left) > 0 {
@@ -280,55 +280,6 @@ func TestFaultLocalInterruptedRunResumes(t *testing.T) {
 			}
 		})
 	}
-}
-
-// countingRsync is an rsync wrapper that records every run and blocks the runs after the
-// first passing ones on a FIFO that nobody opens (the test kills them with the run).
-type countingRsync struct {
-	wrapper, runsDir, blockedDir string
-}
-
-func newCountingRsync(t *testing.T, rsync string, passing int) countingRsync {
-	t.Helper()
-	dir := t.TempDir()
-	c := countingRsync{wrapper: filepath.Join(dir, "rsync-counting"), runsDir: filepath.Join(dir, "runs"), blockedDir: filepath.Join(dir, "blocked")}
-	fifo := filepath.Join(dir, "gate")
-	for _, d := range []string{c.runsDir, c.blockedDir} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	script := fmt.Sprintf(`#!/bin/sh
-mktemp '%[1]s/run.XXXXXX' >/dev/null
-if [ "$(ls '%[1]s' | wc -l)" -gt %[2]d ]; then
-  : > '%[3]s/'$$
-  read line < '%[4]s'
-fi
-exec '%[5]s' "$@"
-`, c.runsDir, passing, c.blockedDir, fifo, rsync)
-	if err := os.WriteFile(c.wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		entries, _ := os.ReadDir(c.blockedDir)
-		for _, e := range entries {
-			if pid, err := strconv.Atoi(e.Name()); err == nil && pid > 1 {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
-	return c
-}
-
-func (c countingRsync) runs() int    { return countEntries(c.runsDir) }
-func (c countingRsync) blocked() int { return countEntries(c.blockedDir) }
-
-func countEntries(dir string) int {
-	entries, _ := os.ReadDir(dir)
-	return len(entries)
 }
 
 // waitUntilFor polls cond until it holds, failing early when p exits first.
