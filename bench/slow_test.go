@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/krsync/krsync/bench/slowfs"
-	"github.com/krsync/krsync/internal/testing/treecmp"
 	"github.com/krsync/krsync/internal/testing/treegen"
 )
 
@@ -310,16 +309,7 @@ func unmountSlow(b *testing.B, f *slowfs.FS) {
 // mounts, so that the comparison costs no requests).
 func checkSlowCopy(b *testing.B, tool slowTool, tree, dst string) {
 	b.Helper()
-	diffs, err := treecmp.Compare(tree, dst, treecmp.Options{SkipContent: true, Workers: 2})
-	if err != nil {
-		b.Fatal(err)
-	}
-	switch {
-	case tool.verify && len(diffs) > 0:
-		b.Errorf("%s: the copy differs from the source:\n%s", tool.name, treecmp.Format(diffs, 20))
-	case len(diffs) > 0:
-		b.Logf("%s: %d differences from the source (e.g. %s)", tool.name, len(diffs), diffs[0])
-	}
+	compareCopy(b, tool.name, tool.verify, tree, dst)
 }
 
 func medianRun(runs []slowRun) (time.Duration, uint64) {
