@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,16 +30,7 @@ func runWorker(t *testing.T, args ...string) (int, []string) {
 
 // deadCoordinator is a loopback URL where nothing listens: a worker that got past its checks
 // would complain about the coordinator instead.
-func deadCoordinator(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
-}
+func deadCoordinator(t *testing.T) string { return "http://" + testbin.FreeLoopbackAddr(t) }
 
 func TestWorkerCommandRefusesOverlap(t *testing.T) {
 	rsync := testbin.Program(t, "rsync")

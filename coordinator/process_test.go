@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,16 +120,7 @@ func (p *proc) waitExit(t *testing.T, within time.Duration) int {
 	return -1
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+func freePort(t *testing.T) string { return testbin.FreeLoopbackAddr(t) }
 
 // TestCoordinatorSurvivesSIGKILL copies a generated tree with a coordinator process and two
 // worker processes, kills the coordinator with SIGKILL three times at random points and

@@ -2,6 +2,7 @@ package testbin
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,4 +66,17 @@ func (g GatedRsync) Blocked() int { return countEntries(g.blockedDir) }
 func countEntries(dir string) int {
 	entries, _ := os.ReadDir(dir)
 	return len(entries)
+}
+
+// FreeLoopbackAddr returns a loopback address (host:port) nothing listens on right now: for a
+// process under test to listen on, or for a client to find nobody there.
+func FreeLoopbackAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
