@@ -189,3 +189,25 @@ func FuzzJournalFile(f *testing.F) {
 		openDamaged(t, data, identity)
 	})
 }
+
+// TestCheckJournalPages: a healthy journal passes the page check; one whose branch or bucket
+// points back at a page already on the way (the damage that made bbolt's cursor descend
+// until the process ran out of memory) does not.
+func TestCheckJournalPages(t *testing.T) {
+	dir := t.TempDir()
+	good := realJournal(t, dir, "check")
+	path := filepath.Join(dir, JournalFile)
+	if err := checkJournalPages(path); err != nil {
+		t.Fatalf("a healthy journal: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), JournalFile)
+	// The input FuzzJournalFile found: one byte at 131096 (testdata/fuzz/FuzzJournalFile/dd569eadbe157ba1).
+	damaged := append([]byte(nil), good...)
+	damaged[131096] = ' '
+	if err := os.WriteFile(bad, damaged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkJournalPages(bad); !errors.Is(err, ErrJournalCorrupt) {
+		t.Fatalf("the damaged journal: %v; want ErrJournalCorrupt", err)
+	}
+}

@@ -102,6 +102,11 @@ func openJournalAt(stateDir, identity string, created bool) (j *journal, err err
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	j.path = filepath.Join(stateDir, JournalFile)
+	if fi, err := os.Stat(j.path); err == nil && fi.Size() > 0 {
+		if err := checkJournalPages(j.path); err != nil {
+			return nil, fmt.Errorf("journal %s: %w", j.path, err)
+		}
+	}
 	// bbolt panics on some damage (a bad freelist page, a failed assertion) and reads its
 	// file through mmap, where a bad page number faults: both become errors here.
 	defer guardJournal(j.path, "open", &err)()
