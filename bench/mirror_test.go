@@ -50,10 +50,7 @@ func BenchmarkMirror(b *testing.B) {
 	rounds := benchIntList(b, "KRSYNC_BENCH_ROUNDS", "3")[0]
 	rsync := lookBinary(b, "rsync")
 	krsync := buildKrsync(b)
-	base := os.Getenv("KRSYNC_BENCH_DIR")
-	if base == "" {
-		base = os.TempDir()
-	}
+	base := benchDir()
 	for _, shape := range shapes {
 		b.Run(shape.name, func(b *testing.B) {
 			src := syncBenchTree(b, base, shape)

@@ -103,15 +103,8 @@ func BenchmarkSlowSync(b *testing.B) {
 	rounds := benchIntList(b, "KRSYNC_BENCH_ROUNDS", "3")[0]
 	baselineRounds := benchIntList(b, "KRSYNC_SLOW_BASELINE_ROUNDS", "1")[0]
 	tools := slowTools(b, benchIntList(b, "KRSYNC_BENCH_WORKERS", "2,8,16,32"))
-	base := os.Getenv("KRSYNC_BENCH_DIR")
-	if base == "" {
-		base = os.TempDir()
-	}
-	scratch := filepath.Join(base, "krsync-bench-slow-scratch")
-	if err := os.RemoveAll(scratch); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(scratch) })
+	base := benchDir()
+	scratch := benchScratch(b, base, "slow")
 	var report bytes.Buffer
 	for _, shape := range shapes {
 		b.Run(shape.name, func(b *testing.B) {

@@ -68,15 +68,8 @@ func BenchmarkSync(b *testing.B) {
 	fpsync := lookBinary(b, "fpsync")
 	lookBinary(b, "fpart") // fpsync runs it
 	krsync := buildKrsync(b)
-	base := os.Getenv("KRSYNC_BENCH_DIR")
-	if base == "" {
-		base = os.TempDir()
-	}
-	scratch := filepath.Join(base, "krsync-bench-sync-scratch")
-	if err := os.RemoveAll(scratch); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(scratch) })
+	base := benchDir()
+	scratch := benchScratch(b, base, "sync")
 
 	tools := []syncTool{{name: "rsync -aH", verify: true, argv: func(src, dest string) []string {
 		return []string{rsync, "-aH", "--numeric-ids", src + "/", dest + "/"}
@@ -316,4 +309,24 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// benchDir is where the benchmarks keep their generated trees: $KRSYNC_BENCH_DIR, or $TMPDIR.
+func benchDir() string {
+	if dir := os.Getenv("KRSYNC_BENCH_DIR"); dir != "" {
+		return dir
+	}
+	return os.TempDir()
+}
+
+// benchScratch is an empty scratch directory krsync-bench-NAME-scratch in base, removed when
+// the benchmark ends.
+func benchScratch(b *testing.B, base, name string) string {
+	b.Helper()
+	scratch := filepath.Join(base, "krsync-bench-"+name+"-scratch")
+	if err := os.RemoveAll(scratch); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(scratch) })
+	return scratch
 }

@@ -34,10 +34,7 @@ func BenchmarkVerify(b *testing.B) {
 	rounds := benchIntList(b, "KRSYNC_BENCH_ROUNDS", "3")[0]
 	rsync := lookBinary(b, "rsync")
 	krsync := buildKrsync(b)
-	base := os.Getenv("KRSYNC_BENCH_DIR")
-	if base == "" {
-		base = os.TempDir()
-	}
+	base := benchDir()
 	src := syncBenchTree(b, base, shape)
 	dest := verifyBenchCopy(b, rsync, src, filepath.Join(base, "krsync-bench-verify-"+shape.name+"-copy"))
 	tools := []struct {
