@@ -70,7 +70,7 @@ func buildImage(in imageInputs) (v1.Image, error) {
 	cf.Config = v1.Config{
 		Entrypoint: in.Spec.Entrypoint,
 		User:       in.Spec.User(),
-		Env:        []string{"PATH=" + in.Spec.Path},
+		Env:        in.Spec.Env(),
 		Labels:     labels(in),
 	}
 	return mutate.ConfigFile(img, cf)

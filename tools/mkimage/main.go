@@ -39,7 +39,10 @@ type options struct {
 	Out      string
 	Epoch    int64
 	Rootfs   string // a root file system tar made earlier by mkimage's mmdebstrap command; empty: run it
-	Mirrors  mirrors
+	// RootfsDir, when set, asks for the root file system unpacked in a directory under it (for the
+	// test kubelet, see Unpacked) instead of the archive.
+	RootfsDir string
+	Mirrors   mirrors
 }
 
 func main() {
@@ -56,6 +59,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	opts, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if opts.RootfsDir != "" {
+		manifest, err := unpackRootfs(ctx, defaultSpec, opts.Mirrors, opts.Epoch, opts.RootfsDir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, manifest)
+		return nil
 	}
 	res, err := build(ctx, defaultSpec, opts)
 	if err != nil {
@@ -75,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Revision, "revision", "", "the git commit, org.opencontainers.image.revision")
 	fs.StringVar(&o.Out, "out", "bin/krsync-image.oci.tar", "the archive to write")
 	fs.StringVar(&o.Rootfs, "rootfs", "", "use this root file system tar instead of running mmdebstrap")
+	fs.StringVar(&o.RootfsDir, "rootfs-dir", "", "instead of the archive: unpack the image's root file system under this directory (once: it is reused), print the path of its image.json")
 	fs.StringVar(&o.Mirrors.Debian, "mirror", "http://deb.debian.org/debian", "Debian archive")
 	fs.StringVar(&o.Mirrors.Security, "security-mirror", "http://deb.debian.org/debian-security", "Debian security archive")
 	epoch := fs.String("source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "the build's time in seconds since 1970: every timestamp of the image (default $SOURCE_DATE_EPOCH)")
@@ -83,6 +95,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *epoch == "" && o.RootfsDir != "" {
+		*epoch = "0" // a cache for tests: no timestamp to reproduce
 	}
 	if *epoch == "" {
 		return o, errors.New("no build time: set -source-date-epoch or SOURCE_DATE_EPOCH (e.g. $(git log -1 --format=%ct))")

@@ -42,6 +42,9 @@ var defaultSpec = imageSpec{
 // User is the image config's User: numeric UID:GID.
 func (s imageSpec) User() string { return fmt.Sprintf("%d:%d", s.UID, s.GID) }
 
+// Env is the image config's Env.
+func (s imageSpec) Env() []string { return []string{"PATH=" + s.Path} }
+
 // passwdLine and groupLine are the entries useradd and groupadd write in the Dockerfile.
 func (s imageSpec) passwdLine() string {
 	return fmt.Sprintf("%s:x:%d:%d::%s:%s", s.UserName, s.UID, s.GID, s.Home, s.Shell)
