@@ -44,6 +44,7 @@ type CLI struct {
 	Manifests   ManifestsCmd   `cmd:"" help:"Print the Kubernetes manifests, customised."`
 	Status      StatusCmd      `cmd:"" help:"Show the progress of a running sync."`
 	Verify      VerifyCmd      `cmd:"" help:"Compare a copy with its source: exit 0 when equal, 1 when they differ."`
+	Migrate     MigrateCmd     `cmd:"" help:"Move the workloads of a namespace from one volume claim to another, with minutes of downtime."`
 	Version     VersionCmd     `cmd:"" help:"Print the version."`
 }
 
