@@ -70,6 +70,9 @@ type testEnv struct {
 type envOptions struct {
 	sourceModes, destModes []corev1.PersistentVolumeAccessMode
 	node                   string // the coordinator Pod's node, "" for none
+	// selfSpec, when set, is the coordinator Pod's spec (e.g. a rendered Job's Pod template);
+	// its node is o.node.
+	selfSpec *corev1.PodSpec
 }
 
 func newEnv(t *testing.T, o envOptions) *testEnv {
@@ -103,6 +106,10 @@ func newEnv(t *testing.T, o envOptions) *testEnv {
 				{Name: "dest", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "dest-pvc"}}},
 			},
 		},
+	}
+	if o.selfSpec != nil {
+		self.Spec = *o.selfSpec.DeepCopy()
+		self.Spec.NodeName = o.node
 	}
 	if e.self, err = cs.CoreV1().Pods(e.ns).Create(context.Background(), self, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

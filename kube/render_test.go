@@ -157,8 +157,13 @@ func checkWorkerJobShape(t *testing.T, w *batchv1.Job) {
 	}
 	spec := w.Spec.Template.Spec
 	c := spec.Containers[0]
-	if c.Resources.Requests == nil || c.SecurityContext == nil {
-		t.Error("worker container without resources or securityContext")
+	// Resources and the Pod's securityContext come from the coordinator's Pod (inherit.go);
+	// the capabilities are the container's own.
+	if len(c.Resources.Requests)+len(c.Resources.Limits) > 0 || spec.SecurityContext != nil {
+		t.Error("the worker template sets resources or a Pod securityContext: the coordinator's would not reach the workers")
+	}
+	if c.SecurityContext == nil || c.SecurityContext.Capabilities == nil {
+		t.Error("worker container without its own securityContext (capabilities)")
 	}
 	for _, vm := range c.VolumeMounts {
 		if vm.Name == "source" && !vm.ReadOnly {

@@ -26,7 +26,7 @@ func (d *Driver) workerJob(ctx context.Context, tmpl *batchv1.Job) (*batchv1.Job
 		job.OwnerReferences = []metav1.OwnerReference{{
 			APIVersion: "v1", Kind: "Pod", Name: d.self.Name, UID: d.self.UID,
 		}}
-		d.inheritImage(spec)
+		inherit(spec, d.self)
 	}
 	claims := map[string]string{SourceVolume: d.opts.SourcePVC, DestVolume: d.opts.DestPVC}
 	for _, vol := range []string{SourceVolume, DestVolume} {
@@ -54,32 +54,6 @@ func (d *Driver) workerJob(ctx context.Context, tmpl *batchv1.Job) (*batchv1.Job
 		d.log.Info().Str("node", node).Msg("a claim allows one node only (ReadWriteOnce): the workers run on the coordinator's node")
 	}
 	return job, nil
-}
-
-// inheritImage gives the worker containers without an image the coordinator's own image,
-// pull policy and pull secrets, so one image setting (or kustomize's images:) covers both.
-func (d *Driver) inheritImage(spec *corev1.PodSpec) {
-	var own *corev1.Container
-	for i := range d.self.Spec.Containers {
-		if c := &d.self.Spec.Containers[i]; c.Name == "coordinator" || own == nil {
-			own = c
-		}
-	}
-	if own == nil {
-		return
-	}
-	for i := range spec.Containers {
-		c := &spec.Containers[i]
-		if c.Image == "" {
-			c.Image = own.Image
-			if c.ImagePullPolicy == "" {
-				c.ImagePullPolicy = own.ImagePullPolicy
-			}
-		}
-	}
-	if len(spec.ImagePullSecrets) == 0 {
-		spec.ImagePullSecrets = d.self.Spec.ImagePullSecrets
-	}
 }
 
 // ownClaim is the claim of the coordinator Pod's volume named vol.

@@ -1,0 +1,92 @@
+package kube
+
+import (
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+)
+
+// The coordinator's own Pod is the one place a run is configured (docs/design.md, "One place
+// to configure both pods"): the worker Job takes from it, wherever the template leaves a field
+// out, the image, the scheduling (nodeSelector, tolerations, affinity, priorityClassName), the
+// Pod's securityContext, the pull secrets, the containers' resources and the variables both
+// roles read. A kustomize patch or a hand edit of the coordinator Job therefore reaches the
+// workers too, which a patch of the template (a YAML string in a ConfigMap) could not.
+
+// sharedEnv are the krsync variables both roles read; every variable without the KRSYNC_
+// prefix (a proxy, TZ, GOMEMLIMIT...) is shared too. The others belong to one role.
+var sharedEnv = []string{"KRSYNC_TOKEN", "KRSYNC_LOG_LEVEL", "KRSYNC_LOG_FORMAT"}
+
+// isSharedEnv says whether the workers get the coordinator's variable name.
+func isSharedEnv(name string) bool {
+	return !strings.HasPrefix(name, "KRSYNC_") || slices.Contains(sharedEnv, name)
+}
+
+// inherit completes the worker Pod spec from the coordinator's Pod, field by field, where the
+// template has nothing of its own. An empty value (nodeSelector: {}, affinity: {}) counts as
+// nothing: the template needs no placeholder to stay out of the way.
+func inherit(spec *corev1.PodSpec, self *corev1.Pod) {
+	own := ownContainer(self)
+	if len(spec.NodeSelector) == 0 {
+		spec.NodeSelector = self.Spec.NodeSelector
+	}
+	if len(spec.Tolerations) == 0 {
+		spec.Tolerations = self.Spec.Tolerations
+	}
+	if spec.Affinity == nil || *spec.Affinity == (corev1.Affinity{}) {
+		spec.Affinity = self.Spec.Affinity.DeepCopy()
+	}
+	if spec.PriorityClassName == "" {
+		spec.PriorityClassName = self.Spec.PriorityClassName
+	}
+	if spec.SecurityContext == nil || equality.Semantic.DeepEqual(*spec.SecurityContext, corev1.PodSecurityContext{}) {
+		spec.SecurityContext = self.Spec.SecurityContext.DeepCopy()
+	}
+	if len(spec.ImagePullSecrets) == 0 {
+		spec.ImagePullSecrets = self.Spec.ImagePullSecrets
+	}
+	if own == nil {
+		return
+	}
+	for i := range spec.Containers {
+		inheritContainer(&spec.Containers[i], own)
+	}
+}
+
+// inheritContainer completes one worker container from the coordinator's container.
+func inheritContainer(c, own *corev1.Container) {
+	if c.Image == "" {
+		c.Image = own.Image
+		if c.ImagePullPolicy == "" {
+			c.ImagePullPolicy = own.ImagePullPolicy
+		}
+	}
+	if len(c.Resources.Requests) == 0 && len(c.Resources.Limits) == 0 && len(c.Resources.Claims) == 0 {
+		c.Resources = *own.Resources.DeepCopy()
+	}
+	if c.SecurityContext == nil {
+		c.SecurityContext = own.SecurityContext.DeepCopy()
+	}
+	if len(c.EnvFrom) == 0 {
+		c.EnvFrom = slices.Clone(own.EnvFrom)
+	}
+	for _, e := range own.Env {
+		defined := slices.ContainsFunc(c.Env, func(w corev1.EnvVar) bool { return w.Name == e.Name })
+		if isSharedEnv(e.Name) && !defined {
+			c.Env = append(c.Env, *e.DeepCopy())
+		}
+	}
+}
+
+// ownContainer is the coordinator's container: the one named "coordinator", else the first.
+func ownContainer(self *corev1.Pod) *corev1.Container {
+	var own *corev1.Container
+	for i := range self.Spec.Containers {
+		if c := &self.Spec.Containers[i]; c.Name == "coordinator" || own == nil {
+			own = c
+		}
+	}
+	return own
+}
