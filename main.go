@@ -121,6 +121,7 @@ func flagDefaults() kong.Vars {
 		"destPVC":           manifests.DestPVC,
 		"image":             manifests.Image,
 		"pullPolicy":        manifests.PullPolicy,
+		"runName":           manifests.Name,
 	}
 }
 
