@@ -9,9 +9,11 @@ import (
 	"github.com/rs/zerolog"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/krsync/krsync/fpart"
 	"github.com/krsync/krsync/kube"
 	"github.com/krsync/krsync/leaseapi"
 	"github.com/krsync/krsync/migrate"
+	"github.com/krsync/krsync/rsyncexec"
 )
 
 // MigrateCmd is the `krsync migrate` command: move the workloads of a namespace from one
@@ -25,6 +27,8 @@ type MigrateCmd struct {
 	Parallelism      int           `help:"Most worker pods of each copy." default:"${parallelism}"`
 	Image            string        `help:"krsync image of the copy's pods." default:"${image}"`
 	PullPolicy       string        `help:"Image pull policy." default:"${pullPolicy}" enum:"Always,IfNotPresent,Never"`
+	FpartOpts        string        `help:"fpart options of the coordinator's walk." default:"${fpartOptions}"`
+	RsyncOpts        string        `help:"rsync options of the workers." default:"${rsyncOptions}"`
 	NoWarmCopy       bool          `help:"Do not copy while the application runs: scale down first, then copy everything."`
 	DryRun           bool          `help:"Print the plan (or, for a migration under way, where it stands) and change nothing."`
 	Rollback         bool          `help:"Put the workloads of an unfinished migration back on --source-pvc with their replica counts."`
@@ -48,16 +52,20 @@ func (cmd MigrateCmd) Run(ctx context.Context, log zerolog.Logger, streams Strea
 	if cmd.Rollback && cmd.DryRun {
 		return usagef("--rollback and --dry-run: give one of them")
 	}
+	if _, err := fpart.ParseOptionString(cmd.FpartOpts); err != nil {
+		return usagef("--fpart-opts: %v", err)
+	}
+	args, err := rsyncexec.ParseArgs(cmd.RsyncOpts)
+	if err != nil {
+		return usagef("--rsync-opts: %v", err)
+	}
+	if err := rsyncexec.ValidateArgs(args); err != nil {
+		return usagef("--rsync-opts: %v", err)
+	}
 	cfg.Copy = kube.DefaultParams()
+	cfg.Copy.FpartOpts, cfg.Copy.RsyncOpts = cmd.FpartOpts, cmd.RsyncOpts
 	cfg.Copy.Parallelism, cfg.Copy.Image, cfg.Copy.PullPolicy = cmd.Parallelism, cmd.Image, cmd.PullPolicy
 	cfg.Copy.Token = leaseapi.NewToken()
-	cs, rc, ns, err := kube.Clientset(cmd.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	if cfg.Namespace == "" {
-		cfg.Namespace = ns
-	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
@@ -65,6 +73,13 @@ func (cmd MigrateCmd) Run(ctx context.Context, log zerolog.Logger, streams Strea
 	check.Namespace, check.SourcePVC, check.DestPVC = cfg.Namespace, cfg.SourcePVC, cfg.Dest()
 	if err := check.Validate(); err != nil {
 		return usageError{err}
+	}
+	cs, rc, ns, err := kube.Clientset(cmd.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = ns
 	}
 	copier, err := kube.NewCopier(rc, cs, cfg.Namespace)
 	if err != nil {

@@ -3,7 +3,6 @@ package migrate
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -184,7 +183,7 @@ func (m *migration) runCopy(ctx context.Context, pass string, verify bool, node 
 }
 
 // warmCopy copies while the application runs: the bulk of the bytes moves without downtime.
-// It may end incomplete (files change under it); the final pass makes up for that.
+// What changes under it, the final pass copies.
 func (m *migration) warmCopy(ctx context.Context) error {
 	src, err := m.CS.CoreV1().PersistentVolumeClaims(m.ns).Get(ctx, m.cfg.SourcePVC, metav1.GetOptions{})
 	if err != nil {
@@ -203,12 +202,11 @@ func (m *migration) warmCopy(ctx context.Context) error {
 	start := time.Now()
 	fmt.Fprintf(m.Out, "warm copy: %s to %s while the application runs\n", m.cfg.SourcePVC, m.dst.Name)
 	outcome, err := m.runCopy(ctx, "warm", false, node)
-	if errors.Is(err, kube.ErrCopyFailed) {
-		fmt.Fprintf(m.Out, "warm copy: incomplete (%s); the final pass copies the rest\n", outcome)
-		return nil
-	}
 	if err != nil {
-		return err
+		// A copy of a changing tree still completes (rsync's vanished files are not
+		// failures): a failure here would fail the final pass too, so stop while the
+		// application still runs.
+		return fmt.Errorf("warm copy: %w; nothing was scaled down: fix the cause and run again", err)
 	}
 	fmt.Fprintf(m.Out, "warm copy: done in %s: %s\n", time.Since(start).Round(time.Second/10), outcome)
 	return nil

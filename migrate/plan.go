@@ -51,11 +51,8 @@ func (c Config) Dest() string {
 	return name
 }
 
-// Validate checks the flags before any API call.
+// Validate checks the flags before any API call (an empty Namespace is the kubeconfig's).
 func (c Config) Validate() error {
-	if c.Namespace == "" {
-		return fmt.Errorf("--namespace is required: the namespace of the claims and the workloads")
-	}
 	if c.SourcePVC == "" {
 		return fmt.Errorf("--source-pvc is required: the claim to move away from")
 	}

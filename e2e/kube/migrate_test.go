@@ -1,0 +1,434 @@
+package kubee2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/krsync/krsync/internal/testing/treecmp"
+	"github.com/krsync/krsync/internal/testing/treegen"
+	"github.com/krsync/krsync/kube"
+	"github.com/krsync/krsync/migrate"
+)
+
+// The application of the migration tests: a Deployment and a StatefulSet whose Pods mount
+// the source claim and keep writing, each to its own file under live/ (named by the Pod's
+// UID), a counter that grows ten times a second. Commands other than krsync run as written
+// under the test kubelet; $DATA is the mount path, which it maps to the claim's directory.
+const (
+	appDeployment  = "web"
+	appStatefulSet = "db"
+	liveDir        = "live"
+	appScript      = `mkdir -p "$DATA/live" && n=0 && while :; do n=$((n+1)); echo "$n" > "$DATA/live/$POD_UID"; sleep 0.1; done`
+)
+
+// migrateTimeout bounds one krsync migrate run on the shared 2-core machine.
+const migrateTimeout = 4 * time.Minute
+
+func appTemplate(name string) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To[int64](1),
+			Containers: []corev1.Container{{
+				Name: "app", Image: "busybox", Command: []string{"sh", "-c", appScript},
+				Env: []corev1.EnvVar{
+					{Name: "DATA", Value: "/data"},
+					{Name: "POD_UID", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.uid"}}},
+				},
+				VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+			}},
+			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: sourceClaim},
+			}}},
+		},
+	}
+}
+
+// startApp creates the Deployment (2 replicas) and the StatefulSet (1) on the source claim
+// and waits until all three Pods are ready and have written.
+func (c *testCluster) startApp() {
+	c.t.Helper()
+	ctx := context.Background()
+	sel := func(name string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}}
+	}
+	_, err := c.cs.AppsV1().Deployments(c.ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: appDeployment},
+		Spec:       appsv1.DeploymentSpec{Replicas: ptr.To[int32](2), Selector: sel(appDeployment), Template: appTemplate(appDeployment)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	_, err = c.cs.AppsV1().StatefulSets(c.ns).Create(ctx, &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: appStatefulSet},
+		Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](1), Selector: sel(appStatefulSet), Template: appTemplate(appStatefulSet),
+			ServiceName: appStatefulSet},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.waitAppOn(sourceClaim, 2, 1)
+	c.waitFor("the application's three Pods to write", time.Minute, func() (bool, error) {
+		entries, err := os.ReadDir(filepath.Join(c.src, liveDir))
+		return err == nil && len(entries) >= 3, nil
+	})
+}
+
+// waitAppOn waits until the Deployment and the StatefulSet run the given replicas, all
+// ready, from a template that mounts claim, with no migration record left on them.
+func (c *testCluster) waitAppOn(claim string, web, db int32) {
+	c.t.Helper()
+	ctx := context.Background()
+	c.waitFor("the application ready on "+claim, 2*time.Minute, func() (bool, error) {
+		d, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, appDeployment, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		s, err := c.cs.AppsV1().StatefulSets(c.ns).Get(ctx, appStatefulSet, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		onClaim := templateClaim(&d.Spec.Template.Spec) == claim && templateClaim(&s.Spec.Template.Spec) == claim
+		counts := *d.Spec.Replicas == web && *s.Spec.Replicas == db
+		ready := d.Status.ObservedGeneration == d.Generation && d.Status.Replicas == web && d.Status.ReadyReplicas == web && d.Status.UpdatedReplicas == web &&
+			s.Status.ObservedGeneration == s.Generation && s.Status.Replicas == db && s.Status.ReadyReplicas == db
+		_, dRec := d.Annotations[migrate.AnnoReplicas]
+		_, sRec := s.Annotations[migrate.AnnoReplicas]
+		return onClaim && counts && ready && !dRec && !sRec, nil
+	})
+	// The Pods themselves, not only the templates, mount the claim.
+	pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: "app in (" + appDeployment + "," + appStatefulSet + ")"})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	running := 0
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		running++
+		if got := templateClaim(&p.Spec); got != claim {
+			c.t.Errorf("Pod %s mounts claim %s, want %s", p.Name, got, claim)
+		}
+	}
+	if running != int(web+db) {
+		c.t.Errorf("%d application Pods, want %d", running, web+db)
+	}
+}
+
+func templateClaim(spec *corev1.PodSpec) string {
+	for _, v := range spec.Volumes {
+		if v.PersistentVolumeClaim != nil {
+			return v.PersistentVolumeClaim.ClaimName
+		}
+	}
+	return ""
+}
+
+// migrateArgs is `krsync migrate` of the source claim to the destination claim, on this
+// cluster's namespace.
+func (c *testCluster) migrateArgs(extra ...string) []string {
+	return append([]string{"migrate", "--kubeconfig", cluster.Require(c.t).Kubeconfig, "-n", c.ns,
+		"--source-pvc", sourceClaim, "--dest-pvc", destClaim, "--image", "krsync:e2e", "--timeout", "3m",
+		"--log-format", "json"}, extra...)
+}
+
+// migrateProcess is krsync migrate running as a child process.
+type migrateProcess struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	done           chan struct{}
+	err            error
+}
+
+func (c *testCluster) startMigrate(args []string) *migrateProcess {
+	c.t.Helper()
+	p := &migrateProcess{cmd: exec.Command(c.bin, args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	c.t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// wait waits for the process to end and returns its exit code.
+func (p *migrateProcess) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(migrateTimeout):
+		t.Fatalf("krsync migrate still runs after %s; stdout:\n%s\nstderr:\n%s", migrateTimeout, p.stdout.String(), p.stderr.String())
+	}
+	var exit *exec.ExitError
+	switch {
+	case p.err == nil:
+		return 0
+	case errors.As(p.err, &exit):
+		return exit.ExitCode()
+	}
+	t.Fatal(p.err)
+	return -1
+}
+
+// runMigrate runs krsync migrate to its end and returns its stdout; it fails the test on a
+// non-zero exit.
+func (c *testCluster) runMigrate(extra ...string) string {
+	c.t.Helper()
+	p := c.startMigrate(c.migrateArgs(extra...))
+	if code := p.wait(c.t); code != 0 {
+		c.t.Fatalf("krsync migrate %v: exit %d\nstdout:\n%s\nstderr:\n%s", extra, code, p.stdout.String(), p.stderr.String())
+	}
+	c.t.Logf("krsync migrate %v:\n%s", extra, p.stdout.String())
+	return p.stdout.String()
+}
+
+// phase is the migration step the destination claim records, "" for none.
+func (c *testCluster) phase() string {
+	c.t.Helper()
+	pvc, err := c.cs.CoreV1().PersistentVolumeClaims(c.ns).Get(context.Background(), destClaim, metav1.GetOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return pvc.Annotations[migrate.AnnoPhase]
+}
+
+// copyRunning says whether the coordinator Job of the given pass runs (its Pod is running).
+func (c *testCluster) copyRunning(pass string) (bool, error) {
+	job, err := c.cs.BatchV1().Jobs(c.ns).Get(context.Background(), coordinatorJob, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil || !strings.HasSuffix(job.Labels[kube.CopyPassLabel], "-"+pass) {
+		return false, err
+	}
+	for _, p := range c.pods(coordinatorJob) {
+		if p.Status.Phase == corev1.PodRunning {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// migratedDataEqual compares the source with the destination, with the independent
+// comparator, the application's live/ aside; then every file the Pods on the source wrote
+// must be on the destination with its last contents (the writes after the warm copy), and
+// the Pods running now must write on the destination, not the source.
+func (c *testCluster) migratedDataEqual() {
+	c.t.Helper()
+	err := treecmp.Equal(c.src, c.dst, treecmp.Options{Exclude: func(rel string) bool {
+		return rel == liveDir || rel == stateDir
+	}})
+	if err != nil {
+		c.t.Error(err)
+	}
+	old, err := os.ReadDir(filepath.Join(c.src, liveDir))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, e := range old {
+		want, err := os.ReadFile(filepath.Join(c.src, liveDir, e.Name()))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(c.dst, liveDir, e.Name()))
+		if err != nil || !bytes.Equal(got, want) {
+			c.t.Errorf("live/%s on the destination: %q, %v; want the source's last write %q", e.Name(), got, err, want)
+		}
+	}
+	c.podsWriteOn(c.dst, c.src)
+}
+
+// podsWriteOn waits until every running application Pod has written its file in dir's
+// live/, and checks it wrote none in other's.
+func (c *testCluster) podsWriteOn(dir, other string) {
+	c.t.Helper()
+	pods, err := c.cs.CoreV1().Pods(c.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app in (" + appDeployment + "," + appStatefulSet + ")"})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		c.waitFor("Pod "+p.Name+" to write on "+dir, time.Minute, func() (bool, error) {
+			_, err := os.Stat(filepath.Join(dir, liveDir, string(p.UID)))
+			return err == nil, nil
+		})
+		if _, err := os.Stat(filepath.Join(other, liveDir, string(p.UID))); err == nil {
+			c.t.Errorf("Pod %s wrote on %s too", p.Name, other)
+		}
+	}
+}
+
+// TestMigrateDeploymentAndStatefulSet: --dry-run prints the plan and changes nothing; then
+// krsync migrate moves a running Deployment and StatefulSet from the source claim to the
+// destination claim: a file the test writes on the source during the warm copy, and the
+// application's own writes after it, are on the destination; the trees are equal; the
+// workloads run on the destination with their replica counts; the downtime is printed; a
+// rerun has nothing to do.
+func TestMigrateDeploymentAndStatefulSet(t *testing.T) {
+	c := newCluster(t, clusterOptions{})
+	// The big file under --bwlimit keeps the warm copy going for seconds.
+	c.generate(treegen.Spec{Seed: 23, Files: 300, Hostile: true, BigFiles: 1, BigSize: 12 << 20})
+	c.startApp()
+
+	plan := c.runMigrate("--dry-run")
+	for _, want := range []string{"Deployment/web: scale 2 -> 0", "StatefulSet/db: scale 1 -> 0", "warm copy while the application runs"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("the plan does not say %q:\n%s", want, plan)
+		}
+	}
+	if got := c.phase(); got != "" {
+		t.Fatalf("--dry-run recorded phase %q on the destination claim", got)
+	}
+	c.waitAppOn(sourceClaim, 2, 1)
+
+	p := c.startMigrate(c.migrateArgs("--rsync-opts", slowRsync))
+	c.waitFor("the warm copy to run", 2*time.Minute, func() (bool, error) { return c.copyRunning("warm") })
+	changed := filepath.Join(c.src, "written-during-warm-copy")
+	if err := os.WriteFile(changed, []byte("after the warm copy began\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if running, err := c.copyRunning("warm"); err != nil || !running {
+		t.Fatalf("the warm copy ended before the test wrote to the source (running %v, %v): make it longer", running, err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("krsync migrate: exit %d\nstdout:\n%s\nstderr:\n%s", code, p.stdout.String(), p.stderr.String())
+	}
+	out := p.stdout.String()
+	t.Logf("krsync migrate:\n%s", out)
+	if !strings.Contains(out, "downtime ") {
+		t.Errorf("krsync migrate does not print the downtime:\n%s", out)
+	}
+	c.waitAppOn(destClaim, 2, 1)
+	if got := c.phase(); got != string(migrate.Done) {
+		t.Errorf("the destination claim records phase %q, want %q", got, migrate.Done)
+	}
+	if _, err := os.Stat(filepath.Join(c.dst, "written-during-warm-copy")); err != nil {
+		t.Errorf("the file written on the source during the warm copy is not on the destination: %v", err)
+	}
+	c.migratedDataEqual()
+	if _, err := c.cs.BatchV1().Jobs(c.ns).Get(context.Background(), coordinatorJob, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the copy's coordinator Job is still there after the migration: %v", err)
+	}
+	if again := c.runMigrate(); !strings.Contains(again, "already") {
+		t.Errorf("a rerun after the migration does not say it is done:\n%s", again)
+	}
+}
+
+// startAndWaitFinalCopy starts krsync migrate without the warm copy and waits until the
+// workloads are down and the final copy runs, recording the replica counts on them.
+func (c *testCluster) startAndWaitFinalCopy() *migrateProcess {
+	c.t.Helper()
+	p := c.startMigrate(c.migrateArgs("--no-warm-copy", "--rsync-opts", slowRsync))
+	c.waitFor("the final copy to run", 2*time.Minute, func() (bool, error) {
+		select {
+		case <-p.done:
+			return false, errors.New("krsync migrate ended before the final copy: " + p.stderr.String())
+		default:
+		}
+		return c.copyRunning("final")
+	})
+	ctx := context.Background()
+	d, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, appDeployment, metav1.GetOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s, err := c.cs.AppsV1().StatefulSets(c.ns).Get(ctx, appStatefulSet, metav1.GetOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if *d.Spec.Replicas != 0 || d.Annotations[migrate.AnnoReplicas] != "2" || *s.Spec.Replicas != 0 || s.Annotations[migrate.AnnoReplicas] != "1" {
+		c.t.Errorf("during the final copy: Deployment %d replicas (recorded %q), StatefulSet %d (recorded %q); want 0 with 2 and 1 recorded",
+			*d.Spec.Replicas, d.Annotations[migrate.AnnoReplicas], *s.Spec.Replicas, s.Annotations[migrate.AnnoReplicas])
+	}
+	return p
+}
+
+// TestMigrateInterruptedResumes: krsync migrate killed (SIGKILL) during the final copy,
+// with the workloads down, resumes when run again with the same arguments: it follows the
+// copy already running, switches and scales back to the recorded counts.
+func TestMigrateInterruptedResumes(t *testing.T) {
+	c := newCluster(t, clusterOptions{})
+	c.generate(treegen.Spec{Seed: 29, Files: 200, BigFiles: 1, BigSize: 12 << 20})
+	c.startApp()
+	p := c.startAndWaitFinalCopy()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t)
+	if got := c.phase(); got != string(migrate.ScaledDown) {
+		t.Errorf("after the kill the destination claim records phase %q, want %q", got, migrate.ScaledDown)
+	}
+
+	out := c.runMigrate("--no-warm-copy", "--rsync-opts", slowRsync)
+	if !strings.Contains(out, "resuming the migration") {
+		t.Errorf("the rerun does not say it resumes:\n%s", out)
+	}
+	c.waitAppOn(destClaim, 2, 1)
+	c.migratedDataEqual()
+}
+
+// TestMigrateRollback: krsync migrate stopped by SIGTERM during the final copy says how to
+// resume; krsync migrate --rollback then stops the copy and puts the workloads back on the
+// source claim with their replica counts; the destination claim is kept.
+func TestMigrateRollback(t *testing.T) {
+	c := newCluster(t, clusterOptions{})
+	c.generate(treegen.Spec{Seed: 31, Files: 200, BigFiles: 1, BigSize: 12 << 20})
+	c.startApp()
+	p := c.startAndWaitFinalCopy()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code == 0 {
+		t.Errorf("krsync migrate stopped by SIGTERM exited 0")
+	}
+	if msg := p.stderr.String(); !strings.Contains(msg, "run the same command again to resume") {
+		t.Errorf("krsync migrate stopped by SIGTERM does not say how to resume:\n%s", msg)
+	}
+
+	out := c.runMigrate("--rollback")
+	if !strings.Contains(out, "rolled back") {
+		t.Errorf("--rollback does not say it rolled back:\n%s", out)
+	}
+	c.waitAppOn(sourceClaim, 2, 1)
+	if got := c.phase(); got != string(migrate.RolledBack) {
+		t.Errorf("the destination claim records phase %q, want %q", got, migrate.RolledBack)
+	}
+	if _, err := c.cs.BatchV1().Jobs(c.ns).Get(context.Background(), coordinatorJob, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the copy's coordinator Job is still there after --rollback: %v", err)
+	}
+	for _, claim := range []string{sourceClaim, destClaim} {
+		if _, err := c.cs.CoreV1().PersistentVolumeClaims(c.ns).Get(context.Background(), claim, metav1.GetOptions{}); err != nil {
+			t.Errorf("claim %s after --rollback: %v", claim, err)
+		}
+	}
+	// The application writes on the source again, not on the destination.
+	c.podsWriteOn(c.src, c.dst)
+}
