@@ -30,9 +30,14 @@ type Config struct {
 	RESTConfig *rest.Config
 	// NodeName names the Node; Nodes are cluster-wide, so make it unique per test.
 	NodeName string
-	// Binary is the krsync binary: a container whose command is empty (the image's ENTRYPOINT)
-	// or names krsync runs it. Other commands run as written, found on PATH.
+	// Binary is the krsync binary. Without Image, a container whose command is empty (the
+	// image's ENTRYPOINT) or names krsync runs it as a host process, and other commands run as
+	// written, found on the host's PATH. With Image, it is mounted at Image.BinaryPath.
 	Binary string
+	// Image, when set, runs every container in that image's root file system with its Pod's
+	// securityContext (user, groups, capabilities, no_new_privs, read-only root) and its
+	// volumes mounted at their mountPaths, as a container runtime would; needs root.
+	Image *Image
 	// Labels are added to the Node's standard labels (kubernetes.io/hostname and so on).
 	Labels map[string]string
 	// Capacity overrides the Node's capacity and allocatable (default 32 CPUs, 64Gi, 110 pods).
@@ -85,6 +90,14 @@ func Start(ctx context.Context, cfg Config) (*Kubelet, error) {
 	}
 	if _, err := os.Stat(cfg.Binary); err != nil {
 		return nil, fmt.Errorf("kubelet: binary: %w", err)
+	}
+	if cfg.Image != nil {
+		if os.Geteuid() != 0 {
+			return nil, errors.New("kubelet: running containers in an image needs root (mounts, namespaces, capabilities)")
+		}
+		if _, err := initProgram(); err != nil {
+			return nil, fmt.Errorf("kubelet: %w", err)
+		}
 	}
 	if cfg.Ports == nil {
 		cfg.Ports = NewPorts()

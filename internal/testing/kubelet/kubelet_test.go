@@ -29,6 +29,7 @@ var cluster kubeplane.Shared
 func TestMain(m *testing.M) {
 	code := cluster.Main(m)
 	testbin.RemoveKrsync()
+	kubelet.RemoveBuilt()
 	os.Exit(code)
 }
 
@@ -40,8 +41,9 @@ type env struct {
 	dir string
 }
 
-// start brings up the shared control plane, a namespace and a kubelet for one test.
-func start(t *testing.T) *env {
+// start brings up the shared control plane, a namespace and a kubelet for one test; configure
+// changes the kubelet's Config (e.g. to run the containers in the image).
+func start(t *testing.T, configure ...func(*kubelet.Config)) *env {
 	t.Helper()
 	plane := cluster.Require(t)
 	binary := testbin.Krsync(t)
@@ -60,10 +62,14 @@ func start(t *testing.T) *env {
 	})
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	kl, err := kubelet.Start(ctx, kubelet.Config{
+	cfg := kubelet.Config{
 		RESTConfig: rc, NodeName: kubeplane.UniqueName("node"), Binary: binary, Dir: filepath.Join(dir, "kubelet"),
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel),
-	})
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	kl, err := kubelet.Start(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

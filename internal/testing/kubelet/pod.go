@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/krsync/krsync/internal/testing/kubelet/sandbox"
 )
 
 // maxTerminationMessage is the kubelet's limit on a termination message (bytes).
@@ -268,8 +270,10 @@ func exitCode(state *os.ProcessState) int {
 }
 
 // startContainer resolves the container's env, mounts, ports and Service names, and starts
-// its process with stdout and stderr going to one log file.
+// its process with stdout and stderr going to one log file: in the image (Config.Image) with
+// the volumes mounted at their paths, or as a host process with the paths rewritten.
 func (r *podRunner) startContainer(ctx context.Context, c *corev1.Container) (*exec.Cmd, string, string, error) {
+	img := r.k.cfg.Image
 	rw := newRewriter()
 	r.mu.Lock()
 	vols, ports := r.volumes, r.ports
@@ -277,7 +281,8 @@ func (r *podRunner) startContainer(ctx context.Context, c *corev1.Container) (*e
 	for p, hp := range ports {
 		rw.ports[p] = hp
 	}
-	needKubeconfig := false
+	var mounts []sandbox.Mount
+	var tokenVolume, tokenMount string // a mounted ServiceAccount token volume: host and container paths
 	for _, m := range c.VolumeMounts {
 		vol, ok := vols[m.Name]
 		if !ok {
@@ -290,15 +295,28 @@ func (r *podRunner) startContainer(ctx context.Context, c *corev1.Container) (*e
 				return nil, "", "", fmt.Errorf("volumeMount %s subPath: %w", m.Name, err)
 			}
 		}
-		rw.addMount(m.MountPath, host)
-		needKubeconfig = needKubeconfig || vol.serviceAccountToken
+		if img != nil {
+			mounts = append(mounts, sandbox.Mount{Source: host, Target: m.MountPath, ReadOnly: m.ReadOnly || vol.readOnly})
+		} else {
+			rw.addMount(m.MountPath, host)
+		}
+		if vol.serviceAccountToken {
+			tokenVolume, tokenMount = vol.host, m.MountPath
+		}
 	}
 	termLog := filepath.Join(r.dir, c.Name+".termination-log")
 	if err := os.WriteFile(termLog, nil, 0o666); err != nil {
 		return nil, "", "", err
 	}
+	if err := os.Chmod(termLog, 0o666); err != nil { // whatever the umask: any user may write it
+		return nil, "", "", err
+	}
 	if c.TerminationMessagePath != "" {
-		rw.files[c.TerminationMessagePath] = termLog
+		if img != nil {
+			mounts = append(mounts, sandbox.Mount{Source: termLog, Target: c.TerminationMessagePath})
+		} else {
+			rw.files[c.TerminationMessagePath] = termLog
+		}
 	}
 	if err := r.addServices(ctx, rw); err != nil {
 		return nil, "", "", err
@@ -312,28 +330,50 @@ func (r *podRunner) startContainer(ctx context.Context, c *corev1.Container) (*e
 		return nil, "", "", err
 	}
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + r.dir, "HOSTNAME=" + r.pod.Name}
-	values := map[string]string{}
-	hasKubeconfig := false
-	for _, v := range vars {
-		val := rw.value(v.value)
-		values[v.name] = v.value
-		env = append(env, v.name+"="+val)
-		hasKubeconfig = hasKubeconfig || v.name == EnvKubeconfig
-	}
-	if needKubeconfig && !hasKubeconfig {
-		path, err := r.writeKubeconfig(ctx)
-		if err != nil {
+	var id identity
+	if img != nil {
+		if id, err = containerIdentity(img, r.pod, c); err != nil {
 			return nil, "", "", err
 		}
-		env = append(env, EnvKubeconfig+"="+path)
+		env = mergeEnv(img.Env, []string{"HOSTNAME=" + r.pod.Name, "HOME=" + id.home})
 	}
+	values := map[string]string{}
+	hasKubeconfig := false
+	var containerVars []string
+	for _, v := range vars {
+		values[v.name] = v.value
+		containerVars = append(containerVars, v.name+"="+rw.value(v.value))
+		hasKubeconfig = hasKubeconfig || v.name == EnvKubeconfig
+	}
+	if tokenVolume != "" && !hasKubeconfig {
+		// No in-cluster configuration reaches the test API server: a kubeconfig with the
+		// ServiceAccount's token stands in, beside the token in the image.
+		path, inContainer := filepath.Join(r.dir, "kubeconfig"), ""
+		if img != nil {
+			path, inContainer = filepath.Join(tokenVolume, "kubeconfig"), filepath.Join(tokenMount, "kubeconfig")
+		}
+		if err := r.writeKubeconfig(ctx, path); err != nil {
+			return nil, "", "", err
+		}
+		if inContainer == "" {
+			inContainer = path
+		}
+		containerVars = append(containerVars, EnvKubeconfig+"="+inContainer)
+	}
+	env = mergeEnv(env, containerVars)
 	lookup := func(name string) (string, bool) { v, ok := values[name]; return v, ok }
-	name, args := r.k.commandLine(c)
-	for i, a := range args {
-		args[i] = rw.value(expand(a, lookup))
+	var argv []string
+	if img != nil {
+		argv = img.commandLine(c)
+	} else {
+		name, args := r.k.commandLine(c)
+		argv = append([]string{name}, args...)
 	}
-	if name != r.k.cfg.Binary {
-		name = rw.value(expand(name, lookup))
+	for i, a := range argv {
+		if i == 0 && img == nil && a == r.k.cfg.Binary {
+			continue
+		}
+		argv[i] = rw.value(expand(a, lookup))
 	}
 	logPath := filepath.Join(r.dir, c.Name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -341,8 +381,22 @@ func (r *podRunner) startContainer(ctx context.Context, c *corev1.Container) (*e
 		return nil, "", "", err
 	}
 	defer logFile.Close()
-	fmt.Fprintf(logFile, "# test kubelet: %s %s\n", name, strings.Join(args, " "))
-	cmd := exec.Command(name, args...)
+	fmt.Fprintf(logFile, "# test kubelet: %s\n", strings.Join(argv, " "))
+	r.k.addLog(ContainerLog{Namespace: r.pod.Namespace, Pod: r.pod.Name, Container: c.Name, Path: logPath})
+	if img != nil {
+		mounts = append(mounts, sandbox.Mount{Source: r.k.cfg.Binary, Target: img.BinaryPath, ReadOnly: true})
+		cwd := c.WorkingDir
+		if cwd == "" {
+			cwd = img.WorkingDir
+		}
+		cmd, err := sandboxed{logFile: logFile, spec: sandbox.Spec{
+			Rootfs: img.Rootfs, Dir: filepath.Join(r.dir, "containers", c.Name), Mounts: mounts,
+			ReadOnlyRoot: id.readOnlyRoot, UID: id.uid, GID: id.gid, Groups: id.groups,
+			Capabilities: id.capabilities, NoNewPrivs: id.noNewPrivs, Args: argv, Env: env, Cwd: cwd,
+		}}.start()
+		return cmd, logPath, termLog, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Dir = r.dir
@@ -350,9 +404,8 @@ func (r *podRunner) startContainer(ctx context.Context, c *corev1.Container) (*e
 		cmd.Dir = rw.value(c.WorkingDir)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	r.k.addLog(ContainerLog{Namespace: r.pod.Namespace, Pod: r.pod.Name, Container: c.Name, Path: logPath})
 	if err := cmd.Start(); err != nil {
-		return nil, logPath, termLog, fmt.Errorf("start %s: %w", name, err)
+		return nil, logPath, termLog, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	return cmd, logPath, termLog, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -15,23 +14,29 @@ import (
 // krsync's --kubeconfig flag through its KRSYNC_<FLAG> variable.
 const EnvKubeconfig = "KRSYNC_KUBECONFIG"
 
-// writeKubeconfig writes a kubeconfig that reaches the test API server as the Pod's
+// writeKubeconfig writes a kubeconfig at path that reaches the test API server as the Pod's
 // ServiceAccount, with a token from the TokenRequest API: the process has exactly the rights
-// RBAC grants that ServiceAccount, not the kubelet's.
-func (r *podRunner) writeKubeconfig(ctx context.Context) (string, error) {
-	path := filepath.Join(r.dir, "kubeconfig")
+// RBAC grants that ServiceAccount, not the kubelet's. It holds the CA itself, as a container
+// cannot read the host's files, and is readable by any user, like the token of a
+// kube-api-access volume.
+func (r *podRunner) writeKubeconfig(ctx context.Context, path string) error {
 	if _, err := os.Stat(path); err == nil {
-		return path, nil
+		return nil
 	}
 	token, err := r.requestToken(ctx, "", nil)
 	if err != nil {
-		return "", err
+		return err
 	}
 	rc := r.k.cfg.RESTConfig
+	ca := rc.TLSClientConfig.CAData
+	if len(ca) == 0 && rc.TLSClientConfig.CAFile != "" {
+		if ca, err = os.ReadFile(rc.TLSClientConfig.CAFile); err != nil {
+			return fmt.Errorf("kubeconfig: CA: %w", err)
+		}
+	}
 	cluster := &clientcmdapi.Cluster{
 		Server:                   rc.Host,
-		CertificateAuthority:     rc.TLSClientConfig.CAFile,
-		CertificateAuthorityData: rc.TLSClientConfig.CAData,
+		CertificateAuthorityData: ca,
 		InsecureSkipTLSVerify:    rc.TLSClientConfig.Insecure,
 		TLSServerName:            rc.TLSClientConfig.ServerName,
 	}
@@ -41,7 +46,7 @@ func (r *podRunner) writeKubeconfig(ctx context.Context) (string, error) {
 	cfg.Contexts["pod"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "pod", Namespace: r.pod.Namespace}
 	cfg.CurrentContext = "pod"
 	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		return "", fmt.Errorf("write kubeconfig: %w", err)
+		return fmt.Errorf("write kubeconfig: %w", err)
 	}
-	return path, nil
+	return os.Chmod(path, 0o644)
 }

@@ -20,6 +20,9 @@ type volume struct {
 	// serviceAccountToken says the volume holds a projected ServiceAccount token: a container
 	// mounting it would have in-cluster credentials, so it gets a kubeconfig instead.
 	serviceAccountToken bool
+	// readOnly: a runtime mounts it read-only whatever the volumeMount says (configMap,
+	// secret, downwardAPI and projected volumes, and a claim the Pod asks for read-only).
+	readOnly bool
 }
 
 // prepareVolumes turns every Pod volume into a host directory.
@@ -40,7 +43,7 @@ func (r *podRunner) prepareVolume(ctx context.Context, v corev1.Volume) (volume,
 	switch {
 	case v.PersistentVolumeClaim != nil:
 		path, err := r.claimPath(ctx, v.PersistentVolumeClaim.ClaimName)
-		return volume{host: path}, err
+		return volume{host: path, readOnly: v.PersistentVolumeClaim.ReadOnly}, err
 	case v.HostPath != nil:
 		if t := v.HostPath.Type; t != nil && (*t == corev1.HostPathDirectoryOrCreate) {
 			if err := os.MkdirAll(v.HostPath.Path, 0o755); err != nil {
@@ -49,27 +52,32 @@ func (r *podRunner) prepareVolume(ctx context.Context, v corev1.Volume) (volume,
 		}
 		return volume{host: v.HostPath.Path}, nil
 	case v.EmptyDir != nil:
-		return volume{host: dir}, os.MkdirAll(dir, 0o777)
+		if err := os.MkdirAll(dir, 0o777); err != nil {
+			return volume{}, err
+		}
+		return volume{host: dir}, os.Chmod(dir, 0o777) // a kubelet's emptyDir, whatever the umask
 	case v.ConfigMap != nil:
+		vol := volume{host: dir, readOnly: true}
 		cm, err := r.configMap(ctx, v.ConfigMap.Name)
 		if err != nil {
 			if optional(v.ConfigMap.Optional) {
-				return volume{host: dir}, os.MkdirAll(dir, 0o755)
+				return vol, os.MkdirAll(dir, 0o755)
 			}
 			return volume{}, err
 		}
-		return volume{host: dir}, writeKeys(dir, stringData(cm.Data, cm.BinaryData), v.ConfigMap.Items, v.ConfigMap.DefaultMode)
+		return vol, writeKeys(dir, stringData(cm.Data, cm.BinaryData), v.ConfigMap.Items, v.ConfigMap.DefaultMode)
 	case v.Secret != nil:
+		vol := volume{host: dir, readOnly: true}
 		s, err := r.secret(ctx, v.Secret.SecretName)
 		if err != nil {
 			if optional(v.Secret.Optional) {
-				return volume{host: dir}, os.MkdirAll(dir, 0o755)
+				return vol, os.MkdirAll(dir, 0o755)
 			}
 			return volume{}, err
 		}
-		return volume{host: dir}, writeKeys(dir, s.Data, v.Secret.Items, v.Secret.DefaultMode)
+		return vol, writeKeys(dir, s.Data, v.Secret.Items, v.Secret.DefaultMode)
 	case v.DownwardAPI != nil:
-		return volume{host: dir}, r.writeDownwardAPI(dir, v.DownwardAPI.Items, v.DownwardAPI.DefaultMode)
+		return volume{host: dir, readOnly: true}, r.writeDownwardAPI(dir, v.DownwardAPI.Items, v.DownwardAPI.DefaultMode)
 	case v.Projected != nil:
 		return r.prepareProjected(ctx, dir, v.Projected)
 	}
@@ -112,9 +120,13 @@ func (r *podRunner) claimPath(ctx context.Context, claim string) (string, error)
 }
 
 func (r *podRunner) prepareProjected(ctx context.Context, dir string, p *corev1.ProjectedVolumeSource) (volume, error) {
-	vol := volume{host: dir}
+	vol := volume{host: dir, readOnly: true}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return vol, err
+	}
+	tokenMode := os.FileMode(0o644) // Kubernetes' default mode of projected files
+	if p.DefaultMode != nil {
+		tokenMode = os.FileMode(*p.DefaultMode)
 	}
 	for _, src := range p.Sources {
 		var err error
@@ -139,7 +151,7 @@ func (r *podRunner) prepareProjected(ctx context.Context, dir string, p *corev1.
 			var tok string
 			tok, err = r.requestToken(ctx, src.ServiceAccountToken.Audience, src.ServiceAccountToken.ExpirationSeconds)
 			if err == nil {
-				err = os.WriteFile(filepath.Join(dir, src.ServiceAccountToken.Path), []byte(tok), 0o600)
+				err = writeFile(dir, src.ServiceAccountToken.Path, []byte(tok), tokenMode)
 				vol.serviceAccountToken = true
 			}
 		case src.ClusterTrustBundle != nil, src.PodCertificate != nil:
