@@ -14,6 +14,7 @@ import (
 // ManifestsCmd is the `krsync manifests` command: print the Kubernetes manifests of
 // manifests/, customised, for `kubectl apply -f -`.
 type ManifestsCmd struct {
+	Name           string `help:"Name of this run: every object is named after it (NAME-coordinator, NAME-worker, NAME-token) and labelled app.kubernetes.io/instance=NAME, so several runs can share a namespace." default:"${runName}"`
 	SourcePVC      string `help:"Claim to copy from (mounted read-only)." default:"${sourcePVC}"`
 	DestPVC        string `help:"Claim to copy to." default:"${destPVC}"`
 	Parallelism    int    `help:"Most worker pods at a time." default:"${parallelism}"`
@@ -47,7 +48,7 @@ func (cmd ManifestsCmd) Run(streams Streams) error {
 		token = leaseapi.NewToken()
 	}
 	files, err := kube.Render(kube.Params{
-		Namespace: cmd.Namespace, SourcePVC: cmd.SourcePVC, DestPVC: cmd.DestPVC,
+		Name: cmd.Name, Namespace: cmd.Namespace, SourcePVC: cmd.SourcePVC, DestPVC: cmd.DestPVC,
 		Parallelism: cmd.Parallelism, Image: cmd.Image, PullPolicy: cmd.PullPolicy,
 		FpartOpts: cmd.FpartOpts, RsyncOpts: cmd.RsyncOpts, Token: token,
 		Mirror: cmd.Mirror, DryRun: cmd.DryRun, Verify: cmd.Verify, VerifyChecksum: cmd.VerifyChecksum,

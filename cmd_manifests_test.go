@@ -80,6 +80,7 @@ func TestManifestsCommandRefusesBadInput(t *testing.T) {
 		{"unsafe rsync option", []string{"--rsync-opts", "--archive --delete"}, "--rsync-opts"},
 		{"bad fpart option", []string{"--fpart-opts", "-f 0"}, "--fpart-opts"},
 		{"dry run without mirror", []string{"--dry-run"}, "--mirror"},
+		{"bad run name", []string{"--name", "Nightly_Run"}, "--name"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -67,8 +67,12 @@ func (d *Driver) checkAccess(ctx context.Context, job string) error {
 		}
 	}
 	if len(missing) > 0 {
+		role := CoordinatorName // the manifests name the Role after the ServiceAccount
+		if d.self != nil && d.self.Spec.ServiceAccountName != "" {
+			role = d.self.Spec.ServiceAccountName
+		}
 		return fmt.Errorf("forbidden: the coordinator may not %s in namespace %s; grant it in the Role %s (manifests/02-role.yaml)",
-			strings.Join(missing, ", "), d.ns, CoordinatorName)
+			strings.Join(missing, ", "), d.ns, role)
 	}
 	return nil
 }

@@ -73,6 +73,8 @@ type envOptions struct {
 	// selfSpec, when set, is the coordinator Pod's spec (e.g. a rendered Job's Pod template);
 	// its node is o.node.
 	selfSpec *corev1.PodSpec
+	// selfLabels are the coordinator Pod's labels (a Job's Pod has job-name and the run's).
+	selfLabels map[string]string
 }
 
 func newEnv(t *testing.T, o envOptions) *testEnv {
@@ -97,7 +99,7 @@ func newEnv(t *testing.T, o envOptions) *testEnv {
 		t.Fatal(err)
 	}
 	self := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "krsync-coordinator-" + kubeplane.UniqueName("")[2:]},
+		ObjectMeta: metav1.ObjectMeta{Name: "krsync-coordinator-" + kubeplane.UniqueName("")[2:], Labels: o.selfLabels},
 		Spec: corev1.PodSpec{
 			NodeName:   o.node,
 			Containers: []corev1.Container{{Name: "coordinator", Image: "registry.test/krsync:v9", ImagePullPolicy: corev1.PullNever}},

@@ -74,19 +74,25 @@ func NewDriver(ctx context.Context, cs kubernetes.Interface, defaultNamespace st
 	if err != nil {
 		return nil, fmt.Errorf("--worker-template %s: %w", opts.WorkerTemplate, err)
 	}
-	if tmpl.Name == "" {
-		tmpl.Name = WorkerJobName
-	}
-	if err := d.checkAccess(ctx, tmpl.Name); err != nil {
-		return nil, err
-	}
+	// The worker Job's name comes from the coordinator's own Pod (workerJobName), and the
+	// rights to check name it: read the Pod first, and let a refused read be explained by
+	// checkAccess, which names every missing verb.
 	if opts.PodName != "" {
 		d.self, err = cs.CoreV1().Pods(d.ns).Get(ctx, opts.PodName, metav1.GetOptions{})
 		if err != nil {
+			if apierrors.IsForbidden(err) {
+				if aerr := d.checkAccess(ctx, workerJobName(tmpl, nil)); aerr != nil {
+					return nil, aerr
+				}
+			}
 			return nil, fmt.Errorf("get own Pod %s/%s: %w", d.ns, opts.PodName, err)
 		}
 	} else {
 		log.Warn().Msg("no --pod-name (KRSYNC_POD_NAME): the worker Job gets no owner, so deleting the coordinator will not delete it")
+	}
+	tmpl.Name = workerJobName(tmpl, d.self)
+	if err := d.checkAccess(ctx, tmpl.Name); err != nil {
+		return nil, err
 	}
 	d.template, err = d.workerJob(ctx, tmpl)
 	if err != nil {

@@ -1,9 +1,12 @@
 package kube
 
 import (
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 )
@@ -89,4 +92,78 @@ func ownContainer(self *corev1.Pod) *corev1.Container {
 		}
 	}
 	return own
+}
+
+// inheritRun gives the worker Job what makes it part of the coordinator's run, where the
+// template has none: the run's labels on the Job and its Pods (the coordinator Pod's, with
+// component worker; kustomize's labels reach the workers this way), and the address of the
+// coordinator's Service in KRSYNC_COORDINATOR.
+func inheritRun(job *batchv1.Job, self *corev1.Pod) {
+	labels := runLabels(self)
+	job.Labels = mergeLabels(labels, job.Labels)
+	job.Spec.Template.Labels = mergeLabels(labels, job.Spec.Template.Labels)
+	url := coordinatorURL(self)
+	for i := range job.Spec.Template.Spec.Containers {
+		c := &job.Spec.Template.Spec.Containers[i]
+		if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "KRSYNC_COORDINATOR" }) {
+			c.Env = append(c.Env, corev1.EnvVar{Name: "KRSYNC_COORDINATOR", Value: url})
+		}
+	}
+}
+
+// runLabels are the coordinator Pod's labels but those the Job controller sets, with
+// component worker.
+func runLabels(self *corev1.Pod) map[string]string {
+	labels := map[string]string{}
+	for k, v := range self.Labels {
+		if strings.HasPrefix(k, "batch.kubernetes.io/") || k == "controller-uid" || k == "job-name" {
+			continue
+		}
+		labels[k] = v
+	}
+	labels[ComponentLabel] = "worker"
+	return labels
+}
+
+// mergeLabels returns base with over's labels on top.
+func mergeLabels(base, over map[string]string) map[string]string {
+	out := maps.Clone(base)
+	maps.Copy(out, over)
+	return out
+}
+
+// coordinatorURL is where the workers reach the coordinator: its Service, which has the name
+// of the coordinator's Job (the manifests make them so, and kustomize renames both alike), on
+// the port of the container's port "http".
+func coordinatorURL(self *corev1.Pod) string {
+	service := self.Labels[batchv1.JobNameLabel]
+	if service == "" {
+		service = CoordinatorName
+	}
+	port := int32(CoordinatorPort)
+	if own := ownContainer(self); own != nil {
+		for _, p := range own.Ports {
+			if p.Name == "http" {
+				port = p.ContainerPort
+			}
+		}
+	}
+	return fmt.Sprintf("http://%s:%d", service, port)
+}
+
+// workerJobName is the worker Job's name: the template's own, else the name of the ConfigMap
+// the template comes from (the coordinator Pod's volume "worker-template"; the Role grants
+// exactly that name), else WorkerJobName.
+func workerJobName(tmpl *batchv1.Job, self *corev1.Pod) string {
+	if tmpl.Name != "" {
+		return tmpl.Name
+	}
+	if self != nil {
+		for _, v := range self.Spec.Volumes {
+			if v.Name == WorkerTemplateVolume && v.ConfigMap != nil && v.ConfigMap.Name != "" {
+				return v.ConfigMap.Name
+			}
+		}
+	}
+	return WorkerJobName
 }

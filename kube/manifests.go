@@ -11,17 +11,24 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
-// Names the manifests, the coordinator and the test kubelet agree on (docs/design.md).
+// Names the manifests, the coordinator and the test kubelet agree on (docs/design.md). The
+// object names are those of the default run (NamesFor(DefaultRunName)); `krsync manifests
+// --name` and kustomize's namePrefix give a run others.
 const (
-	CoordinatorName    = "krsync-coordinator" // Job, Service, ServiceAccount, Role, RoleBinding
-	WorkerJobName      = "krsync-worker"      // the default name in the worker template
-	TokenSecretName    = "krsync-token"
+	CoordinatorName    = DefaultRunName + "-coordinator" // Job, Service, ServiceAccount, Role, RoleBinding
+	WorkerJobName      = DefaultRunName + "-worker"      // Job
+	TokenSecretName    = DefaultRunName + "-token"
 	TokenSecretKey     = "token"
-	WorkerTemplateName = "krsync-worker-template" // ConfigMap
+	WorkerTemplateName = WorkerJobName // the ConfigMap of the worker Job's template
 	WorkerTemplateKey  = "job.yaml"
 	CoordinatorPort    = 8080
 	SourceVolume       = "source"
 	DestVolume         = "dest"
+	// WorkerTemplateVolume is the coordinator Pod's volume of the worker template's
+	// ConfigMap; the worker Job takes that ConfigMap's name.
+	WorkerTemplateVolume = "worker-template"
+	// ComponentLabel tells a run's coordinator from its workers.
+	ComponentLabel = "app.kubernetes.io/component"
 )
 
 // Manifests are the decoded objects of the rendered manifests, by role.
@@ -40,7 +47,8 @@ type Manifests struct {
 	Objects []runtime.Object
 }
 
-// ParseManifests sorts decoded objects by role and decodes the worker template.
+// ParseManifests sorts decoded objects by role and decodes the worker template. Roles are
+// told by kind and component label, not by name: --name and kustomize rename the objects.
 func ParseManifests(objs []runtime.Object) (*Manifests, error) {
 	m := &Manifests{Objects: objs}
 	for _, o := range objs {
@@ -54,7 +62,7 @@ func ParseManifests(objs []runtime.Object) (*Manifests, error) {
 		case *corev1.Secret:
 			m.Secret = o
 		case *corev1.ConfigMap:
-			if o.Name == WorkerTemplateName {
+			if _, ok := o.Data[WorkerTemplateKey]; ok {
 				m.WorkerTemplate = o
 			}
 		case *corev1.Service:
@@ -62,7 +70,7 @@ func ParseManifests(objs []runtime.Object) (*Manifests, error) {
 		case *networkingv1.NetworkPolicy:
 			m.NetworkPolicy = o
 		case *batchv1.Job:
-			if o.Name == CoordinatorName {
+			if o.Labels[ComponentLabel] == "coordinator" {
 				m.Coordinator = o
 			}
 		}
@@ -72,7 +80,7 @@ func ParseManifests(objs []runtime.Object) (*Manifests, error) {
 	}
 	job, err := DecodeJob([]byte(m.WorkerTemplate.Data[WorkerTemplateKey]))
 	if err != nil {
-		return nil, fmt.Errorf("manifests: ConfigMap %s key %s: %w", WorkerTemplateName, WorkerTemplateKey, err)
+		return nil, fmt.Errorf("manifests: ConfigMap %s key %s: %w", m.WorkerTemplate.Name, WorkerTemplateKey, err)
 	}
 	m.WorkerJob = job
 	return m, nil

@@ -33,6 +33,10 @@ const Kustomization = "Kustomization"
 
 // Params customise the manifests. DefaultParams gives the values of the repository's manifests/.
 type Params struct {
+	// Name is the run's name (krsync manifests --name): every object is named after it
+	// (RunNames) and labelled app.kubernetes.io/instance=Name, so that several runs can share
+	// a namespace. Empty means DefaultRunName.
+	Name        string
 	Namespace   string // empty: no namespace in the objects (kubectl's current namespace)
 	SourcePVC   string
 	DestPVC     string
@@ -51,6 +55,7 @@ type Params struct {
 // where they still apply (source-pvc, dest-pvc, parallelism 2, its fpart options).
 func DefaultParams() Params {
 	return Params{
+		Name:        DefaultRunName,
 		SourcePVC:   "source-pvc",
 		DestPVC:     "dest-pvc",
 		Parallelism: 2,
@@ -68,8 +73,19 @@ type File struct {
 	Data []byte
 }
 
+// RunName is p.Name, or DefaultRunName when it is empty.
+func (p Params) RunName() string {
+	if p.Name == "" {
+		return DefaultRunName
+	}
+	return p.Name
+}
+
 // Validate checks that p renders into valid objects.
 func (p Params) Validate() error {
+	if err := ValidateRunName(p.RunName()); err != nil {
+		return err
+	}
 	for _, c := range []struct{ flag, value string }{{"--source-pvc", p.SourcePVC}, {"--dest-pvc", p.DestPVC}} {
 		if errs := validation.IsDNS1123Subdomain(c.value); len(errs) > 0 {
 			return fmt.Errorf("%s %q: not a valid claim name: %s", c.flag, c.value, strings.Join(errs, "; "))
@@ -98,6 +114,13 @@ func (p Params) Validate() error {
 		return fmt.Errorf("the lease API token is empty")
 	}
 	return nil
+}
+
+// renderData is what the templates see: p, with the run's name and object names.
+type renderData struct {
+	Params
+	Name  string
+	Names RunNames
 }
 
 // Render returns the manifest files for p, in apply order, the kustomization last.
@@ -137,7 +160,7 @@ func Render(p Params) ([]File, error) {
 			return nil, fmt.Errorf("manifest template %s: %w", name, err)
 		}
 		var out bytes.Buffer
-		if err := t.Execute(&out, p); err != nil {
+		if err := t.Execute(&out, renderData{Params: p, Name: p.RunName(), Names: NamesFor(p.RunName())}); err != nil {
 			return nil, fmt.Errorf("manifest template %s: %w", name, err)
 		}
 		f := File{Name: path.Base(name), Data: out.Bytes()}

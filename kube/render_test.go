@@ -204,6 +204,9 @@ func TestRenderRefusesBadParams(t *testing.T) {
 		{"pull policy", func(p *kube.Params) { p.PullPolicy = "Sometimes" }, "--pull-policy"},
 		{"empty token", func(p *kube.Params) { p.Token = " " }, "token"},
 		{"dry run without mirror", func(p *kube.Params) { p.DryRun = true }, "--mirror"},
+		{"run name with a dot", func(p *kube.Params) { p.Name = "a.b" }, "--name"},
+		{"run name starting with a digit", func(p *kube.Params) { p.Name = "1st" }, "--name"},
+		{"run name too long", func(p *kube.Params) { p.Name = strings.Repeat("a", 46) }, "--name"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

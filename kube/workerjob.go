@@ -11,8 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// workerJob completes the template: namespace, owner, claims, image and, for claims only one
-// node can mount, the coordinator's node.
+// workerJob completes the template: namespace, owner, claims, what the run shares (inherit,
+// inheritRun) and, for claims only one node can mount, the coordinator's node.
 func (d *Driver) workerJob(ctx context.Context, tmpl *batchv1.Job) (*batchv1.Job, error) {
 	job := tmpl.DeepCopy()
 	job.Namespace = d.ns
@@ -27,6 +27,7 @@ func (d *Driver) workerJob(ctx context.Context, tmpl *batchv1.Job) (*batchv1.Job
 			APIVersion: "v1", Kind: "Pod", Name: d.self.Name, UID: d.self.UID,
 		}}
 		inherit(spec, d.self)
+		inheritRun(job, d.self)
 	}
 	claims := map[string]string{SourceVolume: d.opts.SourcePVC, DestVolume: d.opts.DestPVC}
 	for _, vol := range []string{SourceVolume, DestVolume} {
