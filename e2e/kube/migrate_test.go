@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -139,12 +140,15 @@ func templateClaim(spec *corev1.PodSpec) string {
 	return ""
 }
 
-// migrateArgs is `krsync migrate` of the source claim to the destination claim, on this
+// toDestClaim are the flags that name the harness's destination claim as the new claim.
+var toDestClaim = []string{"--dest-pvc", destClaim}
+
+// migrateArgs is `krsync migrate` of the source claim to the new claim dest names, on this
 // cluster's namespace.
-func (c *testCluster) migrateArgs(extra ...string) []string {
-	return append([]string{"migrate", "--kubeconfig", cluster.Require(c.t).Kubeconfig, "-n", c.ns,
-		"--source-pvc", sourceClaim, "--dest-pvc", destClaim, "--image", "krsync:e2e", "--timeout", "3m",
-		"--log-format", "json"}, extra...)
+func (c *testCluster) migrateArgs(dest []string, extra ...string) []string {
+	args := append([]string{"migrate", "--kubeconfig", cluster.Require(c.t).Kubeconfig, "-n", c.ns,
+		"--source-pvc", sourceClaim, "--image", "krsync:e2e", "--timeout", "3m", "--log-format", "json"}, dest...)
+	return append(args, extra...)
 }
 
 // migrateProcess is krsync migrate running as a child process.
@@ -198,9 +202,9 @@ func (p *migrateProcess) wait(t *testing.T) int {
 
 // runMigrate runs krsync migrate to its end and returns its stdout; it fails the test on a
 // non-zero exit.
-func (c *testCluster) runMigrate(extra ...string) string {
+func (c *testCluster) runMigrate(dest []string, extra ...string) string {
 	c.t.Helper()
-	p := c.startMigrate(c.migrateArgs(extra...))
+	p := c.startMigrate(c.migrateArgs(dest, extra...))
 	if code := p.wait(c.t); code != 0 {
 		c.t.Fatalf("krsync migrate %v: exit %d\nstdout:\n%s\nstderr:\n%s", extra, code, p.stdout.String(), p.stderr.String())
 	}
@@ -208,10 +212,10 @@ func (c *testCluster) runMigrate(extra ...string) string {
 	return p.stdout.String()
 }
 
-// phase is the migration step the destination claim records, "" for none.
-func (c *testCluster) phase() string {
+// phase is the migration step the new claim records, "" for none.
+func (c *testCluster) phase(claim string) string {
 	c.t.Helper()
-	pvc, err := c.cs.CoreV1().PersistentVolumeClaims(c.ns).Get(context.Background(), destClaim, metav1.GetOptions{})
+	pvc, err := c.cs.CoreV1().PersistentVolumeClaims(c.ns).Get(context.Background(), claim, metav1.GetOptions{})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -235,13 +239,13 @@ func (c *testCluster) copyRunning(pass string) (bool, error) {
 	return false, nil
 }
 
-// migratedDataEqual compares the source with the destination, with the independent
-// comparator, the application's live/ aside; then every file the Pods on the source wrote
-// must be on the destination with its last contents (the writes after the warm copy), and
-// the Pods running now must write on the destination, not the source.
-func (c *testCluster) migratedDataEqual() {
+// migratedDataEqual compares the source with the new claim's directory dst, with the
+// independent comparator, the application's live/ aside; then every file the Pods on the
+// source wrote must be in dst with its last contents (the writes after the warm copy), and
+// the Pods running now must write in dst, not on the source.
+func (c *testCluster) migratedDataEqual(dst string) {
 	c.t.Helper()
-	err := treecmp.Equal(c.src, c.dst, treecmp.Options{Exclude: func(rel string) bool {
+	err := treecmp.Equal(c.src, dst, treecmp.Options{Exclude: func(rel string) bool {
 		return rel == liveDir || rel == stateDir
 	}})
 	if err != nil {
@@ -256,12 +260,12 @@ func (c *testCluster) migratedDataEqual() {
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		got, err := os.ReadFile(filepath.Join(c.dst, liveDir, e.Name()))
+		got, err := os.ReadFile(filepath.Join(dst, liveDir, e.Name()))
 		if err != nil || !bytes.Equal(got, want) {
 			c.t.Errorf("live/%s on the destination: %q, %v; want the source's last write %q", e.Name(), got, err, want)
 		}
 	}
-	c.podsWriteOn(c.dst, c.src)
+	c.podsWriteOn(dst, c.src)
 }
 
 // podsWriteOn waits until every running application Pod has written its file in dir's
@@ -298,18 +302,18 @@ func TestMigrateDeploymentAndStatefulSet(t *testing.T) {
 	c.generate(treegen.Spec{Seed: 23, Files: 300, Hostile: true, BigFiles: 1, BigSize: 12 << 20})
 	c.startApp()
 
-	plan := c.runMigrate("--dry-run")
+	plan := c.runMigrate(toDestClaim, "--dry-run")
 	for _, want := range []string{"Deployment/web: scale 2 -> 0", "StatefulSet/db: scale 1 -> 0", "warm copy while the application runs"} {
 		if !strings.Contains(plan, want) {
 			t.Errorf("the plan does not say %q:\n%s", want, plan)
 		}
 	}
-	if got := c.phase(); got != "" {
+	if got := c.phase(destClaim); got != "" {
 		t.Fatalf("--dry-run recorded phase %q on the destination claim", got)
 	}
 	c.waitAppOn(sourceClaim, 2, 1)
 
-	p := c.startMigrate(c.migrateArgs("--rsync-opts", slowRsync))
+	p := c.startMigrate(c.migrateArgs(toDestClaim, "--rsync-opts", slowRsync))
 	c.waitFor("the warm copy to run", 2*time.Minute, func() (bool, error) { return c.copyRunning("warm") })
 	changed := filepath.Join(c.src, "written-during-warm-copy")
 	if err := os.WriteFile(changed, []byte("after the warm copy began\n"), 0o640); err != nil {
@@ -327,26 +331,26 @@ func TestMigrateDeploymentAndStatefulSet(t *testing.T) {
 		t.Errorf("krsync migrate does not print the downtime:\n%s", out)
 	}
 	c.waitAppOn(destClaim, 2, 1)
-	if got := c.phase(); got != string(migrate.Done) {
+	if got := c.phase(destClaim); got != string(migrate.Done) {
 		t.Errorf("the destination claim records phase %q, want %q", got, migrate.Done)
 	}
 	if _, err := os.Stat(filepath.Join(c.dst, "written-during-warm-copy")); err != nil {
 		t.Errorf("the file written on the source during the warm copy is not on the destination: %v", err)
 	}
-	c.migratedDataEqual()
+	c.migratedDataEqual(c.dst)
 	if _, err := c.cs.BatchV1().Jobs(c.ns).Get(context.Background(), coordinatorJob, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the copy's coordinator Job is still there after the migration: %v", err)
 	}
-	if again := c.runMigrate(); !strings.Contains(again, "already") {
+	if again := c.runMigrate(toDestClaim); !strings.Contains(again, "already") {
 		t.Errorf("a rerun after the migration does not say it is done:\n%s", again)
 	}
 }
 
 // startAndWaitFinalCopy starts krsync migrate without the warm copy and waits until the
 // workloads are down and the final copy runs, recording the replica counts on them.
-func (c *testCluster) startAndWaitFinalCopy() *migrateProcess {
+func (c *testCluster) startAndWaitFinalCopy(dest []string) *migrateProcess {
 	c.t.Helper()
-	p := c.startMigrate(c.migrateArgs("--no-warm-copy", "--rsync-opts", slowRsync))
+	p := c.startMigrate(c.migrateArgs(dest, "--no-warm-copy", "--rsync-opts", slowRsync))
 	c.waitFor("the final copy to run", 2*time.Minute, func() (bool, error) {
 		select {
 		case <-p.done:
@@ -371,28 +375,70 @@ func (c *testCluster) startAndWaitFinalCopy() *migrateProcess {
 	return p
 }
 
-// TestMigrateInterruptedResumes: krsync migrate killed (SIGKILL) during the final copy,
-// with the workloads down, resumes when run again with the same arguments: it follows the
-// copy already running, switches and scales back to the recorded counts.
+// TestMigrateInterruptedResumes: krsync migrate --dest-storage-class creates the new claim
+// (the old one's access modes and size, in that class, bound here to a volume made for it);
+// killed (SIGKILL) during the final copy, with the workloads down, it resumes when run again
+// with the same arguments: it follows the copy already running, switches and scales back to
+// the recorded counts.
 func TestMigrateInterruptedResumes(t *testing.T) {
 	c := newCluster(t, clusterOptions{})
 	c.generate(treegen.Spec{Seed: 29, Files: 200, BigFiles: 1, BigSize: 12 << 20})
+	const class = "e2e-fast"
+	newClaim := sourceClaim + "-" + class // the default name
+	dst := c.classVolume(class)
 	c.startApp()
-	p := c.startAndWaitFinalCopy()
+	dest := []string{"--dest-storage-class", class}
+	p := c.startAndWaitFinalCopy(dest)
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	p.wait(t)
-	if got := c.phase(); got != string(migrate.ScaledDown) {
-		t.Errorf("after the kill the destination claim records phase %q, want %q", got, migrate.ScaledDown)
+	if got := c.phase(newClaim); got != string(migrate.ScaledDown) {
+		t.Errorf("after the kill the new claim records phase %q, want %q", got, migrate.ScaledDown)
+	}
+	pvc, err := c.cs.CoreV1().PersistentVolumeClaims(c.ns).Get(context.Background(), newClaim, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; got.String() != "10Gi" || *pvc.Spec.StorageClassName != class ||
+		len(pvc.Spec.AccessModes) != 1 || pvc.Spec.AccessModes[0] != corev1.ReadWriteMany {
+		t.Errorf("the created claim: %s, class %s, %v; want 10Gi, %s, [ReadWriteMany] like the old one", got.String(), *pvc.Spec.StorageClassName, pvc.Spec.AccessModes, class)
 	}
 
-	out := c.runMigrate("--no-warm-copy", "--rsync-opts", slowRsync)
+	out := c.runMigrate(dest, "--no-warm-copy", "--rsync-opts", slowRsync)
 	if !strings.Contains(out, "resuming the migration") {
 		t.Errorf("the rerun does not say it resumes:\n%s", out)
 	}
-	c.waitAppOn(destClaim, 2, 1)
-	c.migratedDataEqual()
+	c.waitAppOn(newClaim, 2, 1)
+	c.migratedDataEqual(dst)
+}
+
+// classVolume makes a volume of storage class class on a new directory, for a claim that
+// krsync migrate creates in that class to bind to, and returns the directory.
+func (c *testCluster) classVolume(class string) string {
+	c.t.Helper()
+	dir := filepath.Join(c.t.TempDir(), class)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	size := resource.MustParse("10Gi")
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: c.ns + "-" + class},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: size},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir}},
+			StorageClassName:              class,
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+		},
+	}
+	if _, err := c.cs.CoreV1().PersistentVolumes().Create(context.Background(), pv, metav1.CreateOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() {
+		_ = c.cs.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
+	})
+	return dir
 }
 
 // TestMigrateRollback: krsync migrate stopped by SIGTERM during the final copy says how to
@@ -402,7 +448,7 @@ func TestMigrateRollback(t *testing.T) {
 	c := newCluster(t, clusterOptions{})
 	c.generate(treegen.Spec{Seed: 31, Files: 200, BigFiles: 1, BigSize: 12 << 20})
 	c.startApp()
-	p := c.startAndWaitFinalCopy()
+	p := c.startAndWaitFinalCopy(toDestClaim)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -413,12 +459,12 @@ func TestMigrateRollback(t *testing.T) {
 		t.Errorf("krsync migrate stopped by SIGTERM does not say how to resume:\n%s", msg)
 	}
 
-	out := c.runMigrate("--rollback")
+	out := c.runMigrate(toDestClaim, "--rollback")
 	if !strings.Contains(out, "rolled back") {
 		t.Errorf("--rollback does not say it rolled back:\n%s", out)
 	}
 	c.waitAppOn(sourceClaim, 2, 1)
-	if got := c.phase(); got != string(migrate.RolledBack) {
+	if got := c.phase(destClaim); got != string(migrate.RolledBack) {
 		t.Errorf("the destination claim records phase %q, want %q", got, migrate.RolledBack)
 	}
 	if _, err := c.cs.BatchV1().Jobs(c.ns).Get(context.Background(), coordinatorJob, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
