@@ -264,11 +264,11 @@ func replicasOf(annotations map[string]string, replicas *int32) int32 {
 // from its volumeClaimTemplate: Kubernetes forbids changing the templates, and the Pods
 // always claim TEMPLATE-STATEFULSET-ORDINAL.
 func volumeClaimTemplateError(sts *appsv1.StatefulSet, tmpl, claim string) error {
-	ordinal := strings.TrimPrefix(claim, tmpl+"-"+sts.Name+"-")
 	return fmt.Errorf("claim %s comes from StatefulSet %s's volumeClaimTemplate %q, which Kubernetes cannot repoint: "+
-		"copy each ordinal's claim to the name a renamed template would claim (krsync migrate --source-pvc %s --dest-pvc NEWTEMPLATE-%s-%s ...), "+
-		"then delete the StatefulSet keeping its Pods (kubectl delete statefulset %s --cascade=orphan) and apply it again with the template renamed NEWTEMPLATE; see README, Migrate a volume",
-		claim, sts.Name, tmpl, claim, sts.Name, ordinal, sts.Name)
+		"scale %s to 0, copy each ordinal's claim with krsync manifests --mirror --verify to NEWTEMPLATE-%s-ORDINAL, "+
+		"delete the StatefulSet (kubectl delete statefulset %s --cascade=orphan; first make sure its persistentVolumeClaimRetentionPolicy keeps the claims) and apply it again with the template renamed NEWTEMPLATE "+
+		"(README, Migrate a volume: StatefulSet volumeClaimTemplates)",
+		claim, sts.Name, tmpl, sts.Name, sts.Name, sts.Name)
 }
 
 // checkPods finds the Pods that mount the old claim: one the workloads do not own cannot be
