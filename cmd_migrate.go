@@ -81,7 +81,7 @@ func (cmd MigrateCmd) Run(ctx context.Context, log zerolog.Logger, streams Strea
 	if cfg.Namespace == "" {
 		cfg.Namespace = ns
 	}
-	copier, err := kube.NewCopier(rc, cs, cfg.Namespace)
+	copier, err := kube.NewCopier(rc, cs, cfg.Namespace, cfg.CopyRun())
 	if err != nil {
 		return err
 	}

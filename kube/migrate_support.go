@@ -34,23 +34,31 @@ const copyPoll = 500 * time.Millisecond
 // incomplete or verify found differences (the error says which).
 var ErrCopyFailed = errors.New("the copy failed")
 
-// Copier runs the rendered manifests (coordinator Job, worker Job template and their
-// objects) in a namespace from outside the cluster, one run at a time, and reads the outcome
-// the coordinator records. It is krsync migrate's way to copy a claim.
+// Copier runs the rendered manifests of one named run (coordinator Job, worker Job template
+// and their objects) in a namespace from outside the cluster, one pass at a time, and reads
+// the outcome the coordinator records. It is krsync migrate's way to copy a claim.
 type Copier struct {
-	cs  kubernetes.Interface
-	dyn dynamic.Interface
-	ns  string
+	cs    kubernetes.Interface
+	dyn   dynamic.Interface
+	ns    string
+	run   string
+	names RunNames
 }
 
-// NewCopier builds a Copier for namespace ns.
-func NewCopier(cfg *rest.Config, cs kubernetes.Interface, ns string) (*Copier, error) {
+// NewCopier builds a Copier for the run named run (krsync manifests --name) in namespace ns.
+func NewCopier(cfg *rest.Config, cs kubernetes.Interface, ns, run string) (*Copier, error) {
+	if err := ValidateRunName(run); err != nil {
+		return nil, err
+	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes dynamic client: %w", err)
 	}
-	return &Copier{cs: cs, dyn: dyn, ns: ns}, nil
+	return &Copier{cs: cs, dyn: dyn, ns: ns, run: run, names: NamesFor(run)}, nil
 }
+
+// CoordinatorJob is the name of the run's coordinator Job.
+func (c *Copier) CoordinatorJob() string { return c.names.Coordinator }
 
 // Start begins the copy p describes, labelled pass; node, when set, pins the coordinator
 // (and so, for ReadWriteOnce claims, its workers) to that node, where the source is mounted.
@@ -58,8 +66,8 @@ func NewCopier(cfg *rest.Config, cs kubernetes.Interface, ns string) (*Copier, e
 // own token and journal, and a rerun must not restart it. Any other (an earlier pass, or a
 // failed one) is deleted with its workers first.
 func (c *Copier) Start(ctx context.Context, p Params, pass, node string) (adopted bool, err error) {
-	p.Namespace = c.ns
-	job, err := c.cs.BatchV1().Jobs(c.ns).Get(ctx, CoordinatorName, metav1.GetOptions{})
+	p.Namespace, p.Name = c.ns, c.run
+	job, err := c.cs.BatchV1().Jobs(c.ns).Get(ctx, c.names.Coordinator, metav1.GetOptions{})
 	switch {
 	case err == nil:
 		if cond, done := jobEnd(job); job.Labels[CopyPassLabel] == pass && (!done || cond.Type == batchv1.JobComplete) {
@@ -69,7 +77,7 @@ func (c *Copier) Start(ctx context.Context, p Params, pass, node string) (adopte
 			return false, err
 		}
 	case !apierrors.IsNotFound(err):
-		return false, fmt.Errorf("get Job %s/%s: %w", c.ns, CoordinatorName, err)
+		return false, fmt.Errorf("get Job %s/%s: %w", c.ns, c.names.Coordinator, err)
 	}
 	files, err := Render(p)
 	if err != nil {
@@ -80,7 +88,7 @@ func (c *Copier) Start(ctx context.Context, p Params, pass, node string) (adopte
 		return false, fmt.Errorf("rendered manifests: %w", err)
 	}
 	for _, obj := range objs {
-		if job, ok := obj.(*batchv1.Job); ok && job.Name == CoordinatorName {
+		if job, ok := obj.(*batchv1.Job); ok && job.Name == c.names.Coordinator {
 			if job.Labels == nil {
 				job.Labels = map[string]string{}
 			}
@@ -128,12 +136,12 @@ func (c *Copier) Wait(ctx context.Context) (string, error) {
 	tick := time.NewTicker(copyPoll)
 	defer tick.Stop()
 	for {
-		job, err := c.cs.BatchV1().Jobs(c.ns).Get(ctx, CoordinatorName, metav1.GetOptions{})
+		job, err := c.cs.BatchV1().Jobs(c.ns).Get(ctx, c.names.Coordinator, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return "", fmt.Errorf("the coordinator Job %s/%s is gone (deleted by someone?); run again to start the copy anew", c.ns, CoordinatorName)
+			return "", fmt.Errorf("the coordinator Job %s/%s is gone (deleted by someone?); run again to start the copy anew", c.ns, c.names.Coordinator)
 		}
 		if err != nil {
-			return "", fmt.Errorf("get Job %s/%s: %w", c.ns, CoordinatorName, err)
+			return "", fmt.Errorf("get Job %s/%s: %w", c.ns, c.names.Coordinator, err)
 		}
 		if cond, done := jobEnd(job); done {
 			msg := c.outcome(ctx, job)
@@ -141,7 +149,7 @@ func (c *Copier) Wait(ctx context.Context) (string, error) {
 				if msg == "" {
 					msg = cond.Reason + ": " + cond.Message
 				}
-				return msg, fmt.Errorf("%w: Job %s/%s: %s", ErrCopyFailed, c.ns, CoordinatorName, msg)
+				return msg, fmt.Errorf("%w: Job %s/%s: %s", ErrCopyFailed, c.ns, c.names.Coordinator, msg)
 			}
 			return msg, nil
 		}
@@ -180,7 +188,8 @@ func (c *Copier) Delete(ctx context.Context) error {
 	fg := metav1.DeletePropagationForeground
 	jobOpts := metav1.DeleteOptions{PropagationPolicy: &fg}
 	opts := metav1.DeleteOptions{}
-	for _, name := range []string{CoordinatorName, WorkerJobName} {
+	n := c.names
+	for _, name := range []string{n.Coordinator, n.Worker} {
 		if err := c.cs.BatchV1().Jobs(c.ns).Delete(ctx, name, jobOpts); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("delete Job %s/%s: %w", c.ns, name, err)
 		}
@@ -189,13 +198,13 @@ func (c *Copier) Delete(ctx context.Context) error {
 		kind string
 		del  func() error
 	}{
-		{"Service", func() error { return c.cs.CoreV1().Services(c.ns).Delete(ctx, CoordinatorName, opts) }},
-		{"NetworkPolicy", func() error { return c.cs.NetworkingV1().NetworkPolicies(c.ns).Delete(ctx, CoordinatorName, opts) }},
-		{"ConfigMap", func() error { return c.cs.CoreV1().ConfigMaps(c.ns).Delete(ctx, WorkerTemplateName, opts) }},
-		{"Secret", func() error { return c.cs.CoreV1().Secrets(c.ns).Delete(ctx, TokenSecretName, opts) }},
-		{"RoleBinding", func() error { return c.cs.RbacV1().RoleBindings(c.ns).Delete(ctx, CoordinatorName, opts) }},
-		{"Role", func() error { return c.cs.RbacV1().Roles(c.ns).Delete(ctx, CoordinatorName, opts) }},
-		{"ServiceAccount", func() error { return c.cs.CoreV1().ServiceAccounts(c.ns).Delete(ctx, CoordinatorName, opts) }},
+		{"Service", func() error { return c.cs.CoreV1().Services(c.ns).Delete(ctx, n.Coordinator, opts) }},
+		{"NetworkPolicy", func() error { return c.cs.NetworkingV1().NetworkPolicies(c.ns).Delete(ctx, n.Coordinator, opts) }},
+		{"ConfigMap", func() error { return c.cs.CoreV1().ConfigMaps(c.ns).Delete(ctx, n.Worker, opts) }},
+		{"Secret", func() error { return c.cs.CoreV1().Secrets(c.ns).Delete(ctx, n.Token, opts) }},
+		{"RoleBinding", func() error { return c.cs.RbacV1().RoleBindings(c.ns).Delete(ctx, n.Coordinator, opts) }},
+		{"Role", func() error { return c.cs.RbacV1().Roles(c.ns).Delete(ctx, n.Coordinator, opts) }},
+		{"ServiceAccount", func() error { return c.cs.CoreV1().ServiceAccounts(c.ns).Delete(ctx, n.Coordinator, opts) }},
 	}
 	for _, d := range deletes {
 		if err := d.del(); err != nil && !apierrors.IsNotFound(err) {
@@ -204,7 +213,7 @@ func (c *Copier) Delete(ctx context.Context) error {
 	}
 	tick := time.NewTicker(copyPoll)
 	defer tick.Stop()
-	for _, name := range []string{CoordinatorName, WorkerJobName} {
+	for _, name := range []string{n.Coordinator, n.Worker} {
 		for {
 			_, err := c.cs.BatchV1().Jobs(c.ns).Get(ctx, name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {

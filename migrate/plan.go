@@ -2,6 +2,8 @@ package migrate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"regexp"
@@ -51,6 +53,13 @@ func (c Config) Dest() string {
 	return name
 }
 
+// CopyRun names the copy's objects (krsync manifests --name): one run per new claim, so
+// migrations to different claims can share a namespace, and a rerun finds its own Jobs.
+func (c Config) CopyRun() string {
+	sum := sha256.Sum256([]byte(c.Namespace + "/" + c.Dest()))
+	return "migrate-" + hex.EncodeToString(sum[:4])
+}
+
 // Validate checks the flags before any API call (an empty Namespace is the kubeconfig's).
 func (c Config) Validate() error {
 	if c.SourcePVC == "" {
@@ -93,6 +102,8 @@ type Plan struct {
 	WarmCopy bool
 	// WarmCopySkipped says why not, when WarmCopy is false.
 	WarmCopySkipped string
+	// CopyRun names the copy's objects (Config.CopyRun).
+	CopyRun string
 }
 
 // volumeClaims are the claims a Pod spec mounts, by volume name.
@@ -126,7 +137,7 @@ func MakePlan(ctx context.Context, cs kubernetes.Interface, cfg Config) (*Plan, 
 	if err != nil {
 		return nil, fmt.Errorf("get claim %s/%s: %w", ns, cfg.SourcePVC, err)
 	}
-	p := &Plan{Namespace: ns, Source: src, Replicas: map[Workload]int32{}}
+	p := &Plan{Namespace: ns, Source: src, Replicas: map[Workload]int32{}, CopyRun: cfg.CopyRun()}
 	if err := p.planDest(ctx, cs, cfg); err != nil {
 		return nil, err
 	}
@@ -380,6 +391,7 @@ func (p *Plan) Print(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "  downtime: wait for the Pods to go, final --mirror pass, verify, switch, wait until ready\n")
+	fmt.Fprintf(w, "  the copies run as Jobs %s and %s\n", kube.NamesFor(p.CopyRun).Coordinator, kube.NamesFor(p.CopyRun).Worker)
 	fmt.Fprintf(w, "  %s is kept; krsync migrate --rollback puts the workloads back on it\n", p.Source.Name)
 }
 

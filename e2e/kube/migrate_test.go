@@ -222,16 +222,23 @@ func (c *testCluster) phase(claim string) string {
 	return pvc.Annotations[migrate.AnnoPhase]
 }
 
-// copyRunning says whether the coordinator Job of the given pass runs (its Pod is running).
-func (c *testCluster) copyRunning(pass string) (bool, error) {
-	job, err := c.cs.BatchV1().Jobs(c.ns).Get(context.Background(), coordinatorJob, metav1.GetOptions{})
+// copyJob is the coordinator Job of krsync migrate's copies to claim.
+func (c *testCluster) copyJob(claim string) string {
+	return kube.NamesFor(migrate.Config{Namespace: c.ns, DestPVC: claim}.CopyRun()).Coordinator
+}
+
+// copyRunning says whether the coordinator Job of the given pass to claim runs (its Pod is
+// running).
+func (c *testCluster) copyRunning(claim, pass string) (bool, error) {
+	name := c.copyJob(claim)
+	job, err := c.cs.BatchV1().Jobs(c.ns).Get(context.Background(), name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil || !strings.HasSuffix(job.Labels[kube.CopyPassLabel], "-"+pass) {
 		return false, err
 	}
-	for _, p := range c.pods(coordinatorJob) {
+	for _, p := range c.pods(name) {
 		if p.Status.Phase == corev1.PodRunning {
 			return true, nil
 		}
@@ -314,12 +321,12 @@ func TestMigrateDeploymentAndStatefulSet(t *testing.T) {
 	c.waitAppOn(sourceClaim, 2, 1)
 
 	p := c.startMigrate(c.migrateArgs(toDestClaim, "--rsync-opts", slowRsync))
-	c.waitFor("the warm copy to run", 2*time.Minute, func() (bool, error) { return c.copyRunning("warm") })
+	c.waitFor("the warm copy to run", 2*time.Minute, func() (bool, error) { return c.copyRunning(destClaim, "warm") })
 	changed := filepath.Join(c.src, "written-during-warm-copy")
 	if err := os.WriteFile(changed, []byte("after the warm copy began\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if running, err := c.copyRunning("warm"); err != nil || !running {
+	if running, err := c.copyRunning(destClaim, "warm"); err != nil || !running {
 		t.Fatalf("the warm copy ended before the test wrote to the source (running %v, %v): make it longer", running, err)
 	}
 	if code := p.wait(t); code != 0 {
@@ -338,7 +345,7 @@ func TestMigrateDeploymentAndStatefulSet(t *testing.T) {
 		t.Errorf("the file written on the source during the warm copy is not on the destination: %v", err)
 	}
 	c.migratedDataEqual(c.dst)
-	if _, err := c.cs.BatchV1().Jobs(c.ns).Get(context.Background(), coordinatorJob, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := c.cs.BatchV1().Jobs(c.ns).Get(context.Background(), c.copyJob(destClaim), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the copy's coordinator Job is still there after the migration: %v", err)
 	}
 	if again := c.runMigrate(toDestClaim); !strings.Contains(again, "already") {
@@ -348,7 +355,7 @@ func TestMigrateDeploymentAndStatefulSet(t *testing.T) {
 
 // startAndWaitFinalCopy starts krsync migrate without the warm copy and waits until the
 // workloads are down and the final copy runs, recording the replica counts on them.
-func (c *testCluster) startAndWaitFinalCopy(dest []string) *migrateProcess {
+func (c *testCluster) startAndWaitFinalCopy(dest []string, claim string) *migrateProcess {
 	c.t.Helper()
 	p := c.startMigrate(c.migrateArgs(dest, "--no-warm-copy", "--rsync-opts", slowRsync))
 	c.waitFor("the final copy to run", 2*time.Minute, func() (bool, error) {
@@ -357,7 +364,7 @@ func (c *testCluster) startAndWaitFinalCopy(dest []string) *migrateProcess {
 			return false, errors.New("krsync migrate ended before the final copy: " + p.stderr.String())
 		default:
 		}
-		return c.copyRunning("final")
+		return c.copyRunning(claim, "final")
 	})
 	ctx := context.Background()
 	d, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, appDeployment, metav1.GetOptions{})
@@ -388,7 +395,7 @@ func TestMigrateInterruptedResumes(t *testing.T) {
 	dst := c.classVolume(class)
 	c.startApp()
 	dest := []string{"--dest-storage-class", class}
-	p := c.startAndWaitFinalCopy(dest)
+	p := c.startAndWaitFinalCopy(dest, newClaim)
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +455,7 @@ func TestMigrateRollback(t *testing.T) {
 	c := newCluster(t, clusterOptions{})
 	c.generate(treegen.Spec{Seed: 31, Files: 200, BigFiles: 1, BigSize: 12 << 20})
 	c.startApp()
-	p := c.startAndWaitFinalCopy(toDestClaim)
+	p := c.startAndWaitFinalCopy(toDestClaim, destClaim)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +474,7 @@ func TestMigrateRollback(t *testing.T) {
 	if got := c.phase(destClaim); got != string(migrate.RolledBack) {
 		t.Errorf("the destination claim records phase %q, want %q", got, migrate.RolledBack)
 	}
-	if _, err := c.cs.BatchV1().Jobs(c.ns).Get(context.Background(), coordinatorJob, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := c.cs.BatchV1().Jobs(c.ns).Get(context.Background(), c.copyJob(destClaim), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the copy's coordinator Job is still there after --rollback: %v", err)
 	}
 	for _, claim := range []string{sourceClaim, destClaim} {
