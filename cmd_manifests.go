@@ -17,6 +17,8 @@ type ManifestsCmd struct {
 	Name           string `help:"Name of this run: every object is named after it (NAME-coordinator, NAME-worker, NAME-token) and labelled app.kubernetes.io/instance=NAME, so several runs can share a namespace." default:"${runName}"`
 	SourcePVC      string `help:"Claim to copy from (mounted read-only)." default:"${sourcePVC}"`
 	DestPVC        string `help:"Claim to copy to." default:"${destPVC}"`
+	SourceSubPath  string `name:"source-subpath" help:"Copy this directory of the source claim instead of its root (the subPath of both pods' mounts)." placeholder:"PATH"`
+	DestSubPath    string `name:"dest-subpath" help:"Copy into this directory of the destination claim instead of its root (created when missing)." placeholder:"PATH"`
 	Parallelism    int    `help:"Most worker pods at a time." default:"${parallelism}"`
 	Namespace      string `short:"n" help:"Namespace of every object (default: none, kubectl's current namespace)."`
 	Image          string `help:"krsync image, e.g. a mirror in your registry." default:"${image}"`
@@ -49,6 +51,7 @@ func (cmd ManifestsCmd) Run(streams Streams) error {
 	}
 	files, err := kube.Render(kube.Params{
 		Name: cmd.Name, Namespace: cmd.Namespace, SourcePVC: cmd.SourcePVC, DestPVC: cmd.DestPVC,
+		SourceSubPath: cmd.SourceSubPath, DestSubPath: cmd.DestSubPath,
 		Parallelism: cmd.Parallelism, Image: cmd.Image, PullPolicy: cmd.PullPolicy,
 		FpartOpts: cmd.FpartOpts, RsyncOpts: cmd.RsyncOpts, Token: token,
 		Mirror: cmd.Mirror, DryRun: cmd.DryRun, Verify: cmd.Verify, VerifyChecksum: cmd.VerifyChecksum,

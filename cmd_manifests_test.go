@@ -81,6 +81,8 @@ func TestManifestsCommandRefusesBadInput(t *testing.T) {
 		{"bad fpart option", []string{"--fpart-opts", "-f 0"}, "--fpart-opts"},
 		{"dry run without mirror", []string{"--dry-run"}, "--mirror"},
 		{"bad run name", []string{"--name", "Nightly_Run"}, "--name"},
+		{"subpath leaving the claim", []string{"--source-subpath", "a/../../b"}, "--source-subpath"},
+		{"absolute subpath", []string{"--dest-subpath", "/data"}, "--dest-subpath"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 // The coordinator's own Pod is the one place a run is configured (docs/design.md, "One place
 // to configure both pods"): the worker Job takes from it, wherever the template leaves a field
 // out, the image, the scheduling (nodeSelector, tolerations, affinity, priorityClassName), the
-// Pod's securityContext, the pull secrets, the containers' resources and the variables both
-// roles read. A kustomize patch or a hand edit of the coordinator Job therefore reaches the
+// Pod's securityContext, the pull secrets, the containers' resources, the variables both
+// roles read and the subPaths of the source and destination mounts. A kustomize patch or a hand edit of the coordinator Job therefore reaches the
 // workers too, which a patch of the template (a YAML string in a ConfigMap) could not.
 
 // sharedEnv are the krsync variables both roles read; every variable without the KRSYNC_
@@ -75,12 +75,33 @@ func inheritContainer(c, own *corev1.Container) {
 	if len(c.EnvFrom) == 0 {
 		c.EnvFrom = slices.Clone(own.EnvFrom)
 	}
+	// The same directories of the claims: the worker's source must be the tree the coordinator
+	// walks (the workers check it: Lease.SourceCheck), its destination the coordinator's.
+	for i := range c.VolumeMounts {
+		m := &c.VolumeMounts[i]
+		if (m.Name != SourceVolume && m.Name != DestVolume) || m.SubPath != "" || m.SubPathExpr != "" {
+			continue
+		}
+		if ownMount := mountOf(own, m.Name); ownMount != nil {
+			m.SubPath, m.SubPathExpr = ownMount.SubPath, ownMount.SubPathExpr
+		}
+	}
 	for _, e := range own.Env {
 		defined := slices.ContainsFunc(c.Env, func(w corev1.EnvVar) bool { return w.Name == e.Name })
 		if isSharedEnv(e.Name) && !defined {
 			c.Env = append(c.Env, *e.DeepCopy())
 		}
 	}
+}
+
+// mountOf is c's mount of the volume vol, nil when it has none.
+func mountOf(c *corev1.Container, vol string) *corev1.VolumeMount {
+	for i := range c.VolumeMounts {
+		if c.VolumeMounts[i].Name == vol {
+			return &c.VolumeMounts[i]
+		}
+	}
+	return nil
 }
 
 // ownContainer is the coordinator's container: the one named "coordinator", else the first.

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,6 +25,10 @@ func TestInheritFillsOnlyWhatTheTemplateLeavesOut(t *testing.T) {
 			Name: "coordinator", Image: "registry.test/krsync:v9", ImagePullPolicy: corev1.PullAlways,
 			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("3Gi")}},
 			EnvFrom:   []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "proxy"}}}},
+			VolumeMounts: []corev1.VolumeMount{
+				{Name: "source", MountPath: "/source", SubPath: "exports/a"},
+				{Name: "dest", MountPath: "/dest", SubPath: "copy"},
+			},
 			Env: []corev1.EnvVar{
 				{Name: "TZ", Value: "UTC"},
 				{Name: "KRSYNC_LOG_LEVEL", Value: "debug"},
@@ -38,7 +43,8 @@ func TestInheritFillsOnlyWhatTheTemplateLeavesOut(t *testing.T) {
 	t.Run("empty template inherits", func(t *testing.T) {
 		spec := corev1.PodSpec{
 			NodeSelector: map[string]string{}, Affinity: &corev1.Affinity{}, SecurityContext: &corev1.PodSecurityContext{},
-			Containers: []corev1.Container{{Name: "worker", Env: []corev1.EnvVar{{Name: "KRSYNC_LOG_FORMAT", Value: "json"}}}},
+			Containers: []corev1.Container{{Name: "worker", Env: []corev1.EnvVar{{Name: "KRSYNC_LOG_FORMAT", Value: "json"}},
+				VolumeMounts: []corev1.VolumeMount{{Name: "source", MountPath: "/source"}, {Name: "dest", MountPath: "/dest"}, {Name: "tmp", MountPath: "/tmp"}}}},
 		}
 		inherit(&spec, self)
 		c := spec.Containers[0]
@@ -55,6 +61,7 @@ func TestInheritFillsOnlyWhatTheTemplateLeavesOut(t *testing.T) {
 			{"image", c.Image + " " + string(c.ImagePullPolicy), "registry.test/krsync:v9 Always"},
 			{"resources", c.Resources, self.Spec.Containers[0].Resources},
 			{"envFrom", c.EnvFrom, self.Spec.Containers[0].EnvFrom},
+			{"subPaths", mountSubPaths(c.VolumeMounts), "source:exports/a dest:copy tmp:"},
 			{"env", envNames(c.Env), "KRSYNC_LOG_FORMAT=json TZ=UTC KRSYNC_LOG_LEVEL=debug KRSYNC_TOKEN=secret:run-token/token"},
 		}
 		for _, ck := range checks {
@@ -72,7 +79,8 @@ func TestInheritFillsOnlyWhatTheTemplateLeavesOut(t *testing.T) {
 			PriorityClassName: "high",
 			SecurityContext:   &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](7)},
 			Containers: []corev1.Container{{Name: "worker", Image: "other:v1", Resources: own,
-				Env: []corev1.EnvVar{{Name: "TZ", Value: "Europe/Paris"}}}},
+				VolumeMounts: []corev1.VolumeMount{{Name: "source", SubPath: "elsewhere"}, {Name: "dest"}},
+				Env:          []corev1.EnvVar{{Name: "TZ", Value: "Europe/Paris"}}}},
 		}
 		inherit(&spec, self)
 		c := spec.Containers[0]
@@ -83,10 +91,21 @@ func TestInheritFillsOnlyWhatTheTemplateLeavesOut(t *testing.T) {
 		if c.Image != "other:v1" || c.ImagePullPolicy != "" || !equality.Semantic.DeepEqual(c.Resources, own) {
 			t.Errorf("template's image or resources overwritten: %s %s %+v", c.Image, c.ImagePullPolicy, c.Resources)
 		}
+		if got := mountSubPaths(c.VolumeMounts); got != "source:elsewhere dest:copy" {
+			t.Errorf("subPaths %s: want the template's own for source, the coordinator's for dest", got)
+		}
 		if got := envNames(c.Env); got != "TZ=Europe/Paris KRSYNC_LOG_LEVEL=debug KRSYNC_TOKEN=secret:run-token/token KRSYNC_LOG_FORMAT=console" {
 			t.Errorf("env %s", got)
 		}
 	})
+}
+
+func mountSubPaths(mounts []corev1.VolumeMount) string {
+	var s []string
+	for _, m := range mounts {
+		s = append(s, m.Name+":"+m.SubPath)
+	}
+	return strings.Join(s, " ")
 }
 
 func envNames(env []corev1.EnvVar) string {

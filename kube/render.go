@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"text/template"
@@ -46,6 +47,10 @@ type Params struct {
 	FpartOpts   string
 	RsyncOpts   string
 	Token       string
+
+	// SourceSubPath and DestSubPath mount a directory of the claims instead of their roots
+	// (the volumeMounts' subPath, the workers' the same as the coordinator's); empty: the root.
+	SourceSubPath, DestSubPath string
 	// Mirror, DryRun, Verify and VerifyChecksum are the coordinator's --mirror, --dry-run,
 	// --verify and --verify-checksum (KRSYNC_MIRROR...); all false by default.
 	Mirror, DryRun, Verify, VerifyChecksum bool
@@ -91,6 +96,11 @@ func (p Params) Validate() error {
 			return fmt.Errorf("%s %q: not a valid claim name: %s", c.flag, c.value, strings.Join(errs, "; "))
 		}
 	}
+	for _, c := range []struct{ flag, value string }{{"--source-subpath", p.SourceSubPath}, {"--dest-subpath", p.DestSubPath}} {
+		if err := validateSubPath(c.value); err != nil {
+			return fmt.Errorf("%s %q: %w", c.flag, c.value, err)
+		}
+	}
 	if p.Namespace != "" {
 		if errs := validation.IsDNS1123Label(p.Namespace); len(errs) > 0 {
 			return fmt.Errorf("--namespace %q: not a valid namespace: %s", p.Namespace, strings.Join(errs, "; "))
@@ -121,6 +131,23 @@ type renderData struct {
 	Params
 	Name  string
 	Names RunNames
+}
+
+// validateSubPath refuses what the API server refuses in a volumeMount's subPath (an absolute
+// path, a ".." element) and what would mount the claim's root anyway, or another path than
+// the one written ("a//b", "a/./b", a trailing slash): the path must be written clean.
+func validateSubPath(sub string) error {
+	switch {
+	case sub == "":
+		return nil
+	case path.IsAbs(sub):
+		return fmt.Errorf("want a path relative to the claim's root, not an absolute one")
+	case slices.Contains(strings.Split(sub, "/"), ".."):
+		return fmt.Errorf("must not contain \"..\"")
+	case strings.ContainsAny(sub, "\x00\n\r"), path.Clean(sub) != sub, sub == ".":
+		return fmt.Errorf("want a clean relative path like data/2024 (no \".\" elements, doubled or trailing slashes)")
+	}
+	return nil
 }
 
 // Render returns the manifest files for p, in apply order, the kustomization last.

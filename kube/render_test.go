@@ -79,6 +79,7 @@ func TestRenderedManifestsDecodeStrictly(t *testing.T) {
 	custom.RsyncOpts = "--archive --numeric-ids --hard-links -X"
 	custom.Token = `tok"en: # with: yaml specials`
 	custom.Mirror, custom.DryRun, custom.Verify, custom.VerifyChecksum = true, true, true, true
+	custom.SourceSubPath, custom.DestSubPath = "exports/home dirs", "2024/copy"
 	tests := []struct {
 		name string
 		p    kube.Params
@@ -126,6 +127,18 @@ func TestRenderedManifestsDecodeStrictly(t *testing.T) {
 				}
 			}
 			checkClaims(t, "coordinator", m.Coordinator.Spec.Template.Spec.Volumes, tc.p)
+			subPaths := map[string]string{}
+			for _, vm := range c.VolumeMounts {
+				subPaths[vm.Name] = vm.SubPath
+			}
+			if subPaths["source"] != tc.p.SourceSubPath || subPaths["dest"] != tc.p.DestSubPath {
+				t.Errorf("coordinator subPaths %v, want source %q dest %q", subPaths, tc.p.SourceSubPath, tc.p.DestSubPath)
+			}
+			for _, vm := range m.WorkerJob.Spec.Template.Spec.Containers[0].VolumeMounts {
+				if vm.SubPath != "" {
+					t.Errorf("the worker template mounts %s with subPath %q: the coordinator's would not reach the workers", vm.Name, vm.SubPath)
+				}
+			}
 			w := m.WorkerJob
 			checkClaims(t, "worker", w.Spec.Template.Spec.Volumes, tc.p)
 			if got := envMap(w.Spec.Template.Spec.Containers[0].Env)["KRSYNC_RSYNC_OPTS"]; got != tc.p.RsyncOpts {
@@ -204,6 +217,9 @@ func TestRenderRefusesBadParams(t *testing.T) {
 		{"pull policy", func(p *kube.Params) { p.PullPolicy = "Sometimes" }, "--pull-policy"},
 		{"empty token", func(p *kube.Params) { p.Token = " " }, "token"},
 		{"dry run without mirror", func(p *kube.Params) { p.DryRun = true }, "--mirror"},
+		{"absolute source subpath", func(p *kube.Params) { p.SourceSubPath = "/etc" }, "--source-subpath"},
+		{"dest subpath with ..", func(p *kube.Params) { p.DestSubPath = "a/../.." }, "--dest-subpath"},
+		{"unclean subpath", func(p *kube.Params) { p.DestSubPath = "a//b/" }, "--dest-subpath"},
 		{"run name with a dot", func(p *kube.Params) { p.Name = "a.b" }, "--name"},
 		{"run name starting with a digit", func(p *kube.Params) { p.Name = "1st" }, "--name"},
 		{"run name too long", func(p *kube.Params) { p.Name = strings.Repeat("a", 46) }, "--name"},

@@ -57,6 +57,18 @@ func (d *Driver) workerJob(ctx context.Context, tmpl *batchv1.Job) (*batchv1.Job
 	return job, nil
 }
 
+// ownMount is the coordinator container's mount of the volume vol, nil outside a Pod or
+// without one.
+func (d *Driver) ownMount(vol string) *corev1.VolumeMount {
+	if d.self == nil {
+		return nil
+	}
+	if own := ownContainer(d.self); own != nil {
+		return mountOf(own, vol)
+	}
+	return nil
+}
+
 // ownClaim is the claim of the coordinator Pod's volume named vol.
 func (d *Driver) ownClaim(vol string) string {
 	if d.self == nil {
@@ -102,7 +114,12 @@ func (d *Driver) pinNode(ctx context.Context, claims map[string]string) (string,
 		if err != nil {
 			return "", fmt.Errorf("get PersistentVolumeClaim %s/%s (%s): %w", d.ns, name, vol, err)
 		}
-		d.volumes = append(d.volumes, volumeIdentity(vol, pvc))
+		id := volumeIdentity(vol, pvc)
+		if m := d.ownMount(vol); m != nil && (m.SubPath != "" || m.SubPathExpr != "") {
+			// Another directory of the same volume is other data.
+			id += fmt.Sprintf("@subPath=%q", m.SubPath+m.SubPathExpr)
+		}
+		d.volumes = append(d.volumes, id)
 		modes := pvc.Status.AccessModes
 		if len(modes) == 0 {
 			modes = pvc.Spec.AccessModes
