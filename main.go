@@ -215,6 +215,9 @@ func newLogger(level, format string, streams Streams) (zerolog.Logger, error) {
 	if format == "console" || (format == "auto" && streams.StderrIsTerminal) {
 		w = zerolog.ConsoleWriter{Out: streams.Stderr, NoColor: !streams.StderrIsTerminal, TimeFormat: "15:04:05"}
 	}
+	// Milliseconds: a partition's lease, rsync run and report often fall within one second,
+	// and a log read afterwards (kubectl logs, a support bundle) must still order them.
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
 

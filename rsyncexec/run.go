@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -152,44 +153,109 @@ type Result struct {
 // are left out before rsync runs (Result.Unchanged): rsync 3.2 with --files-from pays per
 // listed entry far more than a recursive run does, which made unchanged re-syncs slow.
 func Run(ctx context.Context, job Job) (Result, error) {
-	log := zerolog.Nop()
-	if job.Logger != nil {
-		log = *job.Logger
+	p, err := Prepare(job)
+	if err != nil {
+		return Result{}, err
 	}
+	return p.Run(ctx)
+}
+
+// Prepared is a job checked and filtered as Run would before starting rsync: its list cleaned,
+// the entries below a symlinked parent refused and the unchanged ones left out (both as of
+// the moment of Prepare). Join puts several file-pass jobs into one rsync run.
+type Prepared struct {
+	job            Job
+	args           []string
+	binary         string
+	source, dest   string
+	list           []byte
+	root           bool
+	refused        []string
+	refusedCount   int
+	unchanged      int64
+	listed, copied int
+}
+
+// Prepare checks and filters job without running rsync (see Run).
+func Prepare(job Job) (*Prepared, error) {
 	args := job.Args
 	if args == nil {
 		args = DefaultArgs
 	}
 	if err := ValidateArgs(args); err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	binary, err := LookPath(job.Binary)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	if job.Source == "" || job.Dest == "" {
-		return Result{}, fmt.Errorf("%w: source and destination directories are required", ErrBadJob)
+		return nil, fmt.Errorf("%w: source and destination directories are required", ErrBadJob)
 	}
 	source, err := filepath.Abs(job.Source)
 	if err != nil {
-		return Result{}, fmt.Errorf("rsync job: source %s: %w", job.Source, err)
+		return nil, fmt.Errorf("rsync job: source %s: %w", job.Source, err)
 	}
 	dest, err := filepath.Abs(job.Dest)
 	if err != nil {
-		return Result{}, fmt.Errorf("rsync job: destination %s: %w", job.Dest, err)
+		return nil, fmt.Errorf("rsync job: destination %s: %w", job.Dest, err)
 	}
 	list, root, err := cleanList(job.List)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	list, refused, refusedCount := dropUnsafe(source, list)
-	var unchanged int64
+	p := &Prepared{job: job, args: args, binary: binary, source: source, dest: dest, listed: countEntries(list)}
+	list, p.refused, p.refusedCount = dropUnsafe(source, list)
 	if quickCheckSafe(args) {
 		var rootUnchanged bool
-		list, rootUnchanged, unchanged = dropUnchanged(source, dest, list, root && job.Dirs)
+		list, rootUnchanged, p.unchanged = dropUnchanged(source, dest, list, root && job.Dirs)
 		if rootUnchanged {
-			root, unchanged = false, unchanged+1
+			root, p.unchanged = false, p.unchanged+1
 		}
+	}
+	p.list, p.root, p.copied = list, root, countEntries(list)
+	return p, nil
+}
+
+// Listed counts the entries of the job's list, the root not included.
+func (p *Prepared) Listed() int { return p.listed }
+
+// ToCopy counts the entries rsync will be given: the listed ones less the refused and the
+// unchanged.
+func (p *Prepared) ToCopy() int { return p.copied }
+
+// Unchanged counts the entries left out because the destination already equals the source.
+func (p *Prepared) Unchanged() int64 { return p.unchanged }
+
+// Entries are the entries of a file pass that rsync will be given (relative to both roots):
+// a --mirror worker clears directories out of their way first (prune.MakeWay); only an entry
+// that differs can have one in its way.
+func (p *Prepared) Entries() []string { return listEntries(p.list) }
+
+// Join adds q's entries to p's run: one rsync then copies both. Both must be file passes
+// over the same roots with the same options; p's TempDir and TempLabel are kept.
+// Hard links stay right: each job keeps every name of an inode together, and one run sees
+// all of them.
+func (p *Prepared) Join(q *Prepared) error {
+	if p.job.Dirs || q.job.Dirs || p.source != q.source || p.dest != q.dest || p.binary != q.binary || !slices.Equal(p.args, q.args) {
+		return fmt.Errorf("%w: only file passes over the same roots with the same options can share a run", ErrBadJob)
+	}
+	p.list = append(p.list, q.list...)
+	p.refused = append(p.refused, q.refused[:min(len(q.refused), maxFailedPaths-len(p.refused))]...)
+	p.refusedCount += q.refusedCount
+	p.unchanged += q.unchanged
+	p.listed += q.listed
+	p.copied += q.copied
+	return nil
+}
+
+// Run starts rsync for what Prepare left (see the package's Run).
+func (p *Prepared) Run(ctx context.Context) (Result, error) {
+	job, args, binary, source, dest := p.job, p.args, p.binary, p.source, p.dest
+	list, root, unchanged, refused, refusedCount := p.list, p.root, p.unchanged, p.refused, p.refusedCount
+	log := zerolog.Nop()
+	if job.Logger != nil {
+		log = *job.Logger
 	}
 	grace := job.KillGrace
 	if grace <= 0 {
@@ -341,6 +407,18 @@ func cleanList(list []byte) (cleaned []byte, root bool, err error) {
 		b.WriteByte(0)
 	}
 	return b.Bytes(), root, nil
+}
+
+// countEntries counts the entries of a cleaned list.
+func countEntries(list []byte) int { return bytes.Count(list, []byte{0}) }
+
+// listEntries splits a cleaned list into its entries without the leading "./".
+func listEntries(list []byte) []string {
+	var entries []string
+	for _, e := range bytes.Split(bytes.TrimSuffix(list, []byte{0}), []byte{0}) {
+		entries = append(entries, strings.TrimPrefix(string(e), "./"))
+	}
+	return entries
 }
 
 // run is one rsync invocation: its options (without the list and paths) and its list, if any.

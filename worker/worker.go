@@ -146,7 +146,7 @@ func (w *worker) loop(ctx context.Context) error {
 				}
 			}
 		case leaseapi.LeaseGranted:
-			if err := w.runLease(ctx, *resp.Lease); err != nil {
+			if err := w.runGranted(ctx, *resp.Lease); err != nil {
 				return err
 			}
 		}
@@ -171,9 +171,14 @@ func (w *worker) stopped(ctx context.Context) error {
 // outright leaves its attempt's subdirectory behind; that final removal takes it. Nothing
 // else in the destination is removed by krsync itself, whatever its name, unless the lease
 // says Mirror (see mirrorStep and package prune).
-func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
-	log := w.log.With().Int64("partition", l.Partition).Int("attempt", l.Attempt).Str("kind", string(l.Kind)).Logger()
-	log.Debug().Int64("entries", l.Entries).Int64("bytes", l.Bytes).Msg("leased")
+//
+// prep, when not nil, is the lease's rsync job already prepared (see gather); nil prepares it
+// here, after the mirror step.
+func (w *worker) runLease(ctx context.Context, l leaseapi.Lease, prep *rsyncexec.Prepared) error {
+	log := w.leaseLog(l)
+	if prep == nil {
+		log.Debug().Int64("entries", l.Entries).Int64("bytes", l.Bytes).Msg("leased")
+	}
 	if err := w.checkSource(l); err != nil {
 		// Not this partition's fault: hand it back unspent for a worker that sees the tree.
 		w.handBack(ctx, l, log)
@@ -191,18 +196,16 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 		// root's mtime, which the removal changes, is set by this lease's rsync afterwards.
 		runErr = rsyncexec.RemoveTempDir(w.cfg.Dest, l.TempDir)
 	}
+	if runErr == nil && !skipRsync && prep == nil {
+		prep, runErr = rsyncexec.Prepare(w.job(l, &log))
+	}
 	if runErr == nil && !skipRsync {
-		res, runErr = rsyncexec.Run(rsyncCtx, rsyncexec.Job{
-			Binary:    w.cfg.RsyncBinary,
-			Args:      w.cfg.RsyncArgs,
-			Source:    w.cfg.Source,
-			Dest:      w.cfg.Dest,
-			List:      l.List,
-			Dirs:      l.Kind == leaseapi.KindDirs,
-			TempDir:   l.TempDir,
-			TempLabel: fmt.Sprintf("p%d-a%d", l.Partition, l.Attempt),
-			Logger:    &log,
-		})
+		var cleared int64
+		cleared, runErr = w.clearWay(rsyncCtx, l, prep, log)
+		deleted += cleared
+	}
+	if runErr == nil && !skipRsync {
+		res, runErr = prep.Run(rsyncCtx)
 	}
 	stopRsync(errRsyncEnded)
 	renewing.Wait()
@@ -227,6 +230,21 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease) error {
 		return nil
 	default:
 		return w.fail(ctx, l, runErr, log)
+	}
+}
+
+// job is the rsync job of a lease.
+func (w *worker) job(l leaseapi.Lease, log *zerolog.Logger) rsyncexec.Job {
+	return rsyncexec.Job{
+		Binary:    w.cfg.RsyncBinary,
+		Args:      w.cfg.RsyncArgs,
+		Source:    w.cfg.Source,
+		Dest:      w.cfg.Dest,
+		List:      l.List,
+		Dirs:      l.Kind == leaseapi.KindDirs,
+		TempDir:   l.TempDir,
+		TempLabel: fmt.Sprintf("p%d-a%d", l.Partition, l.Attempt),
+		Logger:    log,
 	}
 }
 
