@@ -25,6 +25,7 @@ type ManifestsCmd struct {
 	PullPolicy     string `help:"Image pull policy." default:"${pullPolicy}" enum:"Always,IfNotPresent,Never"`
 	FpartOpts      string `help:"fpart options of the coordinator's walk." default:"${fpartOptions}"`
 	RsyncOpts      string `help:"rsync options of the workers." default:"${rsyncOptions}"`
+	Restricted     bool   `help:"Pods that Pod Security Admission's restricted level admits: non-root, no added capabilities. Owners are not kept; files the image's user cannot read are not copied and the run fails naming them."`
 	Mirror         bool   `help:"Render a mirror run: the destination ends an exact copy, what it holds and the source does not is deleted (the coordinator's --mirror)."`
 	DryRun         bool   `help:"With --mirror: copy nothing, delete nothing, log what would be deleted (the coordinator's --dry-run)."`
 	Verify         bool   `help:"After a complete copy the coordinator compares the destination with the source, metadata (its --verify)."`
@@ -54,7 +55,7 @@ func (cmd ManifestsCmd) Run(streams Streams) error {
 		SourceSubPath: cmd.SourceSubPath, DestSubPath: cmd.DestSubPath,
 		Parallelism: cmd.Parallelism, Image: cmd.Image, PullPolicy: cmd.PullPolicy,
 		FpartOpts: cmd.FpartOpts, RsyncOpts: cmd.RsyncOpts, Token: token,
-		Mirror: cmd.Mirror, DryRun: cmd.DryRun, Verify: cmd.Verify, VerifyChecksum: cmd.VerifyChecksum,
+		Restricted: cmd.Restricted, Mirror: cmd.Mirror, DryRun: cmd.DryRun, Verify: cmd.Verify, VerifyChecksum: cmd.VerifyChecksum,
 	})
 	if err != nil {
 		return usageError{err}

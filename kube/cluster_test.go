@@ -73,6 +73,8 @@ type envOptions struct {
 	// selfSpec, when set, is the coordinator Pod's spec (e.g. a rendered Job's Pod template);
 	// its node is o.node.
 	selfSpec *corev1.PodSpec
+	// workerTemplate is the worker Job template (YAML); empty: the default manifests'.
+	workerTemplate string
 	// selfLabels are the coordinator Pod's labels (a Job's Pod has job-name and the run's).
 	selfLabels map[string]string
 }
@@ -93,9 +95,12 @@ func newEnv(t *testing.T, o envOptions) *testEnv {
 	e.claim("source-pvc", orDefault(o.sourceModes, rwx))
 	e.claim("dest-pvc", orDefault(o.destModes, rwx))
 
-	m := defaultManifests(t)
+	tmpl := o.workerTemplate
+	if tmpl == "" {
+		tmpl = defaultManifests(t).WorkerTemplate.Data[kube.WorkerTemplateKey]
+	}
 	e.template = filepath.Join(t.TempDir(), "job.yaml")
-	if err := os.WriteFile(e.template, []byte(m.WorkerTemplate.Data[kube.WorkerTemplateKey]), 0o644); err != nil {
+	if err := os.WriteFile(e.template, []byte(tmpl), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	self := &corev1.Pod{

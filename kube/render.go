@@ -51,6 +51,11 @@ type Params struct {
 	// SourceSubPath and DestSubPath mount a directory of the claims instead of their roots
 	// (the volumeMounts' subPath, the workers' the same as the coordinator's); empty: the root.
 	SourceSubPath, DestSubPath string
+	// Restricted renders pods that Pod Security Admission's "restricted" level admits: the
+	// image's non-root user, no added capabilities (owners are not kept; files that user
+	// cannot read are not copied). false: root with the capabilities a faithful copy needs,
+	// which the "baseline" level admits.
+	Restricted bool
 	// Mirror, DryRun, Verify and VerifyChecksum are the coordinator's --mirror, --dry-run,
 	// --verify and --verify-checksum (KRSYNC_MIRROR...); all false by default.
 	Mirror, DryRun, Verify, VerifyChecksum bool

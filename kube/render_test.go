@@ -251,3 +251,39 @@ func TestDecodeRefusesUnknownFields(t *testing.T) {
 		})
 	}
 }
+
+// TestRestrictedRendersNoRoot: --restricted pods ask for a non-root user and add no
+// capability, in both the coordinator Job and the worker template; the default ones are root.
+func TestRestrictedRendersNoRoot(t *testing.T) {
+	for _, restricted := range []bool{false, true} {
+		p := kube.DefaultParams()
+		p.Restricted = restricted
+		files, err := kube.Render(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := kube.Decode(kube.Stream(files))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := kube.ParseManifests(objs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		psc := m.Coordinator.Spec.Template.Spec.SecurityContext
+		nonRoot := psc.RunAsNonRoot != nil && *psc.RunAsNonRoot && psc.RunAsUser == nil
+		if nonRoot != restricted {
+			t.Errorf("restricted=%v: Pod securityContext %+v", restricted, psc)
+		}
+		for who, c := range map[string]corev1.Container{"coordinator": m.Coordinator.Spec.Template.Spec.Containers[0], "worker": m.WorkerJob.Spec.Template.Spec.Containers[0]} {
+			sc := c.SecurityContext
+			if sc == nil || sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+				t.Errorf("restricted=%v: %s drops not ALL: %+v", restricted, who, sc)
+				continue
+			}
+			if added := len(sc.Capabilities.Add) > 0; added == restricted {
+				t.Errorf("restricted=%v: %s adds %v", restricted, who, sc.Capabilities.Add)
+			}
+		}
+	}
+}
