@@ -17,5 +17,10 @@
 // attributes, look for differences below excluded paths (Config.Exclude works like fpart's
 // -x, so excluded entries are neither compared nor reported extraneous), descend into
 // directories on one side only (a missing or extraneous directory is one difference), or
-// run distributed over the lease API (it runs in one process).
+// talk to anything: Run compares two whole trees in one process (krsync verify); Dirs
+// compares a list of directories one level deep, and returns the hard-linked names it met
+// for HardLinkDifferences, so that a caller can spread a comparison over many processes
+// (krsync --verify hands the walk's directories out as verify leases, and the coordinator,
+// where every lease's names meet, judges the grouping of hard links) and still report what
+// one Run would.
 package verify

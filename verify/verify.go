@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"sync"
 
@@ -28,6 +29,9 @@ type Config struct {
 	// Exclude holds fpart -x patterns: matching entries, and everything below them, are
 	// neither compared nor reported extraneous.
 	Exclude []string
+	// ExcludeRoot is the source root as the walk that chose the entries named it: a pattern
+	// with '/' is matched against it followed by the relative path. Empty: Source.
+	ExcludeRoot string
 	// Report receives every difference, from one goroutine at a time, in no particular
 	// order across directories. An error from it stops the run and is returned.
 	Report func(Difference) error
@@ -52,6 +56,60 @@ var ErrNotDirectory = errors.New("not a directory")
 // error is about the run itself (a root that cannot be opened, a failing Report, a cancelled
 // context); entries that cannot be read are differences of kind Error.
 func Run(ctx context.Context, cfg Config) (Summary, error) {
+	w, err := newWalker(ctx, cfg)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer w.close()
+	w.compareRoot()
+	w.walk([]job{{rel: ".", side: bothSides}})
+	for _, d := range HardLinkDifferences(w.links.names) {
+		w.report(d)
+	}
+	return w.sum, w.end()
+}
+
+// DirsResult is what Dirs compared, and the multiply-linked names it met.
+type DirsResult struct {
+	Summary
+	// Links are the names whose inode has more than one link on either side, in the listed
+	// directories and below directories that exist in the destination only. The grouping
+	// of hard links is a property of the whole tree: gather the Links of every call over
+	// the tree and pass them to HardLinkDifferences.
+	Links []LinkName
+}
+
+// Dirs compares the listed directories of cfg.Source and cfg.Dest, each one level deep: the
+// entries of the directory on both sides, as Run compares them (the root's own metadata
+// when "." is listed), without descending into subdirectories, which are meant to be listed
+// themselves, in this call or another. It is Run cut along directories, so that calls over
+// disjoint lists of every directory of the source (the walk's) report together what one Run
+// reports: below a directory that exists in the destination only, Dirs looks for hard links
+// (nothing lists it); a listed directory that is gone from the destination, or is something
+// else there, is not reported again (the comparison of its parent does that), its source
+// entries only count in the grouping of hard links; one gone from the source is left to the
+// comparison of its parent. Hard-link differences are not reported: see DirsResult.Links.
+func Dirs(ctx context.Context, cfg Config, dirs []string) (DirsResult, error) {
+	w, err := newWalker(ctx, cfg)
+	if err != nil {
+		return DirsResult{}, err
+	}
+	defer w.close()
+	w.listed = true
+	jobs := make([]job, 0, len(dirs))
+	for _, rel := range dirs {
+		if rel == "." {
+			w.compareRoot()
+		}
+		jobs = append(jobs, job{rel: rel, side: bothSides})
+	}
+	w.walk(jobs)
+	err = w.end()
+	return DirsResult{Summary: w.sum, Links: w.links.names}, err
+}
+
+// newWalker opens both roots; close closes them.
+func newWalker(ctx context.Context, cfg Config) (*walker, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
 	}
@@ -60,37 +118,41 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	rootA, err := openRoot("source", cfg.Source)
 	if err != nil {
-		return Summary{}, err
+		return nil, err
 	}
-	defer unix.Close(rootA)
 	rootB, err := openRoot("destination", cfg.Dest)
 	if err != nil {
-		return Summary{}, err
+		unix.Close(rootA)
+		return nil, err
 	}
-	defer unix.Close(rootB)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	w := &walker{
-		cfg: cfg, ctx: ctx, cancel: cancel, roots: [2]int{rootA, rootB},
-		exclude: newExcluder(cfg.Exclude, cfg.Source),
+		cfg: cfg, roots: [2]int{rootA, rootB},
+		exclude: newExcluder(cfg.Exclude, cmp.Or(cfg.ExcludeRoot, cfg.Source)),
 		jobs:    make(chan job, 4*cfg.Workers),
 		sum:     Summary{ByKind: map[Kind]int64{}},
 	}
-	if err := w.compareRoots(); err != nil {
-		return w.sum, err
+	w.ctx, w.cancel = context.WithCancel(ctx)
+	for s := sideSource; s <= sideDest; s++ {
+		if err := unix.Fstat(w.roots[s], &w.rootStat[s]); err != nil {
+			w.close()
+			return nil, fmt.Errorf("%s %s: %w", [2]string{"source", "destination"}[s], [2]string{cfg.Source, cfg.Dest}[s], err)
+		}
 	}
-	w.walk()
-	for _, d := range w.links.differences() {
-		w.report(d)
-	}
+	return w, nil
+}
+
+func (w *walker) close() {
+	w.cancel()
+	unix.Close(w.roots[sideSource])
+	unix.Close(w.roots[sideDest])
+}
+
+// end is the run's error: the first from cfg.Report, else the context's.
+func (w *walker) end() error {
 	if w.err != nil {
-		return w.sum, w.err
+		return w.err
 	}
-	if err := ctx.Err(); err != nil {
-		return w.sum, err
-	}
-	return w.sum, nil
+	return w.ctx.Err()
 }
 
 func openRoot(what, path string) (int, error) {
@@ -129,10 +191,13 @@ type job struct {
 // by its finder at once, so the queue stays bounded and memory grows with the depth of the
 // tree times the width of its directories, not with its size.
 type walker struct {
-	cfg     Config
-	ctx     context.Context
-	cancel  context.CancelFunc
-	roots   [2]int
+	cfg      Config
+	ctx      context.Context
+	cancel   context.CancelFunc
+	roots    [2]int
+	rootStat [2]unix.Stat_t
+	// listed: Dirs' walk, one level deep over listed directories (see Dirs).
+	listed  bool
 	exclude *excluder
 	jobs    chan job
 	pending sync.WaitGroup
@@ -143,8 +208,8 @@ type walker struct {
 	err error
 }
 
-// walk runs the pool from the root until every job is done.
-func (w *walker) walk() {
+// walk runs the pool from the first jobs until every job is done.
+func (w *walker) walk(first []job) {
 	var grp errgroup.Group
 	for range w.cfg.Workers {
 		grp.Go(func() error {
@@ -156,8 +221,10 @@ func (w *walker) walk() {
 			return nil
 		})
 	}
-	w.pending.Add(1)
-	w.jobs <- job{rel: ".", side: bothSides}
+	buf := make([]byte, 64<<10)
+	for _, j := range first {
+		w.submit(j, buf)
+	}
 	w.pending.Wait()
 	close(w.jobs)
 	grp.Wait()
@@ -218,27 +285,40 @@ func joinRel(dir, name string) string {
 	return dir + "/" + name
 }
 
-// compareRoots compares the metadata of the two roots (mode, owner, mtime).
-func (w *walker) compareRoots() error {
-	var sa, sb unix.Stat_t
-	if err := unix.Fstat(w.roots[sideSource], &sa); err != nil {
-		return fmt.Errorf("source %s: %w", w.cfg.Source, err)
-	}
-	if err := unix.Fstat(w.roots[sideDest], &sb); err != nil {
-		return fmt.Errorf("destination %s: %w", w.cfg.Dest, err)
-	}
-	a, b := fromStat(".", &sa), fromStat(".", &sb)
+// compareRoot compares the metadata of the two roots (mode, owner, mtime).
+func (w *walker) compareRoot() {
+	a, b := fromStat(".", &w.rootStat[sideSource]), fromStat(".", &w.rootStat[sideDest])
 	w.count(1, 0, 0)
 	w.compareMeta(".", &a, &b)
-	return nil
+}
+
+// linkInode is e's inode on side s as LinkName records it.
+func (w *walker) linkInode(s side, e *entry) Inode {
+	dev := e.dev
+	if dev == uint64(w.rootStat[s].Dev) {
+		dev = 0
+	}
+	return Inode{Dev: dev, Ino: e.ino}
 }
 
 // compareDir compares the directory rel, present on both sides, entry by entry. Its
 // subdirectories and contents are queued after both directories are closed, so a job run
 // by its finder holds no descriptors of its parents.
 func (w *walker) compareDir(rel string, buf []byte) {
-	fds, lists, ok := w.readBoth(rel, buf)
-	if !ok {
+	if w.listed && w.excludedListed(rel) {
+		return
+	}
+	fds, lists, absent, ok := w.readBoth(rel, buf)
+	switch {
+	case absent == sideSource:
+		return // Dirs: gone from the source; its parent's comparison reports the destination's
+	case absent == sideDest:
+		// Dirs: gone from the destination or another type there, as its parent's comparison
+		// reports; its source entries still count in the source's grouping of hard links.
+		unix.Close(fds[sideSource])
+		w.scanEntries(rel, sideSource, lists[sideSource], buf)
+		return
+	case !ok:
 		return
 	}
 	as, bs := lists[sideSource], lists[sideDest]
@@ -279,11 +359,28 @@ func (w *walker) compareDir(rel string, buf []byte) {
 	}
 }
 
+// excludedListed says whether a listed directory or one above it is excluded: a walk
+// with the same patterns lists none of them, but Dirs does not rely on its caller for that.
+func (w *walker) excludedListed(rel string) bool {
+	for p := rel; p != "." && p != "/" && p != ""; p = path.Dir(p) {
+		if w.exclude.excluded(path.Base(p), p) {
+			return true
+		}
+	}
+	return false
+}
+
 // readBoth opens and lists the directory rel on both sides, sorted by name; a side that
-// cannot be read is a difference of kind Error.
-func (w *walker) readBoth(rel string, buf []byte) (fds [2]int, lists [2][]entry, ok bool) {
+// cannot be read is a difference of kind Error. In Dirs' walk a side where rel is missing,
+// or is not a directory, or lies below a symlink, is returned as absent instead (with the
+// source side open and listed when the destination is the absent one).
+func (w *walker) readBoth(rel string, buf []byte) (fds [2]int, lists [2][]entry, absent side, ok bool) {
+	absent = bothSides // none
 	for s := sideSource; s <= sideDest; s++ {
 		fd, err := openBeneath(w.roots[s], rel, unix.O_RDONLY|unix.O_DIRECTORY)
+		if err != nil && w.listed && isAbsent(err) {
+			return fds, lists, s, false
+		}
 		if err == nil {
 			if lists[s], err = readDir(fd, buf); err != nil {
 				unix.Close(fd)
@@ -294,12 +391,19 @@ func (w *walker) readBoth(rel string, buf []byte) (fds [2]int, lists [2][]entry,
 				unix.Close(fds[sideSource])
 			}
 			w.reportError(rel, s, fmt.Errorf("open directory: %w", err))
-			return fds, lists, false
+			return fds, lists, absent, false
 		}
 		fds[s] = fd
 		slices.SortFunc(lists[s], func(x, y entry) int { return cmp.Compare(x.name, y.name) })
 	}
-	return fds, lists, true
+	return fds, lists, absent, true
+}
+
+// isAbsent says that an open failed because the path is not a directory reachable without
+// following a symlink: missing, another type, or below a symlink (RESOLVE_NO_SYMLINKS and
+// O_NOFOLLOW fail with ELOOP).
+func isAbsent(err error) bool {
+	return err == unix.ENOENT || err == unix.ENOTDIR || err == unix.ELOOP
 }
 
 func (w *walker) reportError(path string, s side, err error) {
@@ -337,6 +441,9 @@ func (w *walker) compareEntry(fds [2]int, path string, a, b *entry, later []job)
 	w.compareMeta(path, a, b)
 	switch a.typ() {
 	case unix.S_IFDIR:
+		if w.listed {
+			return later // listed itself
+		}
 		return append(later, job{rel: path, side: bothSides})
 	case unix.S_IFREG:
 		if a.size != b.size {
@@ -361,7 +468,8 @@ func (w *walker) compareEntry(fds [2]int, path string, a, b *entry, later []job)
 		}
 	}
 	if a.nlink > 1 || b.nlink > 1 {
-		w.links.add(linkName{path: path, a: a.inode(), b: b.inode(), inA: a.nlink > 1, inB: b.nlink > 1, compared: true})
+		w.links.add(LinkName{Path: path, Source: w.linkInode(sideSource, a), Dest: w.linkInode(sideDest, b),
+			InSource: a.nlink > 1, InDest: b.nlink > 1, Compared: true})
 	}
 	return later
 }
@@ -384,16 +492,19 @@ func (w *walker) compareMeta(path string, a, b *entry) {
 }
 
 // oneSided records an entry that exists on one side only (or with another type there): its
-// hard links count in that side's grouping, and a directory is scanned for more of them.
+// hard links count in that side's grouping, and a directory is scanned for more of them
+// (in Dirs' walk, only one of the destination: the source's are listed themselves).
 // Nothing below it is reported: the difference at the entry itself says it all.
 func (w *walker) oneSided(path string, s side, e *entry, later []job) []job {
 	switch {
+	case e.isDir() && w.listed && s == sideSource:
+		return later
 	case e.isDir():
 		return append(later, job{rel: path, side: s})
 	case e.nlink > 1 && s == sideSource:
-		w.links.add(linkName{path: path, a: e.inode(), inA: true})
+		w.links.add(LinkName{Path: path, Source: w.linkInode(s, e), InSource: true})
 	case e.nlink > 1:
-		w.links.add(linkName{path: path, b: e.inode(), inB: true})
+		w.links.add(LinkName{Path: path, Dest: w.linkInode(s, e), InDest: true})
 	}
 	return later
 }
@@ -409,6 +520,11 @@ func (w *walker) scanOneSide(rel string, s side, buf []byte) {
 	if err != nil {
 		return
 	}
+	w.scanEntries(rel, s, entries, buf)
+}
+
+// scanEntries records the entries of rel on side s with oneSided.
+func (w *walker) scanEntries(rel string, s side, entries []entry, buf []byte) {
 	var later []job
 	for i := range entries {
 		e := &entries[i]

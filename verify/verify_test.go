@@ -156,6 +156,13 @@ func TestEqualTreesHaveNoDifference(t *testing.T) {
 				if sum.Entries < 200 || sum.Dirs < 10 || (checksum && sum.ContentBytes == 0) {
 					t.Errorf("checksum=%v: compared too little: %+v", checksum, sum)
 				}
+				diffs, dsum := runDirs(t, src, dest, checksum)
+				if len(diffs) > 0 {
+					t.Errorf("checksum=%v: Dirs finds differences on an equal pair: %v", checksum, diffs)
+				}
+				if dsum.Entries != sum.Entries || dsum.Dirs != sum.Dirs || dsum.ContentBytes != sum.ContentBytes {
+					t.Errorf("checksum=%v: Dirs over every directory compared %+v, Run %+v", checksum, dsum, sum)
+				}
 			}
 		})
 	}
@@ -553,6 +560,9 @@ func TestPlantedDifferences(t *testing.T) {
 				diffs, _ := runVerify(t, src, dest, true, exclude...)
 				if got := keysOf(diffs); !slices.Equal(got, want) {
 					t.Errorf("planted at %q: verify reports %v, want %v\n%v", rel, got, want, diffs)
+				}
+				if diffs, _ := runDirs(t, src, dest, true, exclude...); !slices.Equal(keysOf(diffs), want) {
+					t.Errorf("planted at %q: Dirs, one call per directory, reports %v, want %v\n%v", rel, keysOf(diffs), want, diffs)
 				}
 				var excludeFunc func(string) bool
 				if len(exclude) > 0 {
