@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/utils/ptr"
 
+	"github.com/krsync/krsync/internal/testing/imageroot"
 	"github.com/krsync/krsync/internal/testing/kubelet"
 	"github.com/krsync/krsync/internal/testing/kubeplane"
 	"github.com/krsync/krsync/internal/testing/testbin"
@@ -47,13 +48,17 @@ const (
 	sourceClaim    = "source-pvc"
 	destClaim      = "dest-pvc"
 	stateDir       = ".krsync-state"
+	// e2eImage is the image the manifests name: the kubelets run it from krsync's root file
+	// system, with the krsync under test.
+	e2eImage = "krsync:e2e"
 )
 
 // binary is krsync built from this tree, once per test binary.
 func binary(t *testing.T) string { return testbin.Krsync(t) }
 
 // cluster of one test: a namespace, kubelets (Nodes), and source and destination claims on
-// host directories.
+// host directories. The kubelets run every Pod in krsync's image (its root file system, the
+// krsync under test mounted in it) with the securityContext its manifest gives it.
 type testCluster struct {
 	t        *testing.T
 	rc       *rest.Config
@@ -62,6 +67,7 @@ type testCluster struct {
 	mapper   meta.RESTMapper
 	ns       string
 	bin      string
+	image    *kubelet.Image
 	token    string
 	ports    *kubelet.Ports
 	kubelets []*kubelet.Kubelet
@@ -78,6 +84,8 @@ func newCluster(t *testing.T, opts clusterOptions) *testCluster {
 	t.Helper()
 	plane := cluster.Require(t)
 	bin := binary(t)
+	image := imageroot.Image(t)
+	image.Refs = []string{e2eImage} // a test's own application pods run as root, as from a base image
 	rc, err := plane.RESTConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +99,7 @@ func newCluster(t *testing.T, opts clusterOptions) *testCluster {
 		t.Fatal(err)
 	}
 	c := &testCluster{
-		t: t, rc: rc, cs: cs, dyn: dyn, bin: bin, ports: kubelet.NewPorts(),
+		t: t, rc: rc, cs: cs, dyn: dyn, bin: bin, image: image, ports: kubelet.NewPorts(),
 		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cs.Discovery())),
 		token:  "e2e-" + kubeplane.UniqueName("token"),
 	}
@@ -128,7 +136,7 @@ func (c *testCluster) addKubelet(dir string) *kubelet.Kubelet {
 	c.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	kl, err := kubelet.Start(ctx, kubelet.Config{
-		RESTConfig: c.rc, NodeName: kubeplane.UniqueName("node"), Binary: c.bin, Ports: c.ports,
+		RESTConfig: c.rc, NodeName: kubeplane.UniqueName("node"), Binary: c.bin, Image: c.image, Ports: c.ports,
 		Dir:    filepath.Join(dir, fmt.Sprint(len(c.kubelets))),
 		Logger: zerolog.New(zerolog.NewTestWriter(c.t)).Level(zerolog.WarnLevel),
 	})
@@ -179,11 +187,33 @@ func (c *testCluster) claim(name, dir string, access corev1.PersistentVolumeAcce
 	}
 }
 
-// generate writes a seeded tree into the source claim's directory.
+// hostileRoot is the owner, mode and mtime generate gives the root of a hostile source: the
+// pods run as uid 0 with a few capabilities, and a root they do not own is where those count
+// (putting back its mtime after the state directory is removed needs FOWNER).
+var hostileRoot = struct {
+	uid, gid int
+	mode     os.FileMode
+	mtime    time.Time
+}{4321, 4322, 0o751, time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)}
+
+// generate writes a seeded tree into the source claim's directory; a hostile one gets a
+// foreign root too.
 func (c *testCluster) generate(spec treegen.Spec) {
 	c.t.Helper()
 	if _, err := treegen.Generate(c.src, spec); err != nil {
 		c.t.Fatalf("generate tree (seed %d): %v", spec.Seed, err)
+	}
+	if spec.Hostile {
+		r := hostileRoot
+		if err := os.Chown(c.src, r.uid, r.gid); err != nil {
+			c.t.Fatal(err)
+		}
+		if err := os.Chmod(c.src, r.mode); err != nil {
+			c.t.Fatal(err)
+		}
+		if err := os.Chtimes(c.src, r.mtime, r.mtime); err != nil {
+			c.t.Fatal(err)
+		}
 	}
 	c.t.Logf("source tree: seed %d, %d files, hostile %v", spec.Seed, spec.Files, spec.Hostile)
 }
@@ -198,8 +228,8 @@ func (c *testCluster) scanSource() *treecmp.Tree {
 	return tree
 }
 
-// sourceUnchanged: there is no read-only bind here, so the test checks the source afterwards,
-// byte for byte and metadata too.
+// sourceUnchanged checks the source afterwards, byte for byte and metadata too: the read-only
+// mounts should make a change impossible, and this proves it from outside.
 func (c *testCluster) sourceUnchanged(before *treecmp.Tree) {
 	c.t.Helper()
 	after := c.scanSource()
@@ -208,8 +238,9 @@ func (c *testCluster) sourceUnchanged(before *treecmp.Tree) {
 	}
 }
 
-// destEqualsSource compares with the independent comparator; the coordinator's journal is
-// the only thing allowed in the destination that the source lacks.
+// destEqualsSource compares with the independent comparator, the roots' owners, modes and
+// mtimes included; the coordinator's journal is the only thing allowed in the destination that
+// the source lacks.
 func (c *testCluster) destEqualsSource() {
 	c.t.Helper()
 	err := treecmp.Equal(c.src, c.dst, treecmp.Options{Exclude: func(rel string) bool {
@@ -224,7 +255,7 @@ func (c *testCluster) destEqualsSource() {
 func (c *testCluster) render(extra ...string) []byte {
 	c.t.Helper()
 	args := append([]string{"manifests", "--namespace", c.ns, "--source-pvc", sourceClaim, "--dest-pvc", destClaim,
-		"--image", "krsync:e2e", "--token", c.token}, extra...)
+		"--image", e2eImage, "--token", c.token}, extra...)
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -456,4 +487,25 @@ func (c *testCluster) dumpOnFailure() {
 		fmt.Fprintf(&b, "event %s/%s %s %s: %s\n", e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Type, e.Reason, e.Message)
 	}
 	c.t.Log("diagnostics:\n" + b.String())
+}
+
+// containerLog returns the end of the captured output of the containers of a Job's Pods.
+func (c *testCluster) containerLog(job string, maxBytes int64) string {
+	var b strings.Builder
+	for _, kl := range c.kubelets {
+		for _, l := range kl.Logs() {
+			if l.Namespace == c.ns && strings.HasPrefix(l.Pod, job+"-") {
+				data, err := os.ReadFile(l.Path)
+				if err != nil {
+					fmt.Fprintf(&b, "%s: %v\n", l.Pod, err)
+					continue
+				}
+				if int64(len(data)) > maxBytes {
+					data = data[int64(len(data))-maxBytes:]
+				}
+				fmt.Fprintf(&b, "%s/%s:\n%s\n", l.Pod, l.Container, data)
+			}
+		}
+	}
+	return b.String()
 }

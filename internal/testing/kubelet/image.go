@@ -17,9 +17,13 @@ import (
 )
 
 // Image is a container image unpacked on the host (tools/mkimage -rootfs-dir makes krsync's).
-// Every container of the kubelet runs from it, whatever its Pod's image field says: krsync's
-// manifests name one image.
+// Every container of the kubelet runs from its root file system: there is no image pull.
+// A container whose image is not one of Refs gets the root file system as a plain base image
+// (a test's application, "busybox"): with root as its user and no entrypoint, as such images
+// have.
 type Image struct {
+	// Refs are the image references that are this image (krsync:e2e); empty means every one.
+	Refs []string
 	// Rootfs is the image's root file system; containers never change it (see sandbox.Spec).
 	Rootfs string
 	// Entrypoint, Cmd, User, Env and WorkingDir are the image config's.
@@ -75,6 +79,21 @@ func RemoveBuilt() {
 	if sandboxInit.dir != "" {
 		os.RemoveAll(sandboxInit.dir)
 	}
+}
+
+// forContainer is the image a container with that image reference runs.
+func (img *Image) forContainer(ref string) *Image {
+	if len(img.Refs) == 0 {
+		return img
+	}
+	for _, r := range img.Refs {
+		if r == ref {
+			return img
+		}
+	}
+	base := *img
+	base.Entrypoint, base.Cmd, base.User, base.WorkingDir = nil, nil, "", ""
+	return &base
 }
 
 // commandLine is Kubernetes' rule for command and args over the image's Entrypoint and Cmd.

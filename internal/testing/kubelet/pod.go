@@ -274,6 +274,9 @@ func exitCode(state *os.ProcessState) int {
 // the volumes mounted at their paths, or as a host process with the paths rewritten.
 func (r *podRunner) startContainer(ctx context.Context, c *corev1.Container) (*exec.Cmd, string, string, error) {
 	img := r.k.cfg.Image
+	if img != nil {
+		img = img.forContainer(c.Image)
+	}
 	rw := newRewriter()
 	r.mu.Lock()
 	vols, ports := r.volumes, r.ports
