@@ -7,7 +7,8 @@
 // and --rollback puts the workloads back on the old claim. The old claim is never deleted.
 //
 // It does not copy by itself: the copies are the coordinator and worker Jobs of `krsync
-// manifests`, run through kube.Copier. It drives only Deployments, StatefulSets, DaemonSets
-// and CronJobs; a bare Pod or a StatefulSet's volumeClaimTemplate stops the plan with what
-// the operator must do instead.
+// manifests`, run through kube.Copier. It drives Deployments, StatefulSets, DaemonSets,
+// CronJobs and Pods without a controller (deleted and created again from a record); another
+// controller, or a StatefulSet's volumeClaimTemplate, stops the plan with what the operator
+// must do instead.
 package migrate

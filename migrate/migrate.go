@@ -144,7 +144,7 @@ func (m *migration) save(ctx context.Context) error {
 	for k, v := range anno {
 		patch[k] = v
 	}
-	for _, k := range []string{AnnoDownSince, AnnoDowntime} {
+	for _, k := range []string{AnnoDownSince, AnnoDowntime, AnnoPods} {
 		if _, ok := anno[k]; !ok {
 			patch[k] = nil // a merge patch's null removes what an earlier migration left
 		}
@@ -244,7 +244,13 @@ func (m *migration) scaleDown(ctx context.Context) error {
 		}
 	}
 	for _, w := range m.st.Workloads {
-		if err := edit(ctx, m.CS, m.ns, w, scaleDown); err != nil {
+		var err error
+		if w.Kind == "Pod" {
+			err = m.stopPod(ctx, w.Name)
+		} else {
+			err = edit(ctx, m.CS, m.ns, w, scaleDown)
+		}
+		if err != nil {
 			return fmt.Errorf("scale down: %w", err)
 		}
 		fmt.Fprintf(m.Out, "scaled down %s\n", w)
@@ -275,6 +281,9 @@ func (m *migration) finalCopy(ctx context.Context) error {
 // switchClaims points the workloads' volumes at the new claim.
 func (m *migration) switchClaims(ctx context.Context) error {
 	for _, w := range m.st.Workloads {
+		if w.Kind == "Pod" {
+			continue // created again on the new claim by the scale-up
+		}
 		if err := edit(ctx, m.CS, m.ns, w, switchClaim(m.cfg.SourcePVC, m.dst.Name)); err != nil {
 			return fmt.Errorf("switch to %s: %w", m.dst.Name, err)
 		}
@@ -287,7 +296,13 @@ func (m *migration) switchClaims(ctx context.Context) error {
 // and measures the downtime.
 func (m *migration) scaleUp(ctx context.Context) error {
 	for _, w := range m.st.Workloads {
-		if err := edit(ctx, m.CS, m.ns, w, scaleUp); err != nil {
+		var err error
+		if w.Kind == "Pod" {
+			err = m.startPod(ctx, w.Name, m.dst.Name)
+		} else {
+			err = edit(ctx, m.CS, m.ns, w, scaleUp)
+		}
+		if err != nil {
 			return fmt.Errorf("scale up: %w", err)
 		}
 	}
@@ -325,10 +340,15 @@ func Rollback(ctx context.Context, env Env, cfg Config) error {
 	}
 	back := switchClaim(m.dst.Name, cfg.SourcePVC)
 	for _, w := range m.st.Workloads {
-		err := edit(ctx, m.CS, m.ns, w, func(o object) bool {
-			switched := back(o)
-			return scaleUp(o) || switched
-		})
+		var err error
+		if w.Kind == "Pod" {
+			err = m.startPod(ctx, w.Name, cfg.SourcePVC)
+		} else {
+			err = edit(ctx, m.CS, m.ns, w, func(o object) bool {
+				switched := back(o)
+				return scaleUp(o) || switched
+			})
+		}
 		if err != nil {
 			return fmt.Errorf("rollback: %w", err)
 		}
@@ -337,7 +357,7 @@ func Rollback(ctx context.Context, env Env, cfg Config) error {
 	if err := waitReady(ctx, m.CS, m.ns, m.st.Workloads, cfg.Timeout); err != nil {
 		return fmt.Errorf("rollback: %w; run --rollback again to keep waiting", err)
 	}
-	m.st.Phase, m.st.DownSince, m.st.Downtime = RolledBack, time.Time{}, ""
+	m.st.Phase, m.st.DownSince, m.st.Downtime, m.st.Pods = RolledBack, time.Time{}, "", nil
 	if err := m.save(ctx); err != nil {
 		return err
 	}

@@ -282,8 +282,9 @@ func volumeClaimTemplateError(sts *appsv1.StatefulSet, tmpl, claim string) error
 		claim, sts.Name, tmpl, sts.Name, sts.Name, sts.Name)
 }
 
-// checkPods finds the Pods that mount the old claim: one the workloads do not own cannot be
-// brought back on the new claim, and nothing may mount the new claim but krsync's copy.
+// checkPods finds the Pods that mount the old claim: one without a controller is a workload
+// of its own, one whose controller krsync does not drive cannot be brought back on the new
+// claim; and nothing may mount the new claim but krsync's copy.
 func (p *Plan) checkPods(ctx context.Context, cs kubernetes.Interface, cfg Config) error {
 	pods, err := cs.CoreV1().Pods(p.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -300,9 +301,12 @@ func (p *Plan) checkPods(ctx context.Context, cs kubernetes.Interface, cfg Confi
 		if !mounts(&pod.Spec, cfg.SourcePVC) {
 			continue
 		}
-		if p.owned(ctx, cs, pod) == nil {
-			return fmt.Errorf("Pod %s mounts %s and no Deployment, StatefulSet, DaemonSet or CronJob owns it, so krsync cannot stop it and bring it back on %s: "+
-				"delete it (or run it under a Deployment) and run krsync migrate again", pod.Name, cfg.SourcePVC, cfg.Dest())
+		switch ref := metav1.GetControllerOf(pod); {
+		case ref == nil:
+			p.add(Workload{"Pod", pod.Name}, 1)
+		case p.owned(ctx, cs, pod) == nil:
+			return fmt.Errorf("Pod %s mounts %s and its controller %s %s is not a Deployment, StatefulSet, DaemonSet or CronJob, so krsync cannot stop it and bring it back on %s: "+
+				"stop it yourself and run krsync migrate again", pod.Name, cfg.SourcePVC, ref.Kind, ref.Name, cfg.Dest())
 		}
 		if p.Node == "" && pod.Spec.NodeName != "" {
 			p.Node = pod.Spec.NodeName
@@ -388,6 +392,8 @@ func (p *Plan) Print(w io.Writer) {
 			fmt.Fprintf(w, "  %s: pause (%d pods; nodeSelector %s), point its volume at %s, resume\n", wl, p.Replicas[wl], pausedLabel, p.Dest.Name)
 		case "CronJob":
 			fmt.Fprintf(w, "  %s: suspend and wait for its running Jobs, point its volume at %s, restore suspend\n", wl, p.Dest.Name)
+		case "Pod":
+			fmt.Fprintf(w, "  %s (no controller): record it on %s, delete it, create it again on %s\n", wl, p.Dest.Name, p.Dest.Name)
 		}
 	}
 	fmt.Fprintf(w, "  downtime: wait for the Pods to go, final --mirror pass, verify, switch, wait until ready\n")

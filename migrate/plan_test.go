@@ -129,11 +129,13 @@ func (e *env) cronJob(name, claim string) {
 	}
 }
 
-func (e *env) pod(name, claim string) {
+func (e *env) pod(name, claim string, controller *metav1.OwnerReference) {
 	e.t.Helper()
-	_, err := e.cs.CoreV1().Pods(e.ns).Create(context.Background(), &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: podSpec(claim),
-	}, metav1.CreateOptions{})
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: podSpec(claim)}
+	if controller != nil {
+		pod.OwnerReferences = []metav1.OwnerReference{*controller}
+	}
+	_, err := e.cs.CoreV1().Pods(e.ns).Create(context.Background(), pod, metav1.CreateOptions{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -176,20 +178,34 @@ func TestMakePlan(t *testing.T) {
 				"CronJob/nightly: suspend", "claim new exists: 5Gi, ReadWriteOnce", "warm copy while the application runs"},
 		},
 		{
-			name: "a bare Pod",
+			name: "a Pod without a controller",
 			setup: func(e *env) {
 				e.claim(oldClaim, "5Gi", rwo)
 				e.claim(newClaim, "5Gi", rwo)
-				e.pod("lonely", oldClaim)
+				e.pod("lonely", oldClaim, nil)
 			},
-			err: "Pod lonely mounts old and no Deployment, StatefulSet, DaemonSet or CronJob owns it",
+			workloads: []Workload{{"Pod", "lonely"}},
+			printed:   []string{"Pod/lonely (no controller): record it on new, delete it, create it again on new"},
+		},
+		{
+			name: "a Pod of a controller krsync does not drive",
+			setup: func(e *env) {
+				e.claim(oldClaim, "5Gi", rwo)
+				e.claim(newClaim, "5Gi", rwo)
+				owner, err := e.cs.CoreV1().ConfigMaps(e.ns).Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "operator"}}, metav1.CreateOptions{})
+				if err != nil {
+					e.t.Fatal(err)
+				}
+				e.pod("managed", oldClaim, &metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: owner.Name, UID: owner.UID, Controller: ptr.To(true)})
+			},
+			err: "Pod managed mounts old and its controller ConfigMap operator is not a Deployment",
 		},
 		{
 			name: "the new claim in use",
 			setup: func(e *env) {
 				e.claim(oldClaim, "5Gi", rwo)
 				e.claim(newClaim, "5Gi", rwo)
-				e.pod("squatter", newClaim)
+				e.pod("squatter", newClaim, nil)
 			},
 			err: "Pod squatter mounts the destination claim new",
 		},

@@ -18,6 +18,7 @@ const (
 	AnnoWorkloads = annoPrefix + "workloads"  // JSON list of the workloads moved
 	AnnoDownSince = annoPrefix + "down-since" // RFC 3339 time the scale-down began
 	AnnoDowntime  = annoPrefix + "downtime"   // the measured downtime, once done
+	AnnoPods      = annoPrefix + "pods"       // JSON: the bare Pods deleted, to create again
 	// On a workload scaled down: the replica count to restore (Deployment, StatefulSet),
 	// the suspend value to restore (CronJob), or that a DaemonSet was paused.
 	AnnoReplicas  = annoPrefix + "replicas"
@@ -71,6 +72,8 @@ type State struct {
 	Workloads []Workload
 	DownSince time.Time // zero until the scale-down began
 	Downtime  string
+	// Pods are the records of the Pods without a controller that were deleted, by name.
+	Pods map[string]*corev1.Pod
 }
 
 // stateOf reads the migration state from the new claim's annotations.
@@ -89,6 +92,11 @@ func stateOf(pvc *corev1.PersistentVolumeClaim) (*State, error) {
 	}
 	if err := json.Unmarshal([]byte(a[AnnoWorkloads]), &st.Workloads); err != nil {
 		return nil, fmt.Errorf("claim %s: annotation %s: %w", pvc.Name, AnnoWorkloads, err)
+	}
+	if s := a[AnnoPods]; s != "" {
+		if err := json.Unmarshal([]byte(s), &st.Pods); err != nil {
+			return nil, fmt.Errorf("claim %s: annotation %s: %w", pvc.Name, AnnoPods, err)
+		}
 	}
 	if s := a[AnnoDownSince]; s != "" {
 		t, err := time.Parse(time.RFC3339Nano, s)
@@ -112,6 +120,13 @@ func (st *State) annotations() (map[string]string, error) {
 	}
 	if st.Downtime != "" {
 		a[AnnoDowntime] = st.Downtime
+	}
+	if len(st.Pods) > 0 {
+		pods, err := json.Marshal(st.Pods)
+		if err != nil {
+			return nil, err
+		}
+		a[AnnoPods] = string(pods)
 	}
 	return a, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -124,6 +125,15 @@ func isReady(ctx context.Context, cs kubernetes.Interface, ns string, w Workload
 		s := d.Status
 		return s.ObservedGeneration >= d.Generation && s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.NumberReady == s.DesiredNumberScheduled,
 			fmt.Sprintf("%d of %d pods updated, %d ready", s.UpdatedNumberScheduled, s.DesiredNumberScheduled, s.NumberReady), nil
+	case "Pod":
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, w.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, "not created yet", nil
+		}
+		if err != nil {
+			return false, "", fmt.Errorf("get %s: %w", w, err)
+		}
+		return p.DeletionTimestamp == nil && podReady(p), fmt.Sprintf("phase %s", p.Status.Phase), nil
 	}
 	return true, "", nil // a CronJob runs on its schedule: nothing to wait for
 }

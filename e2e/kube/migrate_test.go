@@ -25,13 +25,15 @@ import (
 	"github.com/krsync/krsync/migrate"
 )
 
-// The application of the migration tests: a Deployment and a StatefulSet whose Pods mount
-// the source claim and keep writing, each to its own file under live/ (named by the Pod's
+// The application of the migration tests: a Deployment, a StatefulSet and a Pod without a
+// controller, all mounting the source claim and writing, each to its own file under live/ (named by the Pod's
 // UID), a counter that grows ten times a second. Commands other than krsync run as written
 // under the test kubelet; $DATA is the mount path, which it maps to the claim's directory.
 const (
 	appDeployment  = "web"
 	appStatefulSet = "db"
+	appPod         = "solo"
+	appSelector    = "app in (" + appDeployment + "," + appStatefulSet + "," + appPod + ")"
 	liveDir        = "live"
 	appScript      = `mkdir -p "$DATA/live" && n=0 && while :; do n=$((n+1)); echo "$n" > "$DATA/live/$POD_UID"; sleep 0.1; done`
 )
@@ -59,8 +61,8 @@ func appTemplate(name string) corev1.PodTemplateSpec {
 	}
 }
 
-// startApp creates the Deployment (2 replicas) and the StatefulSet (1) on the source claim
-// and waits until all three Pods are ready and have written.
+// startApp creates the Deployment (2 replicas), the StatefulSet (1) and the Pod on the
+// source claim and waits until all four Pods are ready and have written.
 func (c *testCluster) startApp() {
 	c.t.Helper()
 	ctx := context.Background()
@@ -82,10 +84,15 @@ func (c *testCluster) startApp() {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	solo := appTemplate(appPod)
+	_, err = c.cs.CoreV1().Pods(c.ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: appPod, Labels: solo.Labels}, Spec: solo.Spec}, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	c.waitAppOn(sourceClaim, 2, 1)
-	c.waitFor("the application's three Pods to write", time.Minute, func() (bool, error) {
+	c.waitFor("the application's four Pods to write", time.Minute, func() (bool, error) {
 		entries, err := os.ReadDir(filepath.Join(c.src, liveDir))
-		return err == nil && len(entries) >= 3, nil
+		return err == nil && len(entries) >= 4, nil
 	})
 }
 
@@ -109,10 +116,18 @@ func (c *testCluster) waitAppOn(claim string, web, db int32) {
 			s.Status.ObservedGeneration == s.Generation && s.Status.Replicas == db && s.Status.ReadyReplicas == db
 		_, dRec := d.Annotations[migrate.AnnoReplicas]
 		_, sRec := s.Annotations[migrate.AnnoReplicas]
-		return onClaim && counts && ready && !dRec && !sRec, nil
+		solo, err := c.cs.CoreV1().Pods(c.ns).Get(ctx, appPod, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		soloReady := solo.DeletionTimestamp == nil && templateClaim(&solo.Spec) == claim && podIsReady(solo)
+		return onClaim && counts && ready && !dRec && !sRec && soloReady, nil
 	})
 	// The Pods themselves, not only the templates, mount the claim.
-	pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: "app in (" + appDeployment + "," + appStatefulSet + ")"})
+	pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: appSelector})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -126,9 +141,18 @@ func (c *testCluster) waitAppOn(claim string, web, db int32) {
 			c.t.Errorf("Pod %s mounts claim %s, want %s", p.Name, got, claim)
 		}
 	}
-	if running != int(web+db) {
-		c.t.Errorf("%d application Pods, want %d", running, web+db)
+	if running != int(web+db)+1 {
+		c.t.Errorf("%d application Pods, want %d", running, web+db+1)
 	}
+}
+
+func podIsReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 func templateClaim(spec *corev1.PodSpec) string {
@@ -279,7 +303,7 @@ func (c *testCluster) migratedDataEqual(dst string) {
 // live/, and checks it wrote none in other's.
 func (c *testCluster) podsWriteOn(dir, other string) {
 	c.t.Helper()
-	pods, err := c.cs.CoreV1().Pods(c.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app in (" + appDeployment + "," + appStatefulSet + ")"})
+	pods, err := c.cs.CoreV1().Pods(c.ns).List(context.Background(), metav1.ListOptions{LabelSelector: appSelector})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -310,7 +334,7 @@ func TestMigrateDeploymentAndStatefulSet(t *testing.T) {
 	c.startApp()
 
 	plan := c.runMigrate(toDestClaim, "--dry-run")
-	for _, want := range []string{"Deployment/web: scale 2 -> 0", "StatefulSet/db: scale 1 -> 0", "warm copy while the application runs"} {
+	for _, want := range []string{"Deployment/web: scale 2 -> 0", "StatefulSet/db: scale 1 -> 0", "Pod/solo (no controller)", "warm copy while the application runs"} {
 		if !strings.Contains(plan, want) {
 			t.Errorf("the plan does not say %q:\n%s", want, plan)
 		}
