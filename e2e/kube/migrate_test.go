@@ -13,6 +13,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -508,4 +509,88 @@ func TestMigrateRollback(t *testing.T) {
 	}
 	// The application writes on the source again, not on the destination.
 	c.podsWriteOn(c.src, c.dst)
+}
+
+// TestMigrateDaemonSetAndCronJob: a DaemonSet (paused by a nodeSelector no node has, as it
+// has no replica count) and a CronJob (suspended) move to the destination claim; both end on
+// it with their pause and suspension undone, the DaemonSet's Pod ready on the new claim.
+func TestMigrateDaemonSetAndCronJob(t *testing.T) {
+	c := newCluster(t, clusterOptions{})
+	c.generate(treegen.Spec{Seed: 37, Files: 150})
+	ctx := context.Background()
+	agent := appTemplate("agent")
+	_, err := c.cs.AppsV1().DaemonSets(c.ns).Create(ctx, &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "agent"},
+		Spec:       appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: agent.Labels}, Template: agent},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nightly := appTemplate("nightly")
+	nightly.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	nightly.Spec.Containers[0].Command = []string{"sh", "-c", `mkdir -p "$DATA/live" && echo ran > "$DATA/live/$POD_UID"`}
+	_, err = c.cs.BatchV1().CronJobs(c.ns).Create(ctx, &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{Name: "nightly"},
+		Spec: batchv1.CronJobSpec{Schedule: "* * * * *", Suspend: ptr.To(false),
+			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: nightly}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitDaemonSetOn(sourceClaim)
+
+	out := c.runMigrate(toDestClaim, "--no-warm-copy")
+	for _, want := range []string{"DaemonSet/agent: pause", "CronJob/nightly: suspend", "downtime "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("krsync migrate does not say %q:\n%s", want, out)
+		}
+	}
+	c.waitDaemonSetOn(destClaim)
+	cj, err := c.cs.BatchV1().CronJobs(c.ns).Get(ctx, "nightly", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := templateClaim(&cj.Spec.JobTemplate.Spec.Template.Spec); got != destClaim || cj.Spec.Suspend == nil || *cj.Spec.Suspend {
+		t.Errorf("CronJob after the migration: claim %s, suspend %v; want %s, false", got, cj.Spec.Suspend, destClaim)
+	}
+	if _, ok := cj.Annotations[migrate.AnnoSuspended]; ok {
+		t.Errorf("CronJob keeps the migration's record: %v", cj.Annotations)
+	}
+	if err := treecmp.Equal(c.src, c.dst, treecmp.Options{Exclude: func(rel string) bool { return rel == liveDir || rel == stateDir }}); err != nil {
+		t.Error(err)
+	}
+}
+
+// waitDaemonSetOn waits until the DaemonSet agent runs one ready Pod, from a template that
+// mounts claim and is not paused, and that Pod mounts claim.
+func (c *testCluster) waitDaemonSetOn(claim string) {
+	c.t.Helper()
+	ctx := context.Background()
+	c.waitFor("DaemonSet agent ready on "+claim, 2*time.Minute, func() (bool, error) {
+		d, err := c.cs.AppsV1().DaemonSets(c.ns).Get(ctx, "agent", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		_, paused := d.Spec.Template.Spec.NodeSelector["krsync.io/migrate-paused"]
+		_, recorded := d.Annotations[migrate.AnnoPaused]
+		s := d.Status
+		if paused || recorded || templateClaim(&d.Spec.Template.Spec) != claim || s.ObservedGeneration != d.Generation ||
+			s.DesiredNumberScheduled != 1 || s.NumberReady != 1 || s.UpdatedNumberScheduled != 1 {
+			return false, nil
+		}
+		pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=agent"})
+		if err != nil {
+			return false, err
+		}
+		live := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				live++
+				if templateClaim(&p.Spec) != claim || !podIsReady(&p) {
+					return false, nil
+				}
+			}
+		}
+		return live == 1, nil
+	})
 }
