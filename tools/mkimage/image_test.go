@@ -97,6 +97,33 @@ func TestImageArchive(t *testing.T) {
 	checkRootfs(t, root)
 	runInImage(t, img, root)
 	checkWithSkopeo(t, archives[0], img)
+	checkUnpackArchive(ctx, t, archives[0], binary)
+}
+
+// checkUnpackArchive: -rootfs-dir -from-archive, which the test kubelet runs an archive with,
+// gives the image's root file system (its krsync layer included) and its config.
+func checkUnpackArchive(ctx context.Context, t *testing.T, archive, binary string) {
+	t.Helper()
+	manifest, err := unpackArchive(ctx, defaultSpec, archive, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u Unpacked
+	b, err := os.ReadFile(manifest)
+	if err == nil {
+		err = json.Unmarshal(b, &u)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.User != defaultSpec.User() || strings.Join(u.Entrypoint, " ") != strings.Join(defaultSpec.Entrypoint, " ") || u.BinaryPath != defaultSpec.BinaryPath {
+		t.Errorf("unpacked image.json %+v: want the spec's user, entrypoint and binary path", u)
+	}
+	want, err1 := os.Stat(binary)
+	got, err2 := os.Stat(filepath.Join(u.Rootfs, u.BinaryPath))
+	if err1 != nil || err2 != nil || got.Size() != want.Size() {
+		t.Errorf("unpacked %s: %v %v; want the binary layer's krsync", u.BinaryPath, err2, err1)
+	}
 }
 
 // requireMirror skips (fails under CI=true) when Debian's mirror does not answer.

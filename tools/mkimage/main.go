@@ -42,7 +42,10 @@ type options struct {
 	// RootfsDir, when set, asks for the root file system unpacked in a directory under it (for the
 	// test kubelet, see Unpacked) instead of the archive.
 	RootfsDir string
-	Mirrors   mirrors
+	// FromArchive, with RootfsDir, unpacks this archive's image instead of building a root
+	// file system.
+	FromArchive string
+	Mirrors     mirrors
 }
 
 func main() {
@@ -61,7 +64,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if opts.RootfsDir != "" {
-		manifest, err := unpackRootfs(ctx, defaultSpec, opts.Mirrors, opts.Epoch, opts.RootfsDir)
+		unpack := func() (string, error) {
+			return unpackRootfs(ctx, defaultSpec, opts.Mirrors, opts.Epoch, opts.RootfsDir)
+		}
+		if opts.FromArchive != "" {
+			unpack = func() (string, error) { return unpackArchive(ctx, defaultSpec, opts.FromArchive, opts.RootfsDir) }
+		}
+		manifest, err := unpack()
 		if err != nil {
 			return err
 		}
@@ -87,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Out, "out", "bin/krsync-image.oci.tar", "the archive to write")
 	fs.StringVar(&o.Rootfs, "rootfs", "", "use this root file system tar instead of running mmdebstrap")
 	fs.StringVar(&o.RootfsDir, "rootfs-dir", "", "instead of the archive: unpack the image's root file system under this directory (once: it is reused), print the path of its image.json")
+	fs.StringVar(&o.FromArchive, "from-archive", "", "with -rootfs-dir: unpack this archive's image (all its layers, its config) instead of building a root file system")
 	fs.StringVar(&o.Mirrors.Debian, "mirror", "http://deb.debian.org/debian", "Debian archive")
 	fs.StringVar(&o.Mirrors.Security, "security-mirror", "http://deb.debian.org/debian-security", "Debian security archive")
 	epoch := fs.String("source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "the build's time in seconds since 1970: every timestamp of the image (default $SOURCE_DATE_EPOCH)")
@@ -95,6 +105,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.FromArchive != "" && o.RootfsDir == "" {
+		return o, errors.New("-from-archive goes with -rootfs-dir")
 	}
 	if *epoch == "" && o.RootfsDir != "" {
 		*epoch = "0" // a cache for tests: no timestamp to reproduce

@@ -3,6 +3,9 @@
 // archive, unpacked, with the image config. tools/mkimage -rootfs-dir makes it once per machine
 // (about 40 s and Debian's mirror; `make image-rootfs`, which `make test` runs first) and
 // reuses it from the cache afterwards; this package asks it for the path.
+//
+// With KRSYNC_IMAGE_ARCHIVE naming an archive `make image` wrote, the tests run that very
+// image instead: its layers unpacked (once per image digest) and its config.
 package imageroot
 
 import (
@@ -21,12 +24,16 @@ import (
 
 // unpacked mirrors tools/mkimage's image.json (mkimage is a program: its type cannot be imported).
 type unpacked struct {
-	Rootfs     string
-	Entrypoint []string
-	User       string
-	Env        []string
-	BinaryPath string
+	Rootfs          string
+	Entrypoint, Cmd []string
+	User            string
+	Env             []string
+	WorkingDir      string
+	BinaryPath      string
 }
+
+// EnvArchive names an image archive to run instead of the cached root file system.
+const EnvArchive = "KRSYNC_IMAGE_ARCHIVE"
 
 var cached struct {
 	once  sync.Once
@@ -68,13 +75,20 @@ func load() (*kubelet.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("go env GOMOD: %w", err)
 	}
-	cmd := exec.Command("go", "run", "./tools/mkimage", "-rootfs-dir", cache)
+	args := []string{"run", "./tools/mkimage", "-rootfs-dir", cache}
+	if archive := os.Getenv(EnvArchive); archive != "" {
+		if archive, err = filepath.Abs(archive); err != nil {
+			return nil, err
+		}
+		args = append(args, "-from-archive", archive)
+	}
+	cmd := exec.Command("go", args...)
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	manifest, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("go run ./tools/mkimage -rootfs-dir %s: %w: %s", cache, err, lastLines(stderr.String(), 5))
+		return nil, fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, lastLines(stderr.String(), 5))
 	}
 	b, err := os.ReadFile(strings.TrimSpace(string(manifest)))
 	if err != nil {
@@ -84,7 +98,7 @@ func load() (*kubelet.Image, error) {
 	if err := json.Unmarshal(b, &u); err != nil {
 		return nil, fmt.Errorf("image.json: %w", err)
 	}
-	return &kubelet.Image{Rootfs: u.Rootfs, Entrypoint: u.Entrypoint, User: u.User, Env: u.Env, BinaryPath: u.BinaryPath}, nil
+	return &kubelet.Image{Rootfs: u.Rootfs, Entrypoint: u.Entrypoint, Cmd: u.Cmd, User: u.User, Env: u.Env, WorkingDir: u.WorkingDir, BinaryPath: u.BinaryPath}, nil
 }
 
 func lastLines(s string, n int) string {
