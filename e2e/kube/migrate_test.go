@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -593,4 +594,63 @@ func (c *testCluster) waitDaemonSetOn(claim string) {
 		}
 		return live == 1, nil
 	})
+}
+
+// TestMigrateReadWriteOnceWarmCopyOnTheAppsNode: with ReadWriteOnce claims and two Nodes, the
+// warm copy runs where the application's Pod mounts the source: the coordinator Job asks for
+// that Node, and its Pod and the workers run there.
+func TestMigrateReadWriteOnceWarmCopyOnTheAppsNode(t *testing.T) {
+	c := newCluster(t, clusterOptions{nodes: 2, access: corev1.ReadWriteOnce})
+	c.generate(treegen.Spec{Seed: 41, Files: 100, BigFiles: 1, BigSize: 12 << 20})
+	ctx := context.Background()
+	one := appTemplate("one")
+	_, err := c.cs.AppsV1().Deployments(c.ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "one"},
+		Spec:       appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: one.Labels}, Template: one},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var node string
+	c.waitFor("the application's Pod running", 2*time.Minute, func() (bool, error) {
+		pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=one"})
+		if err != nil {
+			return false, err
+		}
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && p.Spec.NodeName != "" {
+				node = p.Spec.NodeName
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+
+	p := c.startMigrate(c.migrateArgs(toDestClaim, "--rsync-opts", slowRsync))
+	job := c.copyJob(destClaim)
+	workers := kube.NamesFor(migrate.Config{Namespace: c.ns, DestPVC: destClaim}.CopyRun()).Worker
+	c.waitFor("the warm copy to run", 2*time.Minute, func() (bool, error) { return c.copyRunning(destClaim, "warm") })
+	j, err := c.cs.BatchV1().Jobs(c.ns).Get(ctx, job, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pin := fmt.Sprint(j.Spec.Template.Spec.Affinity); !strings.Contains(pin, node) {
+		t.Errorf("the warm copy's coordinator Job does not ask for the application's node %s: affinity %s", node, pin)
+	}
+	c.waitFor("a worker of the warm copy", 2*time.Minute, func() (bool, error) {
+		return len(c.pods(workers)) > 0, nil
+	})
+	for _, name := range []string{job, workers} {
+		for _, pod := range c.pods(name) {
+			if pod.Spec.NodeName != node {
+				t.Errorf("warm copy Pod %s runs on %s, want the application's node %s", pod.Name, pod.Spec.NodeName, node)
+			}
+		}
+	}
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("krsync migrate: exit %d\nstdout:\n%s\nstderr:\n%s", code, p.stdout.String(), p.stderr.String())
+	}
+	if err := treecmp.Equal(c.src, c.dst, treecmp.Options{Exclude: func(rel string) bool { return rel == liveDir || rel == stateDir }}); err != nil {
+		t.Error(err)
+	}
 }
