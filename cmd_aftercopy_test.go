@@ -229,23 +229,3 @@ exit $rc
 		}
 	})
 }
-
-func TestOwnNamesAreAnchoredAndQuoted(t *testing.T) {
-	tests := []struct {
-		name, source, dest, stateDir string
-		want                         []string
-	}{
-		{"no state dir", "/data/src", "/data/dst", "", []string{"/data/src/.krsync-tmp-*"}},
-		{"state dir outside", "/src", "/dst", "/var/lib/krsync", []string{"/src/.krsync-tmp-*"}},
-		{"state dir in dest", "/src/", "/dest", "/dest/.krsync-state", []string{"/src/.krsync-tmp-*", "/src/.krsync-state"}},
-		{"glob characters", "/a*b/[c]?", "/dest", "/dest/s*", []string{`/a\*b/\[c]\?/.krsync-tmp-*`, `/a\*b/\[c]\?/s\*`}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got := ownNames(tc.source, tc.dest, tc.stateDir)
-			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
-				t.Errorf("ownNames = %q, want %q", got, tc.want)
-			}
-		})
-	}
-}

@@ -74,10 +74,8 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 	if err != nil {
 		return err
 	}
-	exclude, err := cmd.AfterCopy.check(cmd.FpartOpts)
-	if err != nil {
-		return err
-	}
+	var differences *diffLog
+	cfg.Verify, differences = cmd.AfterCopy.verifyConfig(log)
 	// With --create-workers, the claims are read first: their volumes are part of the
 	// journal's identity (inside a Pod the paths are always /source and /dest).
 	d, err := cmd.connect(ctx, log)
@@ -103,8 +101,8 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 	var verified *leaseapi.VerifyRecord
 	if !status.StartedAt.IsZero() && (status.Partitions.Total > 0 || status.EntriesWalked > 0) {
 		var rec leaseapi.Record
-		rec, err = cmd.AfterCopy.finish(ctx, log, streams, copyRun{status: status, took: time.Since(status.StartedAt), err: err,
-			source: cmd.Source, dest: cmd.Dest, stateDir: cmd.StateDir, exclude: exclude})
+		rec, err = cmd.AfterCopy.finish(log, streams, copyRun{status: status, took: time.Since(status.StartedAt), err: err,
+			source: cmd.Source, dest: cmd.Dest, differences: differences})
 		verified = rec.Verify
 	}
 	// Last, so that the termination message and the Events tell --verify's outcome too.

@@ -46,16 +46,14 @@ func (c LocalCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) 
 	if c.Progress == "always" || (c.Progress == "auto" && streams.StderrIsTerminal) {
 		cfg.Progress = streams.Stderr
 	}
-	exclude, err := c.AfterCopy.check(c.FpartOpts)
-	if err != nil {
-		return err
-	}
+	var differences *diffLog
+	cfg.Verify, differences = c.AfterCopy.verifyConfig(log)
 	res, err := local.Run(ctx, cfg, log)
 	began := res.Took > 0
 	if began {
 		summarize(log, streams, res, c.Workers)
-		_, err = c.AfterCopy.finish(ctx, log, streams, copyRun{status: res.Status, took: res.Took, err: err,
-			source: c.Source, dest: c.Dest, stateDir: res.StateDir, exclude: exclude})
+		_, err = c.AfterCopy.finish(log, streams, copyRun{status: res.Status, took: res.Took, err: err,
+			source: c.Source, dest: c.Dest, differences: differences})
 	}
 	switch {
 	case errors.Is(err, local.ErrInvalidConfig):

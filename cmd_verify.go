@@ -20,7 +20,8 @@ import (
 
 // VerifyCmd is the `krsync verify` command: compare a copy with its source, independently of
 // the copy path, and exit 0 when they are equal, 1 when they differ (or cannot be compared
-// in full), 2 on bad input.
+// in full), 2 on bad input. It runs in one process, the witness on its own; --verify after
+// a copy spreads the same comparison over the workers.
 type VerifyCmd struct {
 	Source   string   `help:"The tree that was copied." required:""`
 	Dest     string   `help:"The copy to check against it." required:""`
@@ -29,6 +30,13 @@ type VerifyCmd struct {
 	Exclude  []string `help:"Leave out entries matching PATTERN on both sides, as fpart -x: a leaf name, or a path when it holds '/' (shell glob, a leading '.' only matched by '.'); repeatable." placeholder:"PATTERN" sep:"none"`
 	Report   string   `help:"Write every difference to FILE as JSON lines ({\"path\",\"kind\",\"source\",\"dest\"}; see README, Verify)." placeholder:"FILE"`
 	Show     int      `help:"How many differences the log lists; the others are counted (--report has them all)." default:"20"`
+}
+
+// Help is krsync verify --help's text below the usage line.
+func (c VerifyCmd) Help() string {
+	return "krsync verify runs in one process, with --workers goroutines: it is the witness on its own, " +
+		"sharing nothing with the copy. --verify and --verify-checksum of krsync local and krsync coordinator " +
+		"run the same comparison spread over the copy's workers (in Kubernetes, the worker Job)."
 }
 
 // Run compares the trees and maps the outcome to an exit code: differences (and entries
@@ -53,58 +61,77 @@ func (c VerifyCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams)
 	return err
 }
 
-// compareTrees runs verify.Run with krsync verify's reporting: the first show differences in
-// the log, every one to report as JSON lines when report is not nil (closed here; reportName
-// names it in messages), a closing line. It is the one reporting of a comparison, used by
-// krsync verify and by --verify after a copy. The error is an exitStatus 1 when the trees
-// differ, in one line that counts the differences by kind.
+// compareTrees runs verify.Run with krsync verify's reporting (diffLog): the first show
+// differences in the log, every one to report as JSON lines when report is not nil (closed
+// here; reportName names it in messages), a closing line. The error is an exitStatus 1 when
+// the trees differ, in one line that counts the differences by kind.
 func compareTrees(ctx context.Context, log zerolog.Logger, cfg verify.Config, show int, report *os.File, reportName string) (verify.Summary, error) {
-	var shown int
-	var out *bufio.Writer
+	out := &diffLog{log: log, show: show, report: report, reportName: reportName}
 	if report != nil {
-		out = bufio.NewWriterSize(report, 256<<10)
+		out.out = bufio.NewWriterSize(report, 256<<10)
 	}
-	cfg.Report = func(d verify.Difference) error {
-		if shown < show {
-			shown++
-			log.Warn().Str("kind", string(d.Kind)).Str("path", verify.Printable(d.Path)).
-				Str("source", verify.Printable(d.Source)).Str("dest", verify.Printable(d.Dest)).Msg("difference")
-		}
-		if out == nil {
-			return nil
-		}
-		line, err := json.Marshal(d)
-		if err != nil {
-			return err
-		}
-		out.Write(line)
-		return out.WriteByte('\n')
-	}
+	cfg.Report = out.add
 	sum, runErr := verify.Run(ctx, cfg)
-	if report != nil {
-		if err := out.Flush(); err != nil && runErr == nil {
-			runErr = fmt.Errorf("--report %s: %w", reportName, err)
+	return sum, out.end(sum, runErr, cfg.Source, cfg.Dest)
+}
+
+// diffLog is the one reporting of a comparison, krsync verify's and --verify's (whose
+// workers compare, and whose coordinator passes the differences on): the first show
+// differences in the log, every one to the report file when there is one, and a closing
+// line and error from end. add is called one difference at a time.
+type diffLog struct {
+	log        zerolog.Logger
+	show       int
+	shown      int
+	out        *bufio.Writer // on report, when there is one
+	report     *os.File
+	reportName string
+}
+
+func (r *diffLog) add(d verify.Difference) error {
+	if r.shown < r.show {
+		r.shown++
+		r.log.Warn().Str("kind", string(d.Kind)).Str("path", verify.Printable(d.Path)).
+			Str("source", verify.Printable(d.Source)).Str("dest", verify.Printable(d.Dest)).Msg("difference")
+	}
+	if r.out == nil {
+		return nil
+	}
+	line, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	r.out.Write(line)
+	return r.out.WriteByte('\n')
+}
+
+// end closes the report and says how the comparison of source and dest ended: runErr (the
+// comparison's own error), else an exitStatus 1 when sum counts differences.
+func (r *diffLog) end(sum verify.Summary, runErr error, source, dest string) error {
+	if r.report != nil {
+		if err := r.out.Flush(); err != nil && runErr == nil {
+			runErr = fmt.Errorf("--report %s: %w", r.reportName, err)
 		}
-		if err := report.Close(); err != nil && runErr == nil {
-			runErr = fmt.Errorf("--report %s: %w", reportName, err)
+		if err := r.report.Close(); err != nil && runErr == nil {
+			runErr = fmt.Errorf("--report %s: %w", r.reportName, err)
 		}
 	}
 	if runErr != nil {
-		return sum, fmt.Errorf("verify: %w", runErr)
+		return fmt.Errorf("verify: %w", runErr)
 	}
-	log.Info().Int64("entries", sum.Entries).Int64("dirs", sum.Dirs).Int64("content_bytes", sum.ContentBytes).
+	r.log.Info().Int64("entries", sum.Entries).Int64("dirs", sum.Dirs).Int64("content_bytes", sum.ContentBytes).
 		Int64("differences", sum.Differences).Msg("verify: done")
 	if sum.Equal() {
-		return sum, nil
+		return nil
 	}
-	if more := sum.Differences - int64(shown); more > 0 {
+	if more := sum.Differences - int64(r.shown); more > 0 {
 		where := "krsync verify --report FILE lists them all"
-		if report != nil {
-			where = "all are in " + reportName
+		if r.report != nil {
+			where = "all are in " + r.reportName
 		}
-		log.Warn().Int64("more", more).Msgf("verify: and %d more differences (%s)", more, where)
+		r.log.Warn().Int64("more", more).Msgf("verify: and %d more differences (%s)", more, where)
 	}
-	return sum, exitStatus{code: 1, err: fmt.Errorf("verify: %s and %s differ: %s", cfg.Source, cfg.Dest, countKinds(sum))}
+	return exitStatus{code: 1, err: fmt.Errorf("verify: %s and %s differ: %s", source, dest, countKinds(sum))}
 }
 
 // countKinds renders "3 differences (2 mtime, 1 missing)".

@@ -14,7 +14,9 @@ const module = "github.com/krsync/krsync"
 // others: the table of docs/design.md ("Layers"). Data flows fpart → coordinator → worker →
 // rsyncexec; worker and coordinator share only leaseapi; nothing imports package main (Go
 // forbids it) nor the test tooling under internal/testing. A product package missing here
-// fails the test: give it a row, here and in the design.
+// fails the test: give it a row, here and in the design. coordinator and worker use verify
+// (never the reverse): the workers compare in verify leases, the coordinator judges the
+// grouping of hard links across them.
 var layers = map[string][]string{
 	"fpart":       {},
 	"confine":     {},
@@ -23,10 +25,10 @@ var layers = map[string][]string{
 	"pathcheck":   {},
 	"leaseapi":    {},
 	"verify":      {}, // the independent witness shares no code with the copy path
-	"coordinator": {"fpart", "leaseapi", "pathcheck"},
-	"worker":      {"confine", "fpart", "leaseapi", "prune", "rsyncexec"},
+	"coordinator": {"fpart", "leaseapi", "pathcheck", "verify"},
+	"worker":      {"confine", "fpart", "leaseapi", "prune", "rsyncexec", "verify"},
 	"kube":        {"confine", "fpart", "leaseapi", "rsyncexec"},
-	"local":       {"confine", "coordinator", "fpart", "leaseapi", "pathcheck", "prune", "rsyncexec", "worker"},
+	"local":       {"confine", "coordinator", "fpart", "leaseapi", "pathcheck", "prune", "rsyncexec", "verify", "worker"},
 	"migrate":     {"confine", "fpart", "kube", "leaseapi", "rsyncexec"}, // copies through kube's Jobs
 	".":           {"confine", "coordinator", "fpart", "kube", "leaseapi", "local", "migrate", "pathcheck", "prune", "rsyncexec", "verify", "worker"},
 }

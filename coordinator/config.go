@@ -73,6 +73,10 @@ type Config struct {
 	// DryRun, with Mirror only: the workers copy nothing and delete nothing, they report what
 	// --mirror would delete. It is part of the run's identity.
 	DryRun bool
+	// Verify, when set, compares the destination with the source once the copy has settled,
+	// in verify leases (verifyleases.go); Status.Verify tells the outcome. Not part of the
+	// run's identity: the comparison is not journaled.
+	Verify *VerifyConfig
 }
 
 // WalkPartition is one partition found by the walk.
@@ -107,6 +111,9 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 	}
 	if cfg.DryRun && !cfg.Mirror {
 		return nil, invalidf("--dry-run needs --mirror: it lists what --mirror would delete")
+	}
+	if err := checkVerify(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.Identity == "" {
 		cfg.Identity = defaultIdentity(cfg.Source, cfg.Dest, cfg.Volumes, cfg.Partitioner) + mirrorMode(cfg)
@@ -143,11 +150,12 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 		polls: make(chan struct{}, cfg.MaxLongPolls),
 	}
 	c.leases = &ledger{
-		q:   newQueue(cfg.LeaseTTL, cfg.MaxAttempts, cfg.Mirror, cfg.DryRun),
+		q:   newQueue(cfg.LeaseTTL, cfg.MaxAttempts, cfg.Mirror, cfg.DryRun, cfg.Verify != nil),
 		log: log,
 		extra: leaseapi.Lease{
 			TempDir: tempDir, SourceCheck: sourceCheck, Mirror: mirrorSpec(cfg, tempDir),
 		},
+		verify: newVerifyPass(cfg),
 	}
 	c.metrics = newMetrics(c)
 	c.leases.metrics = c.metrics

@@ -178,7 +178,18 @@ func (c *Coordinator) run(ctx context.Context, ln net.Listener, j *journal, st j
 		})
 	}
 
-	runErr := c.wait(ctx, walkErr, dirsErr, serveErr)
+	verifyErr := make(chan error, 1)
+	if c.leases.verify != nil {
+		wg.Go(func() {
+			select {
+			case <-c.leases.q.dirsSettled.done():
+				verifyErr <- c.issueVerify()
+			case <-runCtx.Done():
+			}
+		})
+	}
+
+	runErr := c.wait(ctx, walkErr, dirsErr, verifyErr, serveErr)
 	c.ready.Store(false)
 	c.leases.close()
 	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -188,6 +199,9 @@ func (c *Coordinator) run(ctx context.Context, ln net.Listener, j *journal, st j
 	stop()
 	cancel()
 	wg.Wait()
+	if runErr == nil {
+		c.leases.verify.judge(c.leases.q.snapshot().failed == 0)
+	}
 	status := c.leases.status()
 	if runErr != nil {
 		return status, runErr
@@ -207,7 +221,7 @@ func (c *Coordinator) run(ctx context.Context, ln net.Listener, j *journal, st j
 }
 
 // wait blocks until the run is over: finished and lingered, or an error, or ctx ends.
-func (c *Coordinator) wait(ctx context.Context, walkErr, dirsErr, serveErr <-chan error) error {
+func (c *Coordinator) wait(ctx context.Context, walkErr, dirsErr, verifyErr, serveErr <-chan error) error {
 	finished := c.leases.q.finished.done()
 	var linger <-chan time.Time
 	for {
@@ -227,6 +241,10 @@ func (c *Coordinator) wait(ctx context.Context, walkErr, dirsErr, serveErr <-cha
 				return err
 			}
 		case err := <-dirsErr:
+			if err != nil {
+				return err
+			}
+		case err := <-verifyErr:
 			if err != nil {
 				return err
 			}

@@ -495,6 +495,22 @@ func (j *journal) dirChunk(after []byte, n int) (list []byte, count int64, last 
 	return buf.Bytes(), count, last, nil
 }
 
+// reserveIDs takes n partition ids that no partition of the journal has or will have, for
+// partitions kept in memory only (verify leases); it returns the first.
+func (j *journal) reserveIDs(n int) (int64, error) {
+	var first int64
+	err := j.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPartitions)
+		seq := b.Sequence()
+		first = int64(seq) + 1
+		return b.SetSequence(seq + uint64(n))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("journal: reserve %d partition ids: %w", n, err)
+	}
+	return first, nil
+}
+
 // setWalkDone records the end of the walk.
 func (j *journal) setWalkDone(walkErrors, vanished int64) error {
 	return j.setMeta("walk done", func(meta *bolt.Bucket) error {

@@ -61,6 +61,8 @@ type ledger struct {
 	// extra is what every lease of the run carries besides its partition (TempDir,
 	// SourceCheck, Mirror).
 	extra leaseapi.Lease
+	// verify is the comparison of a --verify run (verifyleases.go), nil without one.
+	verify *verifyPass
 }
 
 // open loads a journal's partitions and phases into the queue and records every change in
@@ -162,7 +164,13 @@ func (l *ledger) lease(ctx context.Context, worker string, wait time.Duration) (
 		l.q.release(g.id, g.token) // the worker hung up while its lease was being granted
 		return leaseapi.LeaseResponse{}, err
 	}
-	list, err := l.journal.list(g.id)
+	var list []byte
+	var err error
+	if g.kind == leaseapi.KindVerify {
+		list, err = l.verify.list(l.journal, g.id)
+	} else {
+		list, err = l.journal.list(g.id)
+	}
 	if err != nil {
 		l.q.release(g.id, g.token)
 		l.log.Error().Err(err).Int64("partition", g.id).Msg("lease: reading the list")
@@ -176,6 +184,9 @@ func (l *ledger) lease(ctx context.Context, worker string, wait time.Duration) (
 	// The directory-metadata partition of the root removes the temporary directory: every
 	// file partition has settled by then, and the root's mtime is set after.
 	lease.RemoveTempDir = g.kind == leaseapi.KindDirs && holdsRoot(list)
+	if g.kind == leaseapi.KindVerify {
+		lease.Mirror, lease.Verify = nil, &l.verify.spec
+	}
 	return leaseapi.LeaseResponse{State: leaseapi.LeaseGranted, Lease: &lease}, nil
 }
 
@@ -187,6 +198,9 @@ func (l *ledger) renew(id int64, token string) (time.Duration, error) {
 // complete marks id done and records it. A repeated completion with the completing token
 // is accepted again without counting or recording it twice.
 func (l *ledger) complete(id int64, token string, stats leaseapi.TransferStats) error {
+	if l.verify.holds(id) {
+		return l.completeVerify(id, token, stats)
+	}
 	changed, err := l.q.complete(id, token, stats)
 	if err != nil || !changed {
 		return err
@@ -211,14 +225,19 @@ func (l *ledger) fail(id int64, req leaseapi.FailRequest) error {
 	if err != nil {
 		return err
 	}
-	l.metrics.settled(id, req.Token, "failed", exitCodeLabel(req.ExitCode))
+	verifyLease := l.verify.holds(id)
+	if verifyLease {
+		l.metrics.leaseSettled(id, req.Token, "failed") // no rsync ran
+	} else {
+		l.metrics.settled(id, req.Token, "failed", exitCodeLabel(req.ExitCode))
+	}
 	ev := l.log.Warn()
 	if failedNow {
 		ev = l.log.Error()
 	}
 	ev.Int64("partition", id).Bool("retryable", req.Retryable).Bool("given_up", failedNow).
 		Int("failed_paths", len(req.FailedPaths)).Str("error", req.Error).Msg("partition failed")
-	if !failedNow {
+	if !failedNow || verifyLease { // verify leases are not journaled
 		return nil
 	}
 	if err := l.journal.setState(id, stateRecord{state: stateFailed, err: req.Error}); err != nil {
@@ -240,7 +259,11 @@ func (l *ledger) releaseWorker(name string) int {
 }
 
 // status is a snapshot of the run's progress, as the API answers it.
-func (l *ledger) status() leaseapi.Status { return l.q.status() }
+func (l *ledger) status() leaseapi.Status {
+	s := l.q.status()
+	s.Verify = l.verify.status()
+	return s
+}
 
 // close ends the queue at the end of the run: long polls return, lease timers stop.
 func (l *ledger) close() { l.q.close() }
@@ -325,7 +348,10 @@ type queue struct {
 	n       counters
 
 	dirsIssued bool
-	closing    bool
+	// verifyWanted: a --verify run, whose verify leases come after the directory pass;
+	// verifyIssued once they are all added.
+	verifyWanted, verifyIssued bool
+	closing                    bool
 
 	// wake is closed and replaced when work appears or the run ends, to end the long polls
 	// waiting on it; polled says that one does (else there is nothing to end).
@@ -333,14 +359,17 @@ type queue struct {
 	polled bool
 
 	filesSettled *signal // the walk is done and every file (and prune) partition settled
+	dirsSettled  *signal // and the directory pass too (--verify: time for the verify leases)
 	finished     *signal // every partition, dirs included, is done or failed
 	allTold      *signal // finished, and every known worker was told "done"
 
 	workers map[string]bool // worker name → told "done"
 }
 
-func newQueue(ttl time.Duration, maxAttempts int, mirror, dryRun bool) *queue {
+func newQueue(ttl time.Duration, maxAttempts int, mirror, dryRun, verify bool) *queue {
 	return &queue{
+		verifyWanted: verify,
+		dirsSettled:  newSignal(),
 		ttl:          ttl,
 		maxAttempts:  maxAttempts,
 		startedAt:    time.Now().UTC(),
@@ -425,6 +454,14 @@ func (q *queue) setDirsIssued() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.dirsIssued = true
+	q.checkPhaseLocked()
+}
+
+// setVerifyIssued records that every verify lease has been added.
+func (q *queue) setVerifyIssued() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.verifyIssued = true
 	q.checkPhaseLocked()
 }
 
@@ -667,13 +704,18 @@ func (q *queue) wakeLocked() {
 }
 
 // checkPhaseLocked moves the run on when nothing is pending or leased: to the directory
-// pass after the walk, to finished after the directory pass.
+// pass after the walk, to the verify leases (--verify) after the directory pass, to
+// finished after the last of them.
 func (q *queue) checkPhaseLocked() {
 	if !q.n.walkDone || q.n.pending > 0 || q.n.leased > 0 {
 		return
 	}
 	if !q.dirsIssued {
 		q.filesSettled.close()
+		return
+	}
+	if q.verifyWanted && !q.verifyIssued {
+		q.dirsSettled.close()
 		return
 	}
 	if !q.n.finished {

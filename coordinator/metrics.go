@@ -106,6 +106,11 @@ func (m *metrics) granted(id int64, token string, attempt int) {
 // settled records the report that ended a lease: its latency by outcome and rsync's exit code.
 func (m *metrics) settled(id int64, token, outcome, exitCode string) {
 	m.rsyncExits.WithLabelValues(exitCode).Inc()
+	m.leaseSettled(id, token, outcome)
+}
+
+// leaseSettled records the latency of a lease by outcome (a verify lease runs no rsync).
+func (m *metrics) leaseSettled(id int64, token, outcome string) {
 	m.mu.Lock()
 	g, ok := m.leases[id]
 	if ok && g.token == token {
@@ -170,6 +175,9 @@ var (
 	descActive        = newDesc("active_workers", "Workers holding a lease or that asked for one recently.")
 	descWalkDone      = newDesc("walk_done", "1 once the walk has listed every entry.")
 	descFinished      = newDesc("finished", "1 once every partition is done or failed.")
+	descVerifyDirs    = newDesc("verify_dirs", "--verify: directories in verify leases.")
+	descVerifyDone    = newDesc("verify_dirs_compared_total", "--verify: directories compared by done verify leases.")
+	descVerifyDiffs   = newDesc("verify_differences_total", "--verify: differences found between the destination and the source, by kind.", "kind")
 )
 
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -179,7 +187,7 @@ func newDesc(name, help string, labels ...string) *prometheus.Desc {
 func (s statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPartitions, descEntriesWalked, descBytesWalked, descEntriesCopied,
 		descBytesCopied, descFilesXfer, descBytesXfer, descUnchanged, descVanished, descDeleted, descWalkErrors,
-		descExpiries, descActive, descWalkDone, descFinished} {
+		descExpiries, descActive, descWalkDone, descFinished, descVerifyDirs, descVerifyDone, descVerifyDiffs} {
 		ch <- d
 	}
 }
@@ -207,6 +215,13 @@ func (s statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(s.m.activeWorkers(holders)))
 	ch <- prometheus.MustNewConstMetric(descWalkDone, prometheus.GaugeValue, boolValue(n.walkDone))
 	ch <- prometheus.MustNewConstMetric(descFinished, prometheus.GaugeValue, boolValue(n.finished))
+	if v := s.c.leases.verify.status(); v != nil {
+		ch <- prometheus.MustNewConstMetric(descVerifyDirs, prometheus.GaugeValue, float64(v.Dirs))
+		counter(descVerifyDone, v.DirsDone)
+		for kind, n := range v.ByKind {
+			ch <- prometheus.MustNewConstMetric(descVerifyDiffs, prometheus.CounterValue, float64(n), kind)
+		}
+	}
 }
 
 func boolValue(b bool) float64 {

@@ -163,7 +163,7 @@ func (c *Coordinator) handleRenew(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Coordinator) handleComplete(w http.ResponseWriter, r *http.Request) {
-	id, req, ok := partitionRequest[leaseapi.CompleteRequest](w, r, maxBodyBytes)
+	id, req, ok := partitionRequest[leaseapi.CompleteRequest](w, r, maxCompleteBodyBytes)
 	if !ok {
 		return
 	}
@@ -171,7 +171,14 @@ func (c *Coordinator) handleComplete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "stats must not be negative")
 		return
 	}
-	if err := c.leases.complete(id, req.Token, req.Stats); err != nil {
+	if v := req.Stats.Verify; v != nil && (v.Dirs < 0 || v.Entries < 0 || v.ContentBytes < 0 || v.Differences < 0) {
+		writeError(w, http.StatusBadRequest, "verify counts must not be negative")
+		return
+	}
+	if err := c.leases.complete(id, req.Token, req.Stats); errors.Is(err, errNoVerifyReport) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	} else if err != nil {
 		writeQueueError(w, err)
 		return
 	}

@@ -43,6 +43,8 @@ func (s Status) Report(now time.Time) string {
 		state = "finished with failed partitions"
 	case s.Finished:
 		state = "finished"
+	case s.Verify != nil && s.Verify.State == VerifyRunning:
+		state = "verifying (--verify), copy done"
 	case s.WalkDone:
 		state = "copying, walk done"
 	}
@@ -61,6 +63,9 @@ func (s Status) Report(now time.Time) string {
 		fmt.Fprintf(&b, "deleted:      none (dry run: %d would be deleted, nothing copied)\n", s.Deleted)
 	case s.Mirror || s.Deleted > 0:
 		fmt.Fprintf(&b, "deleted:      %d (--mirror: in the destination, not in the source)\n", s.Deleted)
+	}
+	if s.Verify != nil {
+		fmt.Fprintf(&b, "verify:       %s\n", s.Verify.progressLine())
 	}
 	if !s.StartedAt.IsZero() {
 		elapsed := now.Sub(s.StartedAt).Round(time.Second)
@@ -166,6 +171,26 @@ func (v VerifyRecord) Summary() string {
 		verdict = fmt.Sprintf("%d differences", v.Differences)
 	}
 	return fmt.Sprintf("%s (%d entries, %s)", verdict, v.Entries, what)
+}
+
+// progressLine says how far the comparison got: "12 / 40 directories (30.0%), 2 differences".
+func (v VerifyProgress) progressLine() string {
+	what := "metadata"
+	if v.Checksum {
+		what = "metadata and contents"
+	}
+	switch v.State {
+	case VerifyWaiting:
+		return fmt.Sprintf("waiting for the copy (%s)", what)
+	case VerifySkipped:
+		return "skipped: the copy is incomplete"
+	}
+	line := fmt.Sprintf("%d / %d directories%s, %d entries, %d differences (%s)",
+		v.DirsDone, v.Dirs, percent(v.DirsDone, v.Dirs), v.Entries, v.Differences, what)
+	if v.State == VerifyDone {
+		line = "done: " + line
+	}
+	return line
 }
 
 // Record makes the run's record from its final status and how long it took.

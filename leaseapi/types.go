@@ -30,6 +30,10 @@ const (
 	// KindPrune: with --mirror, delete what the listed destination directories hold and the
 	// source does not (see Mirror); issued once the walk is done, before the directory pass.
 	KindPrune Kind = "prune"
+	// KindVerify: with --verify, compare the listed directories of the source and the
+	// destination, one level deep (see Verify); issued once the directory pass has settled,
+	// and completed with a VerifyReport. A worker that does not know a kind fails its lease.
+	KindVerify Kind = "verify"
 )
 
 // LeaseRequest asks for a partition. Wait bounds the long poll while the walk is still running.
@@ -83,6 +87,64 @@ type Lease struct {
 	SourceCheck []string `json:"source_check,omitempty"`
 	// Mirror, set on every lease of a --mirror run, says what the worker may delete.
 	Mirror *Mirror `json:"mirror,omitempty"`
+	// Verify, set on every verify lease, says how to compare.
+	Verify *Verify `json:"verify,omitempty"`
+}
+
+// Verify is how a verify lease compares its directories (krsync's package verify, the
+// independent witness: no code of the copy path).
+type Verify struct {
+	// Checksum also compares the contents of regular files of equal size.
+	Checksum bool `json:"checksum,omitempty"`
+	// Exclude are fpart -x patterns (the walk's, and krsync's own names in the destination):
+	// matching entries are neither compared nor reported.
+	Exclude []string `json:"exclude,omitempty"`
+	// WalkRoot is the source root as the walk named it, which patterns with '/' match.
+	WalkRoot string `json:"walk_root,omitempty"`
+}
+
+// MaxVerifyListed bounds the differences one verify lease lists in its report; all of them
+// are counted.
+const MaxVerifyListed = 100
+
+// VerifyReport is what a verify lease found, in the completion's TransferStats.
+type VerifyReport struct {
+	Dirs         int64 `json:"dirs"`          // directories compared on both sides
+	Entries      int64 `json:"entries"`       // source entries compared
+	ContentBytes int64 `json:"content_bytes"` // bytes compared on each side (Checksum)
+	// Differences counts every difference found, ByKind by kind; Listed are the first
+	// MaxVerifyListed of them. Hard-link grouping is not judged here: see Links.
+	Differences int64              `json:"differences"`
+	ByKind      map[string]int64   `json:"by_kind,omitempty"`
+	Listed      []VerifyDifference `json:"listed,omitempty"`
+	// Links are the names whose inode has more than one link on either side: the
+	// coordinator, where every lease's names meet, compares the grouping across the tree.
+	Links []VerifyLink `json:"links,omitempty"`
+}
+
+// VerifyDifference is one difference. Names may be any bytes: they travel as base64.
+type VerifyDifference struct {
+	Path   []byte `json:"path"`
+	Kind   string `json:"kind"`
+	Source []byte `json:"source,omitempty"`
+	Dest   []byte `json:"dest,omitempty"`
+}
+
+// VerifyLink is a name whose inode has more than one link on at least one side: its inode
+// on each side where it counts in that side's grouping (nil where not), and whether its
+// grouping is compared (the same type on both sides).
+type VerifyLink struct {
+	Path     []byte       `json:"path"`
+	Source   *VerifyInode `json:"source,omitempty"`
+	Dest     *VerifyInode `json:"dest,omitempty"`
+	Compared bool         `json:"compared,omitempty"`
+}
+
+// VerifyInode identifies an inode within one tree: Dev is 0 for the device of the tree's
+// root (mounts of one volume on different nodes differ in st_dev, not in inode numbers).
+type VerifyInode struct {
+	Dev uint64 `json:"dev,omitempty"`
+	Ino uint64 `json:"ino"`
 }
 
 // Mirror makes the destination an exact copy of the source: a prune lease deletes the
@@ -170,6 +232,9 @@ type TransferStats struct {
 	// ExitCode is rsync's exit code of a successful run (0, or 24 for vanished files).
 	// Absent from older workers: 0.
 	ExitCode int `json:"exit_code,omitempty"`
+	// Verify is the outcome of a verify lease (required for one: a completion without it
+	// comes from a worker that does not know verify leases, and is refused).
+	Verify *VerifyReport `json:"verify,omitempty"`
 }
 
 // CompleteRequest reports a partition copied.
@@ -237,6 +302,33 @@ type Status struct {
 	// Unchanged counts the entries of done file partitions (EntriesDone) that rsync was not
 	// even asked about: the destination already equalled the source (TransferStats.Unchanged).
 	Unchanged int64 `json:"unchanged"`
+	// Verify is the comparison of a --verify run (nil without --verify).
+	Verify *VerifyProgress `json:"verify,omitempty"`
+}
+
+// Verify states: the comparison waits for the copy, runs, is done, or was skipped because
+// the copy is incomplete (a comparison would only list what was not copied).
+const (
+	VerifyWaiting = "waiting"
+	VerifyRunning = "running"
+	VerifyDone    = "done"
+	VerifySkipped = "skipped"
+)
+
+// VerifyProgress is how far the comparison of a --verify run got and what it found.
+type VerifyProgress struct {
+	State    string `json:"state"`
+	Checksum bool   `json:"checksum,omitempty"`
+	// Dirs is how many directories verify leases hold; DirsDone how many were compared.
+	Dirs     int64 `json:"dirs"`
+	DirsDone int64 `json:"dirs_done"`
+	Entries  int64 `json:"entries"`
+	// ContentBytes are the bytes compared on each side (Checksum).
+	ContentBytes int64 `json:"content_bytes,omitempty"`
+	// Differences counts every difference found so far (hard-link grouping once the
+	// leases are all done), ByKind by kind.
+	Differences int64            `json:"differences"`
+	ByKind      map[string]int64 `json:"by_kind,omitempty"`
 }
 
 // ErrorResponse is the body of every 4xx and 5xx answer.

@@ -47,6 +47,9 @@ type Config struct {
 	Mirror bool
 	// DryRun, with Mirror only: copy nothing, delete nothing, log what would be deleted.
 	DryRun bool
+	// Verify, when set, compares the destination with the source after the copy, in verify
+	// leases that the workers run (coordinator.Config.Verify).
+	Verify *coordinator.VerifyConfig
 }
 
 // ErrInvalidConfig is wrapped by Run's error when the configuration, the paths or the state

@@ -65,6 +65,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		StateDir:    p.stateDir,
 		Mirror:      cfg.Mirror,
 		DryRun:      cfg.DryRun,
+		Verify:      cfg.Verify,
 	}, partsLog.With().Str("component", "coordinator").Logger())
 	if err != nil {
 		return res, invalidf("%w", err)

@@ -184,6 +184,13 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease, prep *rsyncexec
 		w.handBack(ctx, l, log)
 		return err
 	}
+	switch l.Kind {
+	case leaseapi.KindFiles, leaseapi.KindDirs, leaseapi.KindPrune:
+	case leaseapi.KindVerify:
+		return w.runVerify(ctx, l, log) // verify.go
+	default:
+		return w.refuseKind(ctx, l, log)
+	}
 
 	rsyncCtx, stopRsync := context.WithCancelCause(ctx)
 	defer stopRsync(nil)
