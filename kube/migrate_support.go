@@ -146,8 +146,8 @@ func (c *Copier) Wait(ctx context.Context) (string, error) {
 		if cond, done := jobEnd(job); done {
 			msg := c.outcome(ctx, job)
 			if cond.Type == batchv1.JobFailed {
-				if msg == "" {
-					msg = cond.Reason + ": " + cond.Message
+				if msg == "" { // it failed before it could record an outcome
+					msg = fmt.Sprintf("%s: %s; its log says why: kubectl -n %s logs job/%s", cond.Reason, cond.Message, c.ns, c.names.Coordinator)
 				}
 				return msg, fmt.Errorf("%w: Job %s/%s: %s", ErrCopyFailed, c.ns, c.names.Coordinator, msg)
 			}

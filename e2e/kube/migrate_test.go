@@ -654,3 +654,39 @@ func TestMigrateReadWriteOnceWarmCopyOnTheAppsNode(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestMigrateFailedWarmCopyStopsBeforeTheDowntime: a warm copy that fails (the source holds
+// the name of the coordinator's state directory, which it refuses) stops krsync migrate with
+// one line and exit 1 while the application still runs on the source, untouched; once the
+// cause is gone, the same command replaces the failed copy and completes.
+func TestMigrateFailedWarmCopyStopsBeforeTheDowntime(t *testing.T) {
+	c := newCluster(t, clusterOptions{})
+	c.generate(treegen.Spec{Seed: 43, Files: 100})
+	clash := filepath.Join(c.src, stateDir)
+	if err := os.WriteFile(clash, []byte("not krsync's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.startApp()
+	p := c.startMigrate(c.migrateArgs(toDestClaim))
+	if code := p.wait(t); code != 1 {
+		t.Fatalf("krsync migrate with a failing warm copy: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, p.stdout.String(), p.stderr.String())
+	}
+	t.Logf("krsync migrate with a failing warm copy: %s", p.stderr.String())
+	if msg := p.stderr.String(); !strings.Contains(msg, "warm copy") || !strings.Contains(msg, "nothing was scaled down") || strings.Count(msg, "\n") != 1 {
+		t.Errorf("stderr of the failed warm copy, want one line saying nothing was scaled down:\n%s", msg)
+	}
+	if got := c.phase(destClaim); got != string(migrate.Planned) {
+		t.Errorf("after the failed warm copy the destination claim records phase %q, want %q", got, migrate.Planned)
+	}
+	c.waitAppOn(sourceClaim, 2, 1)
+
+	if err := os.Remove(clash); err != nil {
+		t.Fatal(err)
+	}
+	out := c.runMigrate(toDestClaim)
+	if !strings.Contains(out, "resuming the migration") {
+		t.Errorf("the rerun does not say it resumes:\n%s", out)
+	}
+	c.waitAppOn(destClaim, 2, 1)
+	c.migratedDataEqual(c.dst)
+}
