@@ -189,13 +189,11 @@ func (m *migration) warmCopy(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("get claim %s/%s: %w", m.ns, m.cfg.SourcePVC, err)
 	}
-	plan := &Plan{Source: src}
-	plan.planWarmCopy(m.cfg)
-	if !plan.WarmCopy {
-		fmt.Fprintf(m.Out, "warm copy: skipped (%s)\n", plan.WarmCopySkipped)
+	if why := warmCopySkipped(m.cfg, src); why != "" {
+		fmt.Fprintf(m.Out, "warm copy: skipped (%s)\n", why)
 		return nil
 	}
-	node, err := m.sourceNode(ctx, src)
+	node, err := sourceNode(ctx, m.CS, m.ns, src)
 	if err != nil {
 		return err
 	}
@@ -210,28 +208,6 @@ func (m *migration) warmCopy(ctx context.Context) error {
 	}
 	fmt.Fprintf(m.Out, "warm copy: done in %s: %s\n", time.Since(start).Round(time.Second/10), outcome)
 	return nil
-}
-
-// sourceNode is the node a running Pod mounts a ReadWriteOnce source on: the warm copy must
-// run there. "" when the source may be mounted anywhere or nothing mounts it.
-func (m *migration) sourceNode(ctx context.Context, src *corev1.PersistentVolumeClaim) (string, error) {
-	rwo := false
-	for _, a := range src.Spec.AccessModes {
-		rwo = rwo || a == corev1.ReadWriteOnce
-	}
-	if !rwo {
-		return "", nil
-	}
-	pods, err := podsMounting(ctx, m.CS, m.ns, src.Name)
-	if err != nil {
-		return "", err
-	}
-	for _, p := range pods {
-		if p.Spec.NodeName != "" {
-			return p.Spec.NodeName, nil
-		}
-	}
-	return "", nil
 }
 
 // scaleDown stops every workload, recording in each what brings it back, and waits until no

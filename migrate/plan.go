@@ -98,9 +98,7 @@ type Plan struct {
 	// Node is where running Pods mount a source only one node may mount (ReadWriteOnce):
 	// the warm copy must run there. Empty otherwise.
 	Node string
-	// WarmCopy says whether a copy runs while the application runs.
-	WarmCopy bool
-	// WarmCopySkipped says why not, when WarmCopy is false.
+	// WarmCopySkipped says why no copy runs while the application runs; "" when one does.
 	WarmCopySkipped string
 	// CopyRun names the copy's objects (Config.CopyRun).
 	CopyRun string
@@ -147,7 +145,10 @@ func MakePlan(ctx context.Context, cs kubernetes.Interface, cfg Config) (*Plan, 
 	if err := p.checkPods(ctx, cs, cfg); err != nil {
 		return nil, err
 	}
-	p.planWarmCopy(cfg)
+	p.WarmCopySkipped = warmCopySkipped(cfg, src)
+	if p.Node, err = sourceNode(ctx, cs, ns, src); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -308,9 +309,6 @@ func (p *Plan) checkPods(ctx context.Context, cs kubernetes.Interface, cfg Confi
 			return fmt.Errorf("Pod %s mounts %s and its controller %s %s is not a Deployment, StatefulSet, DaemonSet or CronJob, so krsync cannot stop it and bring it back on %s: "+
 				"stop it yourself and run krsync migrate again", pod.Name, cfg.SourcePVC, ref.Kind, ref.Name, cfg.Dest())
 		}
-		if p.Node == "" && pod.Spec.NodeName != "" {
-			p.Node = pod.Spec.NodeName
-		}
 	}
 	return nil
 }
@@ -348,19 +346,34 @@ func (p *Plan) owned(ctx context.Context, cs kubernetes.Interface, pod *corev1.P
 	return nil
 }
 
-// planWarmCopy decides whether the copy can run next to the application.
-func (p *Plan) planWarmCopy(cfg Config) {
+// warmCopySkipped says why the copy cannot run next to the application, "" when it can.
+func warmCopySkipped(cfg Config, src *corev1.PersistentVolumeClaim) string {
 	switch {
 	case cfg.NoWarmCopy:
-		p.WarmCopySkipped = "--no-warm-copy"
-	case slices.Contains(p.Source.Spec.AccessModes, corev1.ReadWriteOncePod):
-		p.WarmCopySkipped = "the source is ReadWriteOncePod: only the application's Pod may mount it"
-	default:
-		p.WarmCopy = true
+		return "--no-warm-copy"
+	case slices.Contains(src.Spec.AccessModes, corev1.ReadWriteOncePod):
+		return "the source is ReadWriteOncePod: only the application's Pod may mount it"
 	}
-	if !slices.Contains(p.Source.Spec.AccessModes, corev1.ReadWriteOnce) {
-		p.Node = "" // any node may mount it
+	return ""
+}
+
+// sourceNode is the node where a running Pod mounts a ReadWriteOnce source: the warm copy
+// must run there. "" when any node may mount the source, or no Pod mounts it.
+func sourceNode(ctx context.Context, cs kubernetes.Interface, ns string, src *corev1.PersistentVolumeClaim) (string, error) {
+	if !slices.Contains(src.Spec.AccessModes, corev1.ReadWriteOnce) ||
+		slices.Contains(src.Spec.AccessModes, corev1.ReadWriteMany) || slices.Contains(src.Spec.AccessModes, corev1.ReadOnlyMany) {
+		return "", nil
 	}
+	pods, err := podsMounting(ctx, cs, ns, src.Name)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range pods {
+		if p.Spec.NodeName != "" {
+			return p.Spec.NodeName, nil
+		}
+	}
+	return "", nil
 }
 
 // Print writes the plan for a human.
@@ -372,7 +385,7 @@ func (p *Plan) Print(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "  claim %s exists: %s, %s (it becomes an exact copy of %s: what else it holds is deleted)\n", p.Dest.Name, q.String(), modes(p.Dest.Spec.AccessModes), p.Source.Name)
 	}
-	if p.WarmCopy {
+	if p.WarmCopySkipped == "" {
 		where := ""
 		if p.Node != "" {
 			where = " on node " + p.Node + " (the source is ReadWriteOnce)"
