@@ -21,7 +21,7 @@ import (
 func (cmd CoordinatorCmd) runCoordinator(ctx context.Context, c *coordinator.Coordinator, d *kube.Driver, ln net.Listener, log zerolog.Logger) (leaseapi.Status, error) {
 	if cmd.usesPublishedToken() {
 		log.Warn().Msg("THE LEASE API TOKEN IS THE PUBLISHED DEFAULT from krsync's manifests/: anyone who read them can steer this copy. " +
-			"Put a random token in the Secret krsync-token (krsync manifests does) and restart.")
+			"Put a random token in the run's token Secret (krsync-token by default; krsync manifests does) and restart.")
 	}
 	if d == nil {
 		return c.Run(ctx, ln)
@@ -67,7 +67,7 @@ func (cmd CoordinatorCmd) recordOutcome(ctx context.Context, d *kube.Driver, sta
 		endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 		defer cancel()
 		if cmd.usesPublishedToken() {
-			d.Warn(endCtx, "PublishedToken", "the lease API token is the published default from krsync's manifests/; replace the Secret krsync-token with a random one")
+			d.Warn(endCtx, "PublishedToken", "the lease API token is the published default from krsync's manifests/; replace the run's token Secret (krsync-token by default) with a random one")
 		}
 		d.Finish(endCtx, status, verify, runErr)
 	}
