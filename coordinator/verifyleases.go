@@ -270,19 +270,30 @@ func (l *ledger) completeVerify(id int64, token string, stats leaseapi.TransferS
 		v.links = append(v.links, name)
 	}
 	l.log.Debug().Int64("partition", id).Int64("dirs", rep.Dirs).Int64("differences", rep.Differences).Msg("verify lease done")
+	if n := l.q.snapshot(); n.finished {
+		// The last lease: judge now, while the API still serves /metrics and the status.
+		v.judgeLocked(n.failed == 0)
+	}
 	return nil
 }
 
 // judge ends the comparison once every verify lease has settled: it compares the grouping
 // of hard links across the whole tree, from every lease's names, and reports and counts
 // its differences. complete is false when some verify leases failed: their names are
-// missing, so the grouping is not judged (the run fails on those partitions anyway).
+// missing, so the grouping is not judged (the run fails on those partitions anyway). The
+// completion of the last verify lease judges (completeVerify); Run calls it again after
+// the end, for a run whose last verify lease failed.
 func (v *verifyPass) judge(complete bool) {
 	if v == nil {
 		return
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.judgeLocked(complete)
+}
+
+// judgeLocked is judge with v.mu held; it judges once.
+func (v *verifyPass) judgeLocked(complete bool) {
 	if v.progress.State != leaseapi.VerifyRunning {
 		return
 	}

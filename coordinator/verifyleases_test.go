@@ -124,6 +124,23 @@ func TestVerifyLeasesComeAfterTheCopy(t *testing.T) {
 	if v == nil || v.State != leaseapi.VerifyDone || v.DirsDone != 5 || v.Differences != 3+2 || v.ByKind["mtime"] != 3 || v.ByKind["hardlink"] != 2 {
 		t.Errorf("final verify status %+v: want done, 5 directories, 3 mtime and 2 hardlink differences", v)
 	}
+	// /metrics counts what the status counts, by kind.
+	families, err := r.c.metrics.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKind := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "krsync_verify_differences_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			byKind[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	if byKind["mtime"] != 3 || byKind["hardlink"] != 2 {
+		t.Errorf("krsync_verify_differences_total %v, want mtime 3 and hardlink 2", byKind)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var links []string
