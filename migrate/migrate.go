@@ -59,7 +59,12 @@ func Run(ctx context.Context, env Env, cfg Config, dryRun bool) error {
 			return err
 		}
 	default:
-		fmt.Fprintf(m.Out, "resuming the migration of %s to %s in namespace %s after step %q (workloads: %v)\n", cfg.SourcePVC, m.dst.Name, m.ns, m.st.Phase, m.st.Workloads)
+		verb := "resuming"
+		if dryRun {
+			verb = "under way"
+		}
+		fmt.Fprintf(m.Out, "%s: the migration of %s to %s in namespace %s, after step %q (workloads: %v); steps left: %v\n",
+			verb, cfg.SourcePVC, m.dst.Name, m.ns, m.st.Phase, m.st.Workloads, phaseOrder[phaseIndex(m.st.Phase)+1:])
 		if dryRun {
 			return nil
 		}

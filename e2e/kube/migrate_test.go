@@ -438,8 +438,17 @@ func TestMigrateInterruptedResumes(t *testing.T) {
 		t.Errorf("the created claim: %s, class %s, %v; want 10Gi, %s, [ReadWriteMany] like the old one", got.String(), *pvc.Spec.StorageClassName, pvc.Spec.AccessModes, class)
 	}
 
+	// --dry-run says where the migration stands and changes nothing.
+	if where := c.runMigrate(dest, "--dry-run"); !strings.Contains(where, `under way: the migration of source-pvc to `+newClaim) ||
+		!strings.Contains(where, `after step "scaled-down"`) || !strings.Contains(where, "steps left: [final-copied switched done]") {
+		t.Errorf("--dry-run of the interrupted migration does not say where it stands:\n%s", where)
+	}
+	if got := c.phase(newClaim); got != string(migrate.ScaledDown) {
+		t.Errorf("after --dry-run the new claim records phase %q, want %q", got, migrate.ScaledDown)
+	}
+
 	out := c.runMigrate(dest, "--no-warm-copy", "--rsync-opts", slowRsync)
-	if !strings.Contains(out, "resuming the migration") {
+	if !strings.Contains(out, "resuming: the migration") {
 		t.Errorf("the rerun does not say it resumes:\n%s", out)
 	}
 	c.waitAppOn(newClaim, 2, 1)
@@ -684,7 +693,7 @@ func TestMigrateFailedWarmCopyStopsBeforeTheDowntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := c.runMigrate(toDestClaim)
-	if !strings.Contains(out, "resuming the migration") {
+	if !strings.Contains(out, "resuming: the migration") {
 		t.Errorf("the rerun does not say it resumes:\n%s", out)
 	}
 	c.waitAppOn(destClaim, 2, 1)
