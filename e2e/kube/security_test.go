@@ -22,7 +22,8 @@ import (
 // copy. Here each added capability is taken away in turn, from a manifest rendered as usual,
 // and the same kind of copy (a hostile tree under a root the pods do not own) must then fail
 // or end unequal: a capability whose removal changes nothing is more than the copy needs and
-// fails the test. What broke is logged for each.
+// fails the test. What broke is logged for each, and for the capabilities the manifests add
+// today it must be what that capability is for (symptoms).
 func TestEveryAddedCapabilityIsNeeded(t *testing.T) {
 	stream := renderForInspection(t)
 	added := addedCapabilities(t, stream)
@@ -39,7 +40,8 @@ func TestEveryAddedCapabilityIsNeeded(t *testing.T) {
 	for _, pod := range pods {
 		for _, capability := range added[pod] {
 			t.Run(fmt.Sprintf("%s without %s", pod, capability), func(t *testing.T) {
-				t.Parallel()
+				// Not parallel: the scheduler would bind one test's pods to another's Nodes, whose
+				// kubelet ends with its test.
 				c := newCluster(t, clusterOptions{})
 				c.generate(treegen.Spec{Seed: 17, Files: 60, Hostile: true})
 				// One attempt per partition: a failure is the capability's, retrying cannot help.
@@ -55,8 +57,9 @@ func TestEveryAddedCapabilityIsNeeded(t *testing.T) {
 					t.Fatalf("%s copied the hostile tree faithfully without %s: the capability is not needed, drop it from its manifest", pod, capability)
 					return
 				}
+				logs := c.containerLog(coordinatorJob, 20000) + c.containerLog(workerJob, 20000)
 				if testing.Verbose() && os.Getenv("KRSYNC_E2E_DEBUG") == "1" {
-					t.Log(c.containerLog(coordinatorJob, 20000))
+					t.Log(logs)
 				}
 				msg := c.terminationMessages(coordinatorJob)
 				if msg == "" {
@@ -66,9 +69,38 @@ func TestEveryAddedCapabilityIsNeeded(t *testing.T) {
 				if len(diffs) > 0 {
 					t.Logf("destination differs from the source in %d entries, e.g.:\n%s", len(diffs), treecmp.Format(diffs, 5))
 				}
+				if want, ok := symptoms[pod+" "+string(capability)]; ok {
+					evidence := msg + "\n" + logs + "\n" + treecmp.Format(diffs, len(diffs))
+					if got != want.job || !strings.Contains(evidence, want.text) {
+						t.Errorf("want the coordinator Job %s and %q in its message, the pods' logs or the differences", want.job, want.text)
+					}
+				}
 			})
 		}
 	}
+}
+
+// symptoms are what breaks without each capability the manifests add today (pod, capability).
+var symptoms = map[string]struct {
+	job  batchv1.JobConditionType
+	text string
+}{
+	// The walk cannot enter a source root of another owner (mode 0751).
+	"coordinator DAC_OVERRIDE": {batchv1.JobFailed, "source /source is not readable: permission denied"},
+	// Removing the state directory changes the destination root's mtime, which root may put
+	// back on a directory of another owner only with FOWNER.
+	"coordinator FOWNER": {batchv1.JobFailed, "putting it back failed: operation not permitted"},
+	// rsync keeps numeric owners with chown(2).
+	"worker CHOWN": {batchv1.JobFailed, `chown "/dest/`},
+	// The worker checks that it can read its source before it asks for work.
+	"worker DAC_OVERRIDE": {batchv1.JobFailed, "source /source is not readable: permission denied"},
+	// Times and modes of files another user owns (after the chown).
+	"worker FOWNER": {batchv1.JobFailed, "failed to set times on"},
+	// Without FSETID the kernel silently clears setgid when the file's group is not the
+	// process's: the copy "succeeds" and only the comparison sees the lost bit.
+	"worker FSETID": {batchv1.JobComplete, `mode "hostile/empty-setgid": 2750 != 0750`},
+	// Character devices.
+	"worker MKNOD": {batchv1.JobFailed, `mknod "/dest/hostile/special/char-1-3" failed: Operation not permitted`},
 }
 
 // renderForInspection renders the manifests with a throwaway namespace, to read them.
