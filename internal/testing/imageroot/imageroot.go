@@ -4,8 +4,9 @@
 // (about 40 s and Debian's mirror; `make image-rootfs`, which `make test` runs first) and
 // reuses it from the cache afterwards; this package asks it for the path.
 //
-// With KRSYNC_IMAGE_ARCHIVE naming an archive `make image` wrote, the tests run that very
-// image instead: its layers unpacked (once per image digest) and its config.
+// With KRSYNC_IMAGE_ARCHIVE naming an archive `make image` wrote (relative to the module's
+// root: bin/krsync-image.oci.tar), the tests run that very image instead: its layers unpacked
+// (once per image digest) and its config.
 package imageroot
 
 import (
@@ -75,15 +76,13 @@ func load() (*kubelet.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("go env GOMOD: %w", err)
 	}
+	module := filepath.Dir(strings.TrimSpace(string(out)))
 	args := []string{"run", "./tools/mkimage", "-rootfs-dir", cache}
 	if archive := os.Getenv(EnvArchive); archive != "" {
-		if archive, err = filepath.Abs(archive); err != nil {
-			return nil, err
-		}
-		args = append(args, "-from-archive", archive)
+		args = append(args, "-from-archive", archive) // relative to the module's root, as make writes it
 	}
 	cmd := exec.Command("go", args...)
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+	cmd.Dir = module
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	manifest, err := cmd.Output()
