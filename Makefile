@@ -4,7 +4,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 EXAMPLE_DEST ?= /tmp/krsync-example
 KUBE_SCRIPT ?= ../shared/kube/control-plane.sh
 
-.PHONY: build example test deps kube-build image-rootfs bench bench-slow fuzz image image-test
+.PHONY: build example test deps kube-build image-rootfs bench bench-slow bench-migrate fuzz image image-test
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/krsync .
@@ -56,6 +56,11 @@ bench: deps build
 # for the knobs (KRSYNC_BENCH_SHAPES=slow20k for the acceptance tree of issue 13).
 bench-slow: deps build
 	KRSYNC_BENCH_SLOW=1 go test -run '^$$' -bench SlowSync -benchtime 1x -timeout 180m -v ./bench/
+
+# krsync migrate's downtime against the manual procedure (scale down, full copy, scale up) on
+# the 100,000-file tree, on the test control plane with the test kubelet; see bench/migrate_test.go.
+bench-migrate: deps build kube-build
+	KRSYNC_BENCH_MIGRATE=1 go test -run '^$$' -bench Migrate -benchtime 1x -timeout 60m -v ./bench/
 
 fuzz:
 	scripts/fuzz
