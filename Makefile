@@ -28,6 +28,11 @@ image-test: deps
 	scripts/install-image-deps
 	KRSYNC_IMAGE_TEST=1 go test -count=1 -run TestImageArchive -v -timeout 20m ./tools/mkimage
 
+# The e2e copy and the capability test on the test control plane, run from the archive `make
+# image` wrote (its own layers and config, the krsync under test mounted in it).
+image-e2e: image kube-build
+	KRSYNC_IMAGE_ARCHIVE=$(IMAGE_ARCHIVE) go test -race -count=1 -run 'TestApplyManifestsCopiesHostileTree|TestEveryAddedCapabilityIsNeeded' -v -timeout 20m ./e2e/kube
+
 example: deps build
 	bin/krsync local --source testdata/example --dest $(EXAMPLE_DEST) --workers 4
 
