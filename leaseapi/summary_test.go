@@ -32,6 +32,15 @@ func TestStatusReport(t *testing.T) {
 			[]string{"deleted:      3 (--mirror"}},
 		{"mirror dry run", leaseapi.Status{Partitions: leaseapi.PartitionCounts{Done: 1, Total: 2}, Mirror: true, DryRun: true, Deleted: 4},
 			[]string{"deleted:      none (dry run: 4 would be deleted"}},
+		{"verify waiting", leaseapi.Status{WalkDone: true, Verify: &leaseapi.VerifyProgress{State: leaseapi.VerifyWaiting}},
+			[]string{"copying, walk done", "verify:       waiting for the copy (metadata)"}},
+		{"verifying", leaseapi.Status{WalkDone: true, Verify: &leaseapi.VerifyProgress{State: leaseapi.VerifyRunning, Checksum: true,
+			Dirs: 40, DirsDone: 10, Entries: 300, Differences: 2}},
+			[]string{"state:        verifying", "verify:       10 / 40 directories (25.0%), 300 entries, 2 differences (metadata and contents)"}},
+		{"verified", leaseapi.Status{WalkDone: true, Finished: true, Verify: &leaseapi.VerifyProgress{State: leaseapi.VerifyDone, Dirs: 4, DirsDone: 4}},
+			[]string{"verify:       done: 4 / 4 directories (100.0%), 0 entries, 0 differences"}},
+		{"verify skipped", leaseapi.Status{WalkDone: true, Finished: true, Verify: &leaseapi.VerifyProgress{State: leaseapi.VerifySkipped}},
+			[]string{"verify:       skipped: the copy is incomplete"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -170,3 +170,20 @@ func TestRunRefusesAnUnknownLeaseKind(t *testing.T) {
 		t.Errorf("completes %v, fails %+v: want lease 1 failed, retryable, naming its kind", completes, fails)
 	}
 }
+
+// TestVerifyLeaseThatCannotCompareFails: a verify lease whose destination root this worker
+// cannot open fails, retryable (another worker may see the trees), and the worker goes on.
+func TestVerifyLeaseThatCannotCompareFails(t *testing.T) {
+	l := fileLease(1, ".")
+	l.Kind, l.Verify = leaseapi.KindVerify, &leaseapi.Verify{}
+	fake, srv := newFakeCoordinator(t, l)
+	cfg := baseConfig(t, srv.URL, sourceTree(t))
+	cfg.Dest = filepath.Join(t.TempDir(), "not-mounted")
+	if err := startWorker(t, t.Context(), cfg)(); err != nil {
+		t.Fatalf("Run: %v, want the worker to go on", err)
+	}
+	_, _, completes, fails := fake.snapshot()
+	if f, ok := fails[1]; !ok || len(completes) != 0 || !f.Retryable || !strings.Contains(f.Error, "not-mounted") {
+		t.Errorf("completes %v, fails %+v: want lease 1 failed, retryable, naming the destination", completes, fails)
+	}
+}
