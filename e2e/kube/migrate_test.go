@@ -699,3 +699,48 @@ func TestMigrateFailedWarmCopyStopsBeforeTheDowntime(t *testing.T) {
 	c.waitAppOn(destClaim, 2, 1)
 	c.migratedDataEqual(c.dst)
 }
+
+// TestMigrateFailedFinalCopyKeepsTheWorkloadsDown: a final pass that fails (the source holds
+// the coordinator's state directory name) stops krsync migrate with one line and exit 1,
+// the workloads still down on the source with their counts recorded; once the cause is gone
+// the same command completes the migration.
+func TestMigrateFailedFinalCopyKeepsTheWorkloadsDown(t *testing.T) {
+	c := newCluster(t, clusterOptions{})
+	c.generate(treegen.Spec{Seed: 47, Files: 100})
+	clash := filepath.Join(c.src, stateDir)
+	if err := os.WriteFile(clash, []byte("not krsync's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.startApp()
+	p := c.startMigrate(c.migrateArgs(toDestClaim, "--no-warm-copy"))
+	if code := p.wait(t); code != 1 {
+		t.Fatalf("krsync migrate with a failing final copy: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, p.stdout.String(), p.stderr.String())
+	}
+	msg := p.stderr.String()
+	t.Logf("krsync migrate with a failing final copy: %s", msg)
+	if !strings.Contains(msg, "final copy") || !strings.Contains(msg, "the workloads stay scaled down on "+sourceClaim) || strings.Count(msg, "\n") != 1 {
+		t.Errorf("stderr of the failed final copy, want one line saying the workloads stay down:\n%s", msg)
+	}
+	if got := c.phase(destClaim); got != string(migrate.ScaledDown) {
+		t.Errorf("after the failed final copy the destination claim records phase %q, want %q", got, migrate.ScaledDown)
+	}
+	ctx := context.Background()
+	d, err := c.cs.AppsV1().Deployments(c.ns).Get(ctx, appDeployment, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *d.Spec.Replicas != 0 || d.Annotations[migrate.AnnoReplicas] != "2" || templateClaim(&d.Spec.Template.Spec) != sourceClaim {
+		t.Errorf("after the failed final copy: Deployment %d replicas (recorded %q) on %s; want 0, \"2\", %s",
+			*d.Spec.Replicas, d.Annotations[migrate.AnnoReplicas], templateClaim(&d.Spec.Template.Spec), sourceClaim)
+	}
+	if pods, err := c.cs.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: appSelector}); err != nil || len(pods.Items) != 0 {
+		t.Errorf("after the failed final copy application Pods run: %d, %v", len(pods.Items), err)
+	}
+
+	if err := os.Remove(clash); err != nil {
+		t.Fatal(err)
+	}
+	c.runMigrate(toDestClaim, "--no-warm-copy")
+	c.waitAppOn(destClaim, 2, 1)
+	c.migratedDataEqual(c.dst)
+}
