@@ -16,9 +16,10 @@ type StatusCmd struct {
 	Coordinator string        `help:"URL of the coordinator's lease API, e.g. http://krsync-coordinator:8080 from a pod." placeholder:"URL"`
 	Namespace   string        `short:"n" help:"Namespace of a krsync run in Kubernetes, reached through the API server's service proxy (default: the kubeconfig's namespace)."`
 	Kubeconfig  string        `help:"kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)." placeholder:"FILE"`
-	Service     string        `help:"Service of the coordinator." default:"krsync-coordinator"`
+	Name        string        `help:"Name of the run with -n (krsync manifests --name): its Service NAME-coordinator and token Secret NAME-token." default:"${runName}"`
+	Service     string        `help:"Service of the coordinator (default: NAME-coordinator)."`
 	Port        int           `help:"Port of the coordinator's Service." default:"8080"`
-	TokenFile   string        `help:"File holding the lease API token (default with -n: the Secret krsync-token; or set KRSYNC_TOKEN)." placeholder:"FILE"`
+	TokenFile   string        `help:"File holding the lease API token (default with -n: the run's Secret NAME-token; or set KRSYNC_TOKEN)." placeholder:"FILE"`
 	Token       string        `help:"The lease API token; prefer KRSYNC_TOKEN or --token-file." hidden:""`
 	Watch       bool          `short:"w" help:"Refresh every --interval until the sync has finished."`
 	Interval    time.Duration `help:"Refresh interval of --watch." default:"2s"`
@@ -76,13 +77,20 @@ func (cmd StatusCmd) fetcher(ctx context.Context) (func(context.Context) (leasea
 	if cmd.Namespace != "" {
 		ns = cmd.Namespace
 	}
+	if err := kube.ValidateRunName(cmd.Name); err != nil {
+		return nil, usagef("%v", err)
+	}
+	service := cmd.Service
+	if service == "" {
+		service = kube.NamesFor(cmd.Name).Coordinator
+	}
 	if token == "" {
-		if token, err = kube.ReadToken(ctx, cs, ns); err != nil {
+		if token, err = kube.ReadToken(ctx, cs, ns, cmd.Name); err != nil {
 			return nil, err
 		}
 	}
 	return func(ctx context.Context) (leaseapi.Status, error) {
-		return kube.ProxyStatus(ctx, cs, ns, cmd.Service, cmd.Port, token)
+		return kube.ProxyStatus(ctx, cs, ns, service, cmd.Port, token)
 	}, nil
 }
 

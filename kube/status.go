@@ -14,15 +14,16 @@ import (
 	"github.com/krsync/krsync/leaseapi"
 )
 
-// ReadToken reads the lease API token from the Secret krsync-token in ns.
-func ReadToken(ctx context.Context, cs kubernetes.Interface, ns string) (string, error) {
-	s, err := cs.CoreV1().Secrets(ns).Get(ctx, TokenSecretName, metav1.GetOptions{})
+// ReadToken reads the lease API token from the token Secret of run (NamesFor(run).Token) in ns.
+func ReadToken(ctx context.Context, cs kubernetes.Interface, ns, run string) (string, error) {
+	secret := NamesFor(run).Token
+	s, err := cs.CoreV1().Secrets(ns).Get(ctx, secret, metav1.GetOptions{})
 	if err != nil {
-		return "", fmt.Errorf("read the lease API token from Secret %s/%s: %w (or give --token-file)", ns, TokenSecretName, err)
+		return "", fmt.Errorf("read the lease API token from Secret %s/%s: %w (or give --token-file)", ns, secret, err)
 	}
 	t := strings.TrimSpace(string(s.Data[TokenSecretKey]))
 	if t == "" {
-		return "", fmt.Errorf("Secret %s/%s has no key %q", ns, TokenSecretName, TokenSecretKey)
+		return "", fmt.Errorf("Secret %s/%s has no key %q", ns, secret, TokenSecretKey)
 	}
 	return t, nil
 }

@@ -168,7 +168,18 @@ func TestStatusThroughServiceProxy(t *testing.T) {
 	if _, err := e.cs.CoreV1().Secrets(e.ns).Create(context.Background(), secret, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	token, err := kube.ReadToken(context.Background(), e.cs, e.ns)
+	// Another run's Secret in the same namespace (krsync manifests --name nightly).
+	other := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: kube.NamesFor("nightly").Token},
+		StringData: map[string]string{kube.TokenSecretKey: "nightly-token"},
+	}
+	if _, err := e.cs.CoreV1().Secrets(e.ns).Create(context.Background(), other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := kube.ReadToken(context.Background(), e.cs, e.ns, "nightly"); err != nil || got != "nightly-token" {
+		t.Errorf("ReadToken of run nightly = %q, %v; want its own Secret's token", got, err)
+	}
+	token, err := kube.ReadToken(context.Background(), e.cs, e.ns, kube.DefaultRunName)
 	if err != nil {
 		t.Fatal(err)
 	}
