@@ -72,7 +72,7 @@ func (f KubeFlags) options() kube.Options {
 func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) error {
 	cfg, err := cmd.config(log)
 	if err != nil {
-		return err
+		return cmd.failEarly(err, log)
 	}
 	var differences *diffLog
 	cfg.Verify, differences = cmd.AfterCopy.verifyConfig(log)
@@ -80,19 +80,18 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 	// journal's identity (inside a Pod the paths are always /source and /dest).
 	d, err := cmd.connect(ctx, log)
 	if err != nil {
-		cmd.writeTerminationMessage(leaseapi.Status{}, nil, err, log)
-		return err
+		return cmd.failEarly(err, log)
 	}
 	if d != nil {
 		cfg.Volumes = d.VolumeIdentity()
 	}
 	c, err := coordinator.New(cfg, log)
 	if err != nil {
-		return usageError{err}
+		return cmd.failEarly(usageError{err}, log)
 	}
 	ln, err := net.Listen("tcp", cmd.Listen)
 	if err != nil {
-		return fmt.Errorf("--listen %s: %w", cmd.Listen, err)
+		return cmd.failEarly(fmt.Errorf("--listen %s: %w", cmd.Listen, err), log)
 	}
 
 	// c.Run, plus the worker Job driver with --create-workers (cmd_coordinator_kube.go).
@@ -113,6 +112,13 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 	case errors.Is(err, coordinator.ErrIncomplete):
 		return exitStatus{code: 1, err: err}
 	}
+	return err
+}
+
+// failEarly returns err, a reason the run could not start, after writing it to the
+// termination message: a failed Job's Pod then says why without its logs.
+func (cmd CoordinatorCmd) failEarly(err error, log zerolog.Logger) error {
+	cmd.writeTerminationMessage(leaseapi.Status{}, nil, err, log)
 	return err
 }
 

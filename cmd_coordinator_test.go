@@ -47,9 +47,14 @@ func TestCoordinatorCommandBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, stdout, stderr := runCoordinator(context.Background(), tt.args...)
+			termLog := filepath.Join(t.TempDir(), "termination-log")
+			code, stdout, stderr := runCoordinator(context.Background(), append(tt.args, "--termination-log", termLog)...)
 			if code != 2 || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tt.want) {
 				t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2 and one line containing %q", code, stdout, stderr, tt.want)
+			}
+			// In a Pod, the reason reaches the Pod's status without its logs.
+			if msg, err := os.ReadFile(termLog); err != nil || !strings.Contains(string(msg), tt.want) {
+				t.Errorf("termination message %q (%v); want it to say %q", msg, err, tt.want)
 			}
 		})
 	}
