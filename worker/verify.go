@@ -69,21 +69,9 @@ func (w *worker) runVerify(ctx context.Context, l leaseapi.Lease, log zerolog.Lo
 		rep.Links = append(rep.Links, link)
 	}
 
-	reportCtx, cancel := w.reportContext(ctx)
-	defer cancel()
-	err = w.cfg.Client.Complete(reportCtx, l.Partition, l.Token, leaseapi.TransferStats{Verify: &rep})
-	switch {
-	case err == nil:
+	return w.sendCompletion(ctx, l, leaseapi.TransferStats{Verify: &rep}, log, func() {
 		log.Debug().Int64("dirs", rep.Dirs).Int64("entries", rep.Entries).Int64("differences", rep.Differences).Msg("verify lease done")
-	case errors.Is(err, leaseapi.ErrStaleLease), errors.Is(err, leaseapi.ErrUnknownPartition):
-		log.Warn().Err(err).Msg("completion refused; the partition belongs to another lease")
-	default:
-		return fmt.Errorf("worker %s: %w", w.cfg.Name, err)
-	}
-	if ctx.Err() != nil {
-		return w.stopped(ctx)
-	}
-	return nil
+	})
 }
 
 // failVerify reports a verify lease that could not be compared; the worker goes on.

@@ -306,15 +306,24 @@ func (w *worker) complete(ctx context.Context, l leaseapi.Lease, res rsyncexec.R
 		Unchanged:        res.Unchanged,
 		ExitCode:         res.ExitCode,
 	}
+	return w.sendCompletion(ctx, l, stats, log, func() {
+		log.Debug().Int64("files_transferred", stats.FilesTransferred).Int64("bytes_transferred", stats.BytesTransferred).Msg("partition done")
+		for _, warning := range stats.Warnings {
+			log.Warn().Str("rsync", warning).Msg("partition done with a warning")
+		}
+	})
+}
+
+// sendCompletion reports l done with stats (done logs it). A refusal because the partition
+// moved on to another lease is logged and the worker goes on; a coordinator that cannot be
+// reached ends the worker.
+func (w *worker) sendCompletion(ctx context.Context, l leaseapi.Lease, stats leaseapi.TransferStats, log zerolog.Logger, done func()) error {
 	reportCtx, cancel := w.reportContext(ctx)
 	defer cancel()
 	err := w.cfg.Client.Complete(reportCtx, l.Partition, l.Token, stats)
 	switch {
 	case err == nil:
-		log.Debug().Int64("files_transferred", stats.FilesTransferred).Int64("bytes_transferred", stats.BytesTransferred).Msg("partition done")
-		for _, warning := range stats.Warnings {
-			log.Warn().Str("rsync", warning).Msg("partition done with a warning")
-		}
+		done()
 	case errors.Is(err, leaseapi.ErrStaleLease), errors.Is(err, leaseapi.ErrUnknownPartition):
 		// Someone else holds the partition now; the coordinator keeps their report.
 		log.Warn().Err(err).Msg("completion refused; the partition belongs to another lease")
