@@ -3,7 +3,6 @@ package worker
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,31 +84,14 @@ func TestVerifyLeasesSpreadOverTwoWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := coordinator.New(coordinator.Config{
+	url, runCoordinator := serveCoordinator(t, coordinator.Config{
 		Source: src, Dest: dest, Partitioner: opts, Token: fakeToken, Linger: 10 * time.Second,
 		Verify: &coordinator.VerifyConfig{DirsPerPartition: 1, Report: func(d verify.Difference) {
 			mu.Lock()
 			diffs = append(diffs, d)
 			mu.Unlock()
 		}},
-	}, zerolog.New(zerolog.NewTestWriter(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	type result struct {
-		st  leaseapi.Status
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		st, err := c.Run(t.Context(), ln)
-		done <- result{st, err}
-	}()
-	url := "http://" + ln.Addr().String()
+	})
 
 	var logs [2]*syncBuffer
 	var waits [2]func() error
@@ -127,16 +109,16 @@ func TestVerifyLeasesSpreadOverTwoWorkers(t *testing.T) {
 			t.Fatalf("worker %d: %v", i, err)
 		}
 	}
-	r := await(t, done, "coordinator.Run")
-	if r.err != nil {
-		t.Fatalf("coordinator: %v", r.err)
+	st, err := runCoordinator()
+	if err != nil {
+		t.Fatalf("coordinator: %v", err)
 	}
 	for i, l := range logs {
 		if n := l.count(`"message":"verify lease done"`); n == 0 {
 			t.Errorf("worker %d ran no verify lease:\n%s", i, l.buf.String())
 		}
 	}
-	v := r.st.Verify
+	v := st.Verify
 	if v == nil || v.State != leaseapi.VerifyDone || v.DirsDone != 63 || v.Differences != 3 {
 		t.Errorf("verify status %+v: want done over the 63 directories, 3 differences", v)
 	}

@@ -215,9 +215,13 @@ func startCoordinator(t *testing.T, src, fpartOpts string) (url string, run func
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := coordinator.New(coordinator.Config{
-		Source: src, Partitioner: opts, Token: fakeToken, Linger: 10 * time.Second,
-	}, zerolog.New(zerolog.NewTestWriter(t)))
+	return serveCoordinator(t, coordinator.Config{Source: src, Partitioner: opts, Token: fakeToken, Linger: 10 * time.Second})
+}
+
+// serveCoordinator runs the real coordinator with cfg on loopback (see startCoordinator).
+func serveCoordinator(t *testing.T, cfg coordinator.Config) (url string, run func() (leaseapi.Status, error)) {
+	t.Helper()
+	c, err := coordinator.New(cfg, zerolog.New(zerolog.NewTestWriter(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
