@@ -245,17 +245,5 @@ func (e *testEnv) eventually(what string, cond func() bool) {
 // defaultManifests renders, strictly decodes and parses the default manifests.
 func defaultManifests(t testing.TB) *kube.Manifests {
 	t.Helper()
-	files, err := kube.Render(kube.DefaultParams())
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := kube.Decode(kube.Stream(files))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := kube.ParseManifests(objs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return renderParsed(t, kube.DefaultParams())
 }

@@ -91,7 +91,7 @@ func TestPodSecurityAdmission(t *testing.T) {
 }
 
 // renderParsed renders p and parses the objects.
-func renderParsed(t *testing.T, p kube.Params) *kube.Manifests {
+func renderParsed(t testing.TB, p kube.Params) *kube.Manifests {
 	t.Helper()
 	files, err := kube.Render(p)
 	if err != nil {

@@ -258,18 +258,7 @@ func TestRestrictedRendersNoRoot(t *testing.T) {
 	for _, restricted := range []bool{false, true} {
 		p := kube.DefaultParams()
 		p.Restricted = restricted
-		files, err := kube.Render(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		objs, err := kube.Decode(kube.Stream(files))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := kube.ParseManifests(objs)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := renderParsed(t, p)
 		psc := m.Coordinator.Spec.Template.Spec.SecurityContext
 		nonRoot := psc.RunAsNonRoot != nil && *psc.RunAsNonRoot && psc.RunAsUser == nil
 		if nonRoot != restricted {
