@@ -162,6 +162,12 @@ func FuzzParseMessage(f *testing.F) {
 		if name == "" || strings.ContainsRune(name, 0) {
 			return
 		}
+		// A leading "./" is the list's marker (cleanList), not part of a name: "/src/./0" is
+		// the entry "0", as rsync prints the argument SRC/./0.
+		want := name
+		for strings.HasPrefix(want, "./") && len(want) > 2 {
+			want = want[2:]
+		}
 		for _, format := range []string{
 			`rsync: [sender] send_files failed to open "%s": Permission denied (13)`,
 			`rsync: readlink_stat("%s") failed: Permission denied (13)`,
@@ -169,7 +175,7 @@ func FuzzParseMessage(f *testing.F) {
 		} {
 			line := fmt.Sprintf(format, escapeLikeRsync("/src/"+name))
 			m, ok := ParseMessage(line)
-			if !ok || m.Relative("/src") != name {
+			if !ok || m.Relative("/src") != want {
 				t.Fatalf("name %q: line %q parsed as %+v (%v), relative %q", name, line, m, ok, m.Relative("/src"))
 			}
 		}
