@@ -184,6 +184,7 @@ func readDir(path string, isRoot, needDirStat bool, buffers *sync.Pool) listing 
 	// allocation per directory instead of one per name.
 	var arena []byte
 	var offsets []int
+	var pending []int32 // entries to lstat
 	for {
 		n, err := unix.Getdents(fd, buf)
 		if errors.Is(err, unix.EINTR) {
@@ -202,13 +203,66 @@ func readDir(path string, isRoot, needDirStat bool, buffers *sync.Pool) listing 
 			offsets = make([]int, 0, n/32+2)
 			arena = make([]byte, 0, n/2)
 		}
-		arena, offsets = parseDirents(fd, buf[:n], needDirStat, &res.entries, arena, offsets)
+		arena, offsets, pending = parseDirents(buf[:n], needDirStat, &res.entries, arena, offsets, pending)
 	}
+	statEntries(fd, res.entries, arena, offsets, pending)
 	names := string(arena)
 	for k := range res.entries {
-		res.entries[k].name = names[offsets[k]:offsets[k+1]]
+		res.entries[k].name = names[offsets[k] : offsets[k+1]-1] // without its NUL
 	}
 	return res
+}
+
+// Directories with many entries to lstat are stat'ed by several goroutines: on network
+// storage every lstat is a round trip, and a directory of thousands of files read one lstat
+// at a time held up the first partition for seconds (1 ms per request: 1,000 files, 1 s).
+const (
+	// parallelStatMin is the number of lstats below which one goroutine does them all, and
+	// the size of the chunks the goroutines take.
+	parallelStatMin = 64
+	// maxStatGoroutines bounds the goroutines of one directory.
+	maxStatGoroutines = 8
+)
+
+// statEntries lstats the entries at the pending indexes (their names are NUL-terminated in
+// arena at offsets), filling mode, size, device, inode and link count, or err. Each
+// goroutine writes only the entries it took.
+func statEntries(fd int, entries []dirEntry, arena []byte, offsets []int, pending []int32) {
+	stat := func(k int32) {
+		e := &entries[k]
+		var st unix.Stat_t
+		if err := lstatAt(fd, &arena[offsets[k]], &st); err != nil {
+			e.err = fmt.Errorf("lstat: %w", err)
+			return
+		}
+		e.mode = st.Mode & unix.S_IFMT
+		e.dev, e.ino, e.nlink = uint64(st.Dev), st.Ino, uint64(st.Nlink)
+		if e.mode == unix.S_IFREG {
+			e.size = st.Size
+		}
+	}
+	if len(pending) < 2*parallelStatMin {
+		for _, k := range pending {
+			stat(k)
+		}
+		return
+	}
+	var next atomic.Int64 // the next chunk of pending
+	var wg sync.WaitGroup
+	for range min(maxStatGoroutines, len(pending)/parallelStatMin) {
+		wg.Go(func() {
+			for {
+				start := int(next.Add(parallelStatMin)) - parallelStatMin
+				if start >= len(pending) {
+					return
+				}
+				for _, k := range pending[start:min(start+parallelStatMin, len(pending))] {
+					stat(k)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // openDir opens a directory; a path longer than PATH_MAX (which fts handles by changing
@@ -255,10 +309,11 @@ func newDirentBuffers() *sync.Pool {
 	return &sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 }
 
-// parseDirents appends the linux_dirent64 records of buf (skipping "." and "..") and
-// lstats them relative to fd, using the NUL-terminated names in buf without copying.
-// A name's bytes go to arena; offsets holds where each name starts (and one past the end).
-func parseDirents(fd int, buf []byte, needDirStat bool, out *[]dirEntry, arena []byte, offsets []int) ([]byte, []int) {
+// parseDirents appends the linux_dirent64 records of buf (skipping "." and ".."); the index
+// of each that needs an lstat (every non-directory, and directories when needDirStat) goes
+// to pending, for statEntries. A name's bytes and a NUL go to arena; offsets holds where
+// each name starts (and one past the end).
+func parseDirents(buf []byte, needDirStat bool, out *[]dirEntry, arena []byte, offsets []int, pending []int32) ([]byte, []int, []int32) {
 	const nameOffset = 19 // d_ino(8) d_off(8) d_reclen(2) d_type(1)
 	if len(offsets) == 0 {
 		offsets = append(offsets, 0)
@@ -287,22 +342,14 @@ func parseDirents(fd int, buf []byte, needDirStat bool, out *[]dirEntry, arena [
 		}
 		e := dirEntry{mode: direntMode(rec[18]), ino: ino}
 		if e.mode != unix.S_IFDIR || needDirStat {
-			var st unix.Stat_t
-			if err := lstatAt(fd, &rec[nameOffset], &st); err != nil {
-				e.err = fmt.Errorf("lstat: %w", err)
-			} else {
-				e.mode = st.Mode & unix.S_IFMT
-				e.dev, e.ino, e.nlink = uint64(st.Dev), st.Ino, uint64(st.Nlink)
-				if e.mode == unix.S_IFREG {
-					e.size = st.Size
-				}
-			}
+			pending = append(pending, int32(len(*out)))
 		}
 		*out = append(*out, e)
 		arena = append(arena, name...)
+		arena = append(arena, 0) // lstatAt's C string
 		offsets = append(offsets, len(arena))
 	}
-	return arena, offsets
+	return arena, offsets, pending
 }
 
 // direntMode maps a d_type to st_mode's file type bits; 0 (unknown) makes readDir lstat.
