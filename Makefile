@@ -60,7 +60,7 @@ bench: deps build
 # source and destination behind bench/slowfs; writes bench/RESULTS.md. See bench/slow_test.go
 # for the knobs (KRSYNC_BENCH_SHAPES=slow20k for the acceptance tree of issue 13).
 bench-slow: deps build
-	KRSYNC_BENCH_SLOW=1 go test -run '^$$' -bench SlowSync -benchtime 1x -timeout 180m -v ./bench/
+	KRSYNC_BENCH_SLOW=1 go test -run '^$$' -bench 'Slow(Sync|Walk)' -benchtime 1x -timeout 240m -v ./bench/
 
 # krsync migrate's downtime against the manual procedure (scale down, full copy, scale up) on
 # the 100,000-file tree, on the test control plane with the test kubelet; see bench/migrate_test.go.
