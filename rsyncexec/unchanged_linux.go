@@ -5,6 +5,7 @@ package rsyncexec
 import (
 	"bytes"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,53 +40,127 @@ func quickCheckSafe(args []string) bool {
 // planted in the destination can never make an entry look unchanged.
 // root says whether the root itself ("." in the list) is unchanged too.
 func dropUnchanged(source, dest string, list []byte, root bool) (kept []byte, rootUnchanged bool, dropped int64) {
-	src, err := openBeneath(source)
+	c := &checkers{source: source, dest: dest}
+	defer c.close()
+	first, err := c.get(0)
 	if err != nil {
 		return list, false, 0
 	}
-	defer src.close()
-	dst, err := openBeneath(dest)
-	if err != nil {
-		return list, false, 0
-	}
-	defer dst.close()
 	if root {
 		var s, d unix.Stat_t
-		rootUnchanged = unix.Fstat(src.fd, &s) == nil && unix.Fstat(dst.fd, &d) == nil && sameAttributes(&s, &d)
+		rootUnchanged = unix.Fstat(first.src.fd, &s) == nil && unix.Fstat(first.dst.fd, &d) == nil && sameAttributes(&s, &d)
+	}
+	entries := bytes.Split(bytes.TrimSuffix(list, []byte{0}), []byte{0})
+	if len(list) == 0 {
+		entries = nil
 	}
 	var b bytes.Buffer
 	missing := 0
-	for len(list) > 0 {
-		if missing == firstCopyRun {
-			// A first copy of this part of the tree: the rest goes to rsync unchecked.
-			b.Write(list)
-			break
+	window := firstCopyRun // the first window no larger than a first copy's run
+	for start := 0; start < len(entries); {
+		part := entries[start:min(start+window, len(entries))]
+		same, inDest := c.check(part)
+		for k, entry := range part {
+			if missing == firstCopyRun {
+				// A first copy of this part of the tree: the rest goes to rsync unchecked.
+				for _, e := range entries[start+k:] {
+					b.Write(e)
+					b.WriteByte(0)
+				}
+				return b.Bytes(), rootUnchanged, dropped
+			}
+			if same[k] {
+				dropped++
+				missing = 0
+				continue
+			}
+			if inDest[k] {
+				missing = 0
+			} else {
+				missing++
+			}
+			b.Write(entry)
+			b.WriteByte(0)
 		}
-		i := bytes.IndexByte(list, 0)
-		if i < 0 {
-			i = len(list)
-		}
-		entry := list[:i]
-		if i < len(list) {
-			list = list[i+1:]
-		} else {
-			list = nil
-		}
-		same, inDest := unchanged(src, dst, strings.TrimPrefix(string(entry), "./"))
-		if same {
-			dropped++
-			missing = 0
-			continue
-		}
-		if inDest {
-			missing = 0
-		} else {
-			missing++
-		}
-		b.Write(entry)
-		b.WriteByte(0)
+		start += len(part)
+		window = min(2*window, maxCheckWindow)
 	}
 	return b.Bytes(), rootUnchanged, dropped
+}
+
+// On network storage every lookup is a round trip: the entries of a window are compared by
+// up to maxCheckers goroutines, each with its own pair of roots (a beneath keeps one parent
+// open, so it is not shared), in contiguous chunks (siblings stay together).
+const (
+	maxCheckers    = 8
+	checkChunk     = 32
+	maxCheckWindow = maxCheckers * checkChunk * 2
+)
+
+// checkers are the goroutines' pairs of roots, opened when first needed.
+type checkers struct {
+	source, dest string
+	pairs        [maxCheckers]*rootPair
+}
+
+type rootPair struct{ src, dst *beneath }
+
+func (c *checkers) get(i int) (*rootPair, error) {
+	if c.pairs[i] != nil {
+		return c.pairs[i], nil
+	}
+	src, err := openBeneath(c.source)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := openBeneath(c.dest)
+	if err != nil {
+		src.close()
+		return nil, err
+	}
+	c.pairs[i] = &rootPair{src: src, dst: dst}
+	return c.pairs[i], nil
+}
+
+func (c *checkers) close() {
+	for _, p := range c.pairs {
+		if p != nil {
+			p.src.close()
+			p.dst.close()
+		}
+	}
+}
+
+// check compares every entry of part (see unchanged). An entry a goroutine could not open its
+// roots for counts as changed and present: rsync gets it, and the run of misses goes on.
+func (c *checkers) check(part [][]byte) (same, inDest []bool) {
+	same, inDest = make([]bool, len(part)), make([]bool, len(part))
+	run := func(i, from, to int) {
+		p, err := c.get(i)
+		for k := from; k < to; k++ {
+			if err != nil {
+				inDest[k] = true
+				continue
+			}
+			same[k], inDest[k] = unchanged(p.src, p.dst, strings.TrimPrefix(string(part[k]), "./"))
+		}
+	}
+	goroutines := min(maxCheckers, len(part)/checkChunk)
+	if goroutines <= 1 {
+		run(0, 0, len(part))
+		return same, inDest
+	}
+	var wg sync.WaitGroup
+	per := (len(part) + goroutines - 1) / goroutines
+	for i := range goroutines {
+		from, to := i*per, min((i+1)*per, len(part))
+		if from >= to {
+			break
+		}
+		wg.Go(func() { run(i, from, to) })
+	}
+	wg.Wait()
+	return same, inDest
 }
 
 // firstCopyRun is how many entries in a row may be missing from the destination before

@@ -229,3 +229,66 @@ func TestDropUnchangedStopsLookingOnAFirstCopy(t *testing.T) {
 		})
 	}
 }
+
+// TestDropUnchangedManyEntries: a list long enough to be compared by several goroutines over
+// growing windows keeps exactly the entries that differ or are missing, in the list's order,
+// whatever their position: first, last, on either side of a chunk's or a window's edge, in
+// one directory or another.
+func TestDropUnchangedManyEntries(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	stamp := time.Date(2010, 1, 2, 3, 4, 5, 6, time.UTC)
+	var names []string
+	for d := range 20 {
+		dir := fmt.Sprintf("d%02d", d)
+		names = append(names, dir)
+		for _, root := range []string{src, dst} {
+			must(t, os.Mkdir(filepath.Join(root, dir), 0o755))
+		}
+		for f := range 60 {
+			name := fmt.Sprintf("%s/#f %02d", dir, f)
+			names = append(names, name)
+			for _, root := range []string{src, dst} {
+				p := filepath.Join(root, name)
+				must(t, os.WriteFile(p, []byte(name), 0o644))
+				must(t, os.Chtimes(p, stamp, stamp))
+			}
+		}
+	}
+	for _, name := range names { // directories last: their files changed their mtimes
+		if !bytes.Contains([]byte(name), []byte("/")) {
+			for _, root := range []string{src, dst} {
+				must(t, os.Chtimes(filepath.Join(root, name), stamp, stamp))
+			}
+		}
+	}
+	changed := map[int]bool{}
+	for _, i := range []int{1, 31, 32, 33, 63, 64, 65, 191, 192, 447, 448, 959, 960, len(names) - 1} {
+		p := filepath.Join(dst, names[i])
+		if i%2 == 0 {
+			must(t, os.Remove(p)) // missing
+		} else {
+			later := stamp.Add(time.Second)
+			must(t, os.Chtimes(p, later, later)) // changed
+		}
+		changed[i] = true
+	}
+	for _, name := range names { // a removal changed its directory's mtime: put it back
+		if !bytes.Contains([]byte(name), []byte("/")) {
+			must(t, os.Chtimes(filepath.Join(dst, name), stamp, stamp))
+		}
+	}
+	var list []byte
+	for _, name := range names {
+		list = append(list, "./"+name+"\x00"...)
+	}
+	kept, _, dropped := dropUnchanged(src, dst, list, false)
+	var want []byte
+	for i, name := range names {
+		if changed[i] {
+			want = append(want, "./"+name+"\x00"...)
+		}
+	}
+	if !bytes.Equal(kept, want) || dropped != int64(len(names)-len(changed)) {
+		t.Errorf("kept %q (dropped %d); want %q (dropped %d)", kept, dropped, want, len(names)-len(changed))
+	}
+}
