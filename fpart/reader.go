@@ -219,7 +219,7 @@ func readDir(path string, isRoot, needDirStat bool, buffers *sync.Pool) listing 
 const (
 	// parallelStatMin is the number of lstats below which one goroutine does them all, and
 	// the size of the chunks the goroutines take.
-	parallelStatMin = 64
+	parallelStatMin = 16
 	// maxStatGoroutines bounds the goroutines of one directory.
 	maxStatGoroutines = 8
 )

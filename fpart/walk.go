@@ -74,7 +74,10 @@ func WalkRoots(ctx context.Context, roots []string, opts Options, h Handler) (Su
 	w.pack = newPacker(opts, w.emitPartition)
 	readers := opts.Readers
 	if readers == 0 {
-		readers = max(4, 2*runtime.GOMAXPROCS(0))
+		// Directories read at once: on network storage each read and lstat is a round trip,
+		// and 16 outstanding (rather than 4) cut an unchanged re-sync behind slowfs from 2.8 s to
+		// 1.0 s; on local disk the walk is no slower (goroutines blocked in the kernel).
+		readers = max(16, 2*runtime.GOMAXPROCS(0))
 	}
 	w.prefetch = newPrefetcher(readers, 4*readers, w.readJob)
 	defer w.prefetch.stop()

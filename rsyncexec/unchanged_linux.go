@@ -93,7 +93,7 @@ func dropUnchanged(source, dest string, list []byte, root bool) (kept []byte, ro
 // open, so it is not shared), in contiguous chunks (siblings stay together).
 const (
 	maxCheckers    = 8
-	checkChunk     = 32
+	checkChunk     = 16
 	maxCheckWindow = maxCheckers * checkChunk * 2
 )
 
