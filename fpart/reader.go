@@ -217,8 +217,8 @@ func readDir(path string, isRoot, needDirStat bool, buffers *sync.Pool) listing 
 // storage every lstat is a round trip, and a directory of thousands of files read one lstat
 // at a time held up the first partition for seconds (1 ms per request: 1,000 files, 1 s).
 const (
-	// parallelStatMin is the number of lstats below which one goroutine does them all, and
-	// the size of the chunks the goroutines take.
+	// parallelStatMin is the size of the chunks the goroutines take; a directory with fewer
+	// than two chunks' worth of lstats has them all done by its reader.
 	parallelStatMin = 16
 	// maxStatGoroutines bounds the goroutines of one directory.
 	maxStatGoroutines = 8
