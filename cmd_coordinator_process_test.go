@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,56 +16,17 @@ import (
 )
 
 // child is a krsync child process with its output kept for failure messages.
-type child struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-}
-
-func (c *child) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.out.Write(p)
-}
-
-func (c *child) output() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.out.String()
-}
+type child = testbin.Process
 
 // startChild runs prefix... then the krsync binary with args, KRSYNC_TOKEN set.
 func startChild(t *testing.T, prefix []string, args ...string) *child {
 	t.Helper()
 	argv := append(append(append([]string(nil), prefix...), krsyncBinary(t)), args...)
-	c := &child{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
-	c.cmd.Env = append(os.Environ(), "KRSYNC_TOKEN=process-test-token")
-	c.cmd.Stdout, c.cmd.Stderr = c, c
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = c.cmd.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	})
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "KRSYNC_TOKEN=process-test-token")
+	c := testbin.StartProcess(t, strings.Join(argv, " "), cmd, true)
+	c.Timeout = 2 * time.Minute
 	return c
-}
-
-// exitCode waits for the child to exit.
-func (c *child) exitCode(t *testing.T) int {
-	t.Helper()
-	select {
-	case <-c.done:
-		return c.cmd.ProcessState.ExitCode()
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("%q did not exit within 2 minutes:\n%s", c.cmd.Args, c.output())
-	}
-	return -1
 }
 
 // needSetpriv returns setpriv when the test runs as root and setpriv can drop caps.
@@ -103,10 +62,10 @@ func TestCoordinatorMtimeRestoreFailureIsIncomplete(t *testing.T) {
 		"--log-level=warn", "coordinator", "--source", src, "--dest", dest, "--state-dir", filepath.Join(dest, ".krsync-state"),
 		"--listen", addr, "--files-per-partition", "2", "--linger", "10s")
 	completeAll(t, "http://"+addr, coord)
-	code := coord.exitCode(t)
-	last := lastNonEmptyLine(coord.output())
+	code := coord.Wait(t)
+	last := lastNonEmptyLine(coord.Output())
 	if code != 1 || !strings.HasPrefix(last, "krsync: ") || !strings.Contains(last, "mtime") {
-		t.Fatalf("exit %d, last line %q; want exit 1 and one line about the mtime:\n%s", code, last, coord.output())
+		t.Fatalf("exit %d, last line %q; want exit 1 and one line about the mtime:\n%s", code, last, coord.Output())
 	}
 	if _, err := os.Lstat(filepath.Join(dest, ".krsync-state")); err == nil {
 		t.Error("the state directory is still there")
@@ -124,7 +83,7 @@ func completeAll(t *testing.T, url string, coord *child) {
 	for {
 		resp, err := cl.Lease(context.Background(), "test-worker", time.Second)
 		if err != nil {
-			t.Fatalf("lease: %v\ncoordinator:\n%s", err, coord.output())
+			t.Fatalf("lease: %v\ncoordinator:\n%s", err, coord.Output())
 		}
 		if resp.State == leaseapi.LeaseDone {
 			return
@@ -174,13 +133,13 @@ func TestCoordinatorRerunAfterFailedPartitionWalksAgain(t *testing.T) {
 			"--listen", addr, "--files-per-partition", "2", "--max-attempts", "1", "--linger", "10s")
 		worker = startChild(t, nil, "--log-level=warn", "worker", "--coordinator", "http://"+addr, "--source", src, "--dest", dest,
 			"--rsync", noDAC, "--name", "w1", "--give-up-after", "1m")
-		return coord.exitCode(t), coord, worker
+		return coord.Wait(t), coord, worker
 	}
 	code, coord, worker := run()
 	if code != 1 {
-		t.Fatalf("first run: coordinator exit %d, want 1 (a partition failed):\n%s\nworker:\n%s", code, coord.output(), worker.output())
+		t.Fatalf("first run: coordinator exit %d, want 1 (a partition failed):\n%s\nworker:\n%s", code, coord.Output(), worker.Output())
 	}
-	worker.exitCode(t)
+	worker.Wait(t)
 
 	if err := os.Chmod(locked, 0o644); err != nil {
 		t.Fatal(err)
@@ -192,10 +151,10 @@ func TestCoordinatorRerunAfterFailedPartitionWalksAgain(t *testing.T) {
 	}
 	code, coord, worker = run()
 	if code != 0 {
-		t.Fatalf("rerun: coordinator exit %d, want 0:\n%s\nworker:\n%s", code, coord.output(), worker.output())
+		t.Fatalf("rerun: coordinator exit %d, want 0:\n%s\nworker:\n%s", code, coord.Output(), worker.Output())
 	}
-	if code := worker.exitCode(t); code != 0 {
-		t.Fatalf("rerun: worker exit %d:\n%s", code, worker.output())
+	if code := worker.Wait(t); code != 0 {
+		t.Fatalf("rerun: worker exit %d:\n%s", code, worker.Output())
 	}
 	if err := treecmp.Equal(src, dest, treecmp.Options{}); err != nil {
 		t.Fatalf("after the rerun: %v", err)

@@ -60,13 +60,13 @@ func (d distributedRun) startWorker(t *testing.T, s faultScene, name, rsync stri
 // must exit 0 whenever the coordinator does.
 func (d distributedRun) wait(t *testing.T, workers ...*process) krsyncRun {
 	t.Helper()
-	code := d.coordinator.wait(t)
+	code := d.coordinator.Wait(t)
 	for _, w := range workers {
-		if wc := w.wait(t); wc != 0 && code == 0 {
-			t.Errorf("%s exited %d although the coordinator exited 0:\n%s", w.name, wc, w.output())
+		if wc := w.Wait(t); wc != 0 && code == 0 {
+			t.Errorf("%s exited %d although the coordinator exited 0:\n%s", w.Name, wc, w.Output())
 		}
 	}
-	return krsyncRun{code: code, stderr: d.coordinator.output()}
+	return krsyncRun{code: code, stderr: d.coordinator.Output()}
 }
 
 // args are the arguments of a plain `krsync local` run of the scene into dest.
@@ -95,8 +95,8 @@ func (s faultScene) killMidRun(t *testing.T, dest string) {
 	gate := testbin.NewGatedRsync(t, s.rsync, 2)
 	p := startProcessEnv(t, "krsync local", s.w.env(), buildKrsync(t), s.args(dest, "--rsync", gate.Wrapper)...)
 	waitUntilFor(t, p, "a worker blocked in the middle of a partition", func() bool { return gate.Blocked() > 0 })
-	p.signal(t, syscall.SIGKILL)
-	p.wait(t)
+	p.Signal(t, syscall.SIGKILL)
+	p.Wait(t)
 	if _, err := os.Stat(filepath.Join(s.stateDir, "journal.db")); err != nil {
 		t.Fatalf("the killed run left no journal: %v", err)
 	}
@@ -150,8 +150,8 @@ func TestFaultMatrix(t *testing.T) {
 				gate := newRsyncGate(t, s.rsync)
 				victim := d.startWorker(t, s, "victim", gate.wrapper)
 				gate.waitStarted(t, victim)
-				victim.signal(t, syscall.SIGKILL)
-				victim.wait(t)
+				victim.Signal(t, syscall.SIGKILL)
+				victim.Wait(t)
 				// The victim's lease expires after --lease-ttl and goes to the successor.
 				return d.wait(t, d.startWorker(t, s, "successor", s.rsync)).code
 			},

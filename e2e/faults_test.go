@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -88,7 +85,7 @@ func (r *faultRun) waitStatus(t *testing.T, what string, cond func(leaseapi.Stat
 		last, lastErr = st, err
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("timed out waiting for %s; last status %+v (error %v)\ncoordinator log:\n%s", what, last.Partitions, lastErr, r.coordinator.output())
+	t.Fatalf("timed out waiting for %s; last status %+v (error %v)\ncoordinator log:\n%s", what, last.Partitions, lastErr, r.coordinator.Output())
 	return last
 }
 
@@ -96,12 +93,12 @@ func (r *faultRun) waitStatus(t *testing.T, what string, cond func(leaseapi.Stat
 func (r *faultRun) finish(t *testing.T, workers ...*process) {
 	t.Helper()
 	for _, w := range workers {
-		if code := w.wait(t); code != 0 {
-			t.Errorf("%s exited %d:\n%s", w.name, code, w.output())
+		if code := w.Wait(t); code != 0 {
+			t.Errorf("%s exited %d:\n%s", w.Name, code, w.Output())
 		}
 	}
-	if code := r.coordinator.wait(t); code != 0 {
-		t.Fatalf("coordinator exited %d:\n%s", code, r.coordinator.output())
+	if code := r.coordinator.Wait(t); code != 0 {
+		t.Fatalf("coordinator exited %d:\n%s", code, r.coordinator.Output())
 	}
 	compareTrees(t, r.src, r.dest)
 }
@@ -121,8 +118,8 @@ func TestFaultWorkerKilledMidPartitionIsReleasedAfterTTL(t *testing.T) {
 	r.waitStatus(t, "progress by the other workers", func(st leaseapi.Status) bool {
 		return st.Partitions.Done > held.Partitions.Done
 	})
-	victim.signal(t, syscall.SIGKILL)
-	if code := victim.wait(t); code == 0 {
+	victim.Signal(t, syscall.SIGKILL)
+	if code := victim.Wait(t); code == 0 {
 		t.Fatalf("the killed worker exited 0")
 	}
 	gate.killWrapper(t) // its rsync wrapper is an orphan now; it must not copy anything late
@@ -138,14 +135,14 @@ func TestFaultWorkerTerminatedHandsLeaseBackAtOnce(t *testing.T) {
 	gate.waitStarted(t, victim)
 	r.waitStatus(t, "the victim's lease", func(st leaseapi.Status) bool { return st.Partitions.Leased == 1 })
 
-	victim.signal(t, syscall.SIGTERM)
+	victim.Signal(t, syscall.SIGTERM)
 	r.waitStatus(t, "the lease handed back", func(st leaseapi.Status) bool {
 		return st.Partitions.Leased == 0 && st.Partitions.Done == 0 && st.Partitions.Pending >= 1
 	})
-	if code := victim.wait(t); code == 0 {
+	if code := victim.Wait(t); code == 0 {
 		t.Errorf("a worker stopped by SIGTERM exited 0; the Job would stop replacing it")
 	}
-	if out := victim.output(); !strings.Contains(out, "handed back") {
+	if out := victim.Output(); !strings.Contains(out, "handed back") {
 		t.Errorf("the worker's log does not say it handed its lease back:\n%s", out)
 	}
 	gate.killWrapper(t)
@@ -163,10 +160,10 @@ func TestFaultWorkerGivesUpOnUnreachableCoordinator(t *testing.T) {
 	}
 	w := startProcess(t, "worker", bin, "worker", "--coordinator", "http://"+freeLoopbackAddr(t),
 		"--source", src, "--dest", dest, "--rsync", rsync, "--give-up-after", "1s", "--name", "lonely")
-	if code := w.wait(t); code == 0 {
-		t.Fatalf("worker exited 0 without a coordinator:\n%s", w.output())
+	if code := w.Wait(t); code == 0 {
+		t.Fatalf("worker exited 0 without a coordinator:\n%s", w.Output())
 	}
-	last := lastLine(w.output())
+	last := lastLine(w.Output())
 	if !strings.Contains(last, "unreachable") || !strings.Contains(last, "krsync:") {
 		t.Errorf("last line %q does not say the coordinator is unreachable", last)
 	}
@@ -201,8 +198,8 @@ func TestFaultWorkerRefusesBadSetupBeforeLeasing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"worker", "--coordinator", url, "--give-up-after", "1m", "--rsync", rsync}, tt.args...)
 			p := startProcess(t, "worker", bin, args...)
-			code := p.wait(t)
-			out := strings.TrimSpace(p.output())
+			code := p.Wait(t)
+			out := strings.TrimSpace(p.Output())
 			if code == 0 || strings.Count(out, "\n") != 0 || !strings.Contains(out, tt.want) || strings.Contains(out, "unreachable") {
 				t.Errorf("exit %d, output %q: want a non-zero exit and one line naming %q", code, out, tt.want)
 			}
@@ -239,12 +236,12 @@ func TestFaultLocalInterruptedRunResumes(t *testing.T) {
 			first := testbin.NewGatedRsync(t, rsync, passing)
 			run := startProcessEnv(t, "krsync local", w.env(), bin, append(args, "--rsync", first.Wrapper)...)
 			waitUntilFor(t, run, "a worker blocked in the middle of a partition", func() bool { return first.Blocked() > 0 })
-			run.signal(t, tt.sig)
-			if code := run.wait(t); code != tt.wantCode {
-				t.Fatalf("interrupted run exited %d, want %d:\n%s", code, tt.wantCode, run.output())
+			run.Signal(t, tt.sig)
+			if code := run.Wait(t); code != tt.wantCode {
+				t.Fatalf("interrupted run exited %d, want %d:\n%s", code, tt.wantCode, run.Output())
 			}
 			if tt.sig == syscall.SIGINT {
-				if last := lastLine(run.output()); !strings.Contains(last, "resume") {
+				if last := lastLine(run.Output()); !strings.Contains(last, "resume") {
 					t.Errorf("last line %q does not say how to resume", last)
 				}
 			}
@@ -287,12 +284,12 @@ func waitUntilFor(t *testing.T, p *process, what string, cond func() bool) {
 	deadline := time.Now().Add(90 * time.Second)
 	for !cond() {
 		select {
-		case <-p.done:
-			t.Fatalf("%s exited while waiting for %s:\n%s", p.name, what, p.output())
+		case <-p.Done():
+			t.Fatalf("%s exited while waiting for %s:\n%s", p.Name, what, p.Output())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s:\n%s", what, p.output())
+			t.Fatalf("timed out waiting for %s:\n%s", what, p.Output())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -331,12 +328,12 @@ func (g rsyncGate) waitStarted(t *testing.T, w *process) {
 			return
 		}
 		select {
-		case <-w.done:
-			t.Fatalf("%s exited before its rsync started:\n%s", w.name, w.output())
+		case <-w.Done():
+			t.Fatalf("%s exited before its rsync started:\n%s", w.Name, w.Output())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for the gated rsync of %s:\n%s", w.name, w.output())
+			t.Fatalf("timed out waiting for the gated rsync of %s:\n%s", w.Name, w.Output())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -355,13 +352,7 @@ func (g rsyncGate) killWrapper(t *testing.T) {
 }
 
 // process is a child process whose combined output is kept for failure messages.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{}
-	err  error
-}
+type process = testbin.Process
 
 func startProcess(t *testing.T, name, bin string, args ...string) *process {
 	t.Helper()
@@ -371,71 +362,9 @@ func startProcess(t *testing.T, name, bin string, args ...string) *process {
 // startProcessEnv is startProcess with env (KEY=VALUE) added to the environment.
 func startProcessEnv(t *testing.T, name string, env []string, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{name: name, cmd: exec.Command(bin, args...), out: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(append(os.Environ(), "KRSYNC_TOKEN="), env...) // only the token file counts
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p
-}
-
-func (p *process) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal %s: %v", p.name, err)
-	}
-}
-
-// wait returns the exit code; the deadline only guards against a hang.
-func (p *process) wait(t *testing.T) int {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("%s did not exit:\n%s", p.name, p.output())
-	}
-	var exit *exec.ExitError
-	switch {
-	case p.err == nil:
-		return 0
-	case errors.As(p.err, &exit):
-		return exit.ExitCode()
-	default:
-		t.Fatalf("%s: %v", p.name, p.err)
-		return -1
-	}
-}
-
-func (p *process) output() string { return p.out.String() }
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(append(os.Environ(), "KRSYNC_TOKEN="), env...) // only the token file counts
+	return testbin.StartProcess(t, name, cmd, true)
 }
 
 // freeLoopbackAddr returns a loopback address nothing listens on right now.

@@ -169,30 +169,30 @@ func TestFaultVerifyWorkerKilledDuringVerification(t *testing.T) {
 		st, err := r.client.Status(ctx)
 		cancel()
 		if err == nil && st.Verify != nil && st.Verify.State == leaseapi.VerifyRunning && st.Partitions.Leased > 0 {
-			victim.signal(t, syscall.SIGKILL)
+			victim.Signal(t, syscall.SIGKILL)
 			t.Logf("victim killed holding a verify lease: %d of %d directories compared", st.Verify.DirsDone, st.Verify.Dirs)
 			break
 		}
 		if err == nil && st.Verify != nil && st.Verify.State == leaseapi.VerifyDone || time.Now().After(deadline) {
-			t.Fatalf("never saw the victim hold a verify lease; status %+v verify %+v\n%s", st.Partitions, st.Verify, victim.output())
+			t.Fatalf("never saw the victim hold a verify lease; status %+v verify %+v\n%s", st.Partitions, st.Verify, victim.Output())
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	if code := victim.wait(t); code == 0 {
+	if code := victim.Wait(t); code == 0 {
 		t.Fatal("the killed worker exited 0")
 	}
 	survivor := r.startWorker(t, "survivor", rsync)
-	if code := survivor.wait(t); code != 0 {
-		t.Errorf("survivor exited %d:\n%s", code, survivor.output())
+	if code := survivor.Wait(t); code != 0 {
+		t.Errorf("survivor exited %d:\n%s", code, survivor.Output())
 	}
-	if code := r.coordinator.wait(t); code != 1 {
-		t.Fatalf("coordinator exited %d, want 1 (the planted difference):\n%s", code, truncateLines(r.coordinator.output(), 80))
+	if code := r.coordinator.Wait(t); code != 1 {
+		t.Fatalf("coordinator exited %d, want 1 (the planted difference):\n%s", code, truncateLines(r.coordinator.Output(), 80))
 	}
-	out := r.coordinator.output()
+	out := r.coordinator.Output()
 	if !strings.Contains(out, `"kind":"content","path":"`+planted+`"`) || !strings.Contains(finalLine(out), "1 difference (1 content)") {
 		t.Errorf("the coordinator does not name the one planted difference:\n%s", truncateLines(out, 80))
 	}
-	if !strings.Contains(survivor.output(), `"kind":"verify"`) || !strings.Contains(survivor.output(), `"attempt":2`) {
-		t.Errorf("the survivor did not take the victim's verify lease again (attempt 2):\n%s", truncateLines(survivor.output(), 40))
+	if !strings.Contains(survivor.Output(), `"kind":"verify"`) || !strings.Contains(survivor.Output(), `"attempt":2`) {
+		t.Errorf("the survivor did not take the victim's verify lease again (attempt 2):\n%s", truncateLines(survivor.Output(), 40))
 	}
 }

@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/krsync/krsync/internal/testing/testbin"
 	"github.com/krsync/krsync/internal/testing/treecmp"
 	"github.com/krsync/krsync/internal/testing/treegen"
 	"github.com/krsync/krsync/kube"
@@ -177,53 +178,14 @@ func (c *testCluster) migrateArgs(dest []string, extra ...string) []string {
 	return append(args, extra...)
 }
 
-// migrateProcess is krsync migrate running as a child process.
-type migrateProcess struct {
-	cmd            *exec.Cmd
-	stdout, stderr bytes.Buffer
-	done           chan struct{}
-	err            error
-}
+// migrateProcess is krsync migrate running as a child process (stdout and stderr apart).
+type migrateProcess = testbin.Process
 
 func (c *testCluster) startMigrate(args []string) *migrateProcess {
 	c.t.Helper()
-	p := &migrateProcess{cmd: exec.Command(c.bin, args...), done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	if err := p.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	c.t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	p := testbin.StartProcess(c.t, "krsync migrate", exec.Command(c.bin, args...), false)
+	p.Timeout = migrateTimeout
 	return p
-}
-
-// wait waits for the process to end and returns its exit code.
-func (p *migrateProcess) wait(t *testing.T) int {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(migrateTimeout):
-		t.Fatalf("krsync migrate still runs after %s; stdout:\n%s\nstderr:\n%s", migrateTimeout, p.stdout.String(), p.stderr.String())
-	}
-	var exit *exec.ExitError
-	switch {
-	case p.err == nil:
-		return 0
-	case errors.As(p.err, &exit):
-		return exit.ExitCode()
-	}
-	t.Fatal(p.err)
-	return -1
 }
 
 // runMigrate runs krsync migrate to its end and returns its stdout; it fails the test on a
@@ -231,11 +193,11 @@ func (p *migrateProcess) wait(t *testing.T) int {
 func (c *testCluster) runMigrate(dest []string, extra ...string) string {
 	c.t.Helper()
 	p := c.startMigrate(c.migrateArgs(dest, extra...))
-	if code := p.wait(c.t); code != 0 {
-		c.t.Fatalf("krsync migrate %v: exit %d\nstdout:\n%s\nstderr:\n%s", extra, code, p.stdout.String(), p.stderr.String())
+	if code := p.Wait(c.t); code != 0 {
+		c.t.Fatalf("krsync migrate %v: exit %d\nstdout:\n%s\nstderr:\n%s", extra, code, p.Stdout.String(), p.Stderr.String())
 	}
-	c.t.Logf("krsync migrate %v:\n%s", extra, p.stdout.String())
-	return p.stdout.String()
+	c.t.Logf("krsync migrate %v:\n%s", extra, p.Stdout.String())
+	return p.Stdout.String()
 }
 
 // phase is the migration step the new claim records, "" for none.
@@ -355,10 +317,10 @@ func TestMigrateDeploymentAndStatefulSet(t *testing.T) {
 	if running, err := c.copyRunning(destClaim, "warm"); err != nil || !running {
 		t.Fatalf("the warm copy ended before the test wrote to the source (running %v, %v): make it longer", running, err)
 	}
-	if code := p.wait(t); code != 0 {
-		t.Fatalf("krsync migrate: exit %d\nstdout:\n%s\nstderr:\n%s", code, p.stdout.String(), p.stderr.String())
+	if code := p.Wait(t); code != 0 {
+		t.Fatalf("krsync migrate: exit %d\nstdout:\n%s\nstderr:\n%s", code, p.Stdout.String(), p.Stderr.String())
 	}
-	out := p.stdout.String()
+	out := p.Stdout.String()
 	t.Logf("krsync migrate:\n%s", out)
 	if !strings.Contains(out, "downtime ") {
 		t.Errorf("krsync migrate does not print the downtime:\n%s", out)
@@ -386,8 +348,8 @@ func (c *testCluster) startAndWaitFinalCopy(dest []string, claim string) *migrat
 	p := c.startMigrate(c.migrateArgs(dest, "--no-warm-copy", "--rsync-opts", slowRsync))
 	c.waitFor("the final copy to run", 2*time.Minute, func() (bool, error) {
 		select {
-		case <-p.done:
-			return false, errors.New("krsync migrate ended before the final copy: " + p.stderr.String())
+		case <-p.Done():
+			return false, errors.New("krsync migrate ended before the final copy: " + p.Stderr.String())
 		default:
 		}
 		return c.copyRunning(claim, "final")
@@ -422,10 +384,10 @@ func TestMigrateInterruptedResumes(t *testing.T) {
 	c.startApp()
 	dest := []string{"--dest-storage-class", class}
 	p := c.startAndWaitFinalCopy(dest, newClaim)
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	p.wait(t)
+	p.Wait(t)
 	if got := c.phase(newClaim); got != string(migrate.ScaledDown) {
 		t.Errorf("after the kill the new claim records phase %q, want %q", got, migrate.ScaledDown)
 	}
@@ -491,13 +453,13 @@ func TestMigrateRollback(t *testing.T) {
 	c.generate(treegen.Spec{Seed: 31, Files: 200, BigFiles: 1, BigSize: 12 << 20})
 	c.startApp()
 	p := c.startAndWaitFinalCopy(toDestClaim, destClaim)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := p.wait(t); code == 0 {
+	if code := p.Wait(t); code == 0 {
 		t.Errorf("krsync migrate stopped by SIGTERM exited 0")
 	}
-	if msg := p.stderr.String(); !strings.Contains(msg, "run the same command again to resume") {
+	if msg := p.Stderr.String(); !strings.Contains(msg, "run the same command again to resume") {
 		t.Errorf("krsync migrate stopped by SIGTERM does not say how to resume:\n%s", msg)
 	}
 
@@ -656,8 +618,8 @@ func TestMigrateReadWriteOnceWarmCopyOnTheAppsNode(t *testing.T) {
 			}
 		}
 	}
-	if code := p.wait(t); code != 0 {
-		t.Fatalf("krsync migrate: exit %d\nstdout:\n%s\nstderr:\n%s", code, p.stdout.String(), p.stderr.String())
+	if code := p.Wait(t); code != 0 {
+		t.Fatalf("krsync migrate: exit %d\nstdout:\n%s\nstderr:\n%s", code, p.Stdout.String(), p.Stderr.String())
 	}
 	if err := treecmp.Equal(c.src, c.dst, treecmp.Options{Exclude: func(rel string) bool { return rel == liveDir || rel == stateDir }}); err != nil {
 		t.Error(err)
@@ -677,11 +639,11 @@ func TestMigrateFailedWarmCopyStopsBeforeTheDowntime(t *testing.T) {
 	}
 	c.startApp()
 	p := c.startMigrate(c.migrateArgs(toDestClaim))
-	if code := p.wait(t); code != 1 {
-		t.Fatalf("krsync migrate with a failing warm copy: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, p.stdout.String(), p.stderr.String())
+	if code := p.Wait(t); code != 1 {
+		t.Fatalf("krsync migrate with a failing warm copy: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, p.Stdout.String(), p.Stderr.String())
 	}
-	t.Logf("krsync migrate with a failing warm copy: %s", p.stderr.String())
-	if msg := p.stderr.String(); !strings.Contains(msg, "warm copy") || !strings.Contains(msg, "nothing was scaled down") || strings.Count(msg, "\n") != 1 {
+	t.Logf("krsync migrate with a failing warm copy: %s", p.Stderr.String())
+	if msg := p.Stderr.String(); !strings.Contains(msg, "warm copy") || !strings.Contains(msg, "nothing was scaled down") || strings.Count(msg, "\n") != 1 {
 		t.Errorf("stderr of the failed warm copy, want one line saying nothing was scaled down:\n%s", msg)
 	}
 	if got := c.phase(destClaim); got != string(migrate.Planned) {
@@ -713,10 +675,10 @@ func TestMigrateFailedFinalCopyKeepsTheWorkloadsDown(t *testing.T) {
 	}
 	c.startApp()
 	p := c.startMigrate(c.migrateArgs(toDestClaim, "--no-warm-copy"))
-	if code := p.wait(t); code != 1 {
-		t.Fatalf("krsync migrate with a failing final copy: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, p.stdout.String(), p.stderr.String())
+	if code := p.Wait(t); code != 1 {
+		t.Fatalf("krsync migrate with a failing final copy: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, p.Stdout.String(), p.Stderr.String())
 	}
-	msg := p.stderr.String()
+	msg := p.Stderr.String()
 	t.Logf("krsync migrate with a failing final copy: %s", msg)
 	if !strings.Contains(msg, "final copy") || !strings.Contains(msg, "the workloads stay scaled down on "+sourceClaim) || strings.Count(msg, "\n") != 1 {
 		t.Errorf("stderr of the failed final copy, want one line saying the workloads stay down:\n%s", msg)
