@@ -73,6 +73,14 @@ type Config struct {
 	// DryRun, with Mirror only: the workers copy nothing and delete nothing, they report what
 	// --mirror would delete. It is part of the run's identity.
 	DryRun bool
+	// CompareDest makes the walk compare every file and symlink with Dest as it goes
+	// (rsyncexec.DestCompare: the quick check the workers make before rsync) and leave out
+	// of the partitions what Dest already holds unchanged: an unchanged entry then costs one
+	// lookup in Dest instead of a source and a destination lookup in a worker, and nothing
+	// else. Only for a coordinator that sees Dest exactly as its workers do, whose workers'
+	// rsync options pass rsyncexec.QuickCheckSafe: krsync local. Not part of the identity:
+	// what is left out is equal already, with or without it.
+	CompareDest bool
 	// Verify, when set, compares the destination with the source once the copy has settled,
 	// in verify leases (verifyleases.go); Status.Verify tells the outcome. Not part of the
 	// run's identity: the comparison is not journaled.
@@ -94,6 +102,9 @@ type WalkHandler struct {
 	Dir func(rel string) error
 	// Error reports a non-fatal walk error (an unreadable directory, a vanished entry).
 	Error func(rel string, err error)
+	// Unchanged counts an entry left out of every partition, with its size, because the
+	// destination already holds it unchanged (Config.CompareDest).
+	Unchanged func(size int64)
 }
 
 // WalkFunc walks the source and reports to h; an error ends the run. It must be
@@ -130,7 +141,11 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 		if err := cfg.Partitioner.Validate(); err != nil {
 			return nil, invalidf("fpart options: %w", err)
 		}
-		cfg.Walk = FpartWalk(cfg.Source, cfg.Partitioner)
+		compareDest := ""
+		if cfg.CompareDest {
+			compareDest = cfg.Dest
+		}
+		cfg.Walk = FpartWalk(cfg.Source, compareDest, cfg.Partitioner)
 	}
 	if cfg.Token == "" {
 		return nil, invalidf("no API token given")

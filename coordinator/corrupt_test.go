@@ -37,7 +37,7 @@ func realJournal(t testing.TB, stateDir, identity string) []byte {
 			t.Fatal(err)
 		}
 	}
-	if err := j.setWalkDone(1, 2); err != nil {
+	if err := j.setWalkDone(walkTotals{errors: 1, vanished: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if err := j.close(); err != nil {

@@ -39,6 +39,9 @@ var (
 	keyWalkDone   = []byte("walk_done")
 	keyWalkErrors = []byte("walk_errors")
 	keyVanished   = []byte("vanished")
+	// keyUnchanged and keyUnchangedBytes count what the walk left out (Config.CompareDest).
+	keyUnchanged      = []byte("walk_unchanged")
+	keyUnchangedBytes = []byte("walk_unchanged_bytes")
 	// keyCreatedDir marks a state directory that krsync created: whichever run finishes
 	// removes it (when empty), even when the run that created it was interrupted.
 	keyCreatedDir = []byte("created_state_dir")
@@ -67,8 +70,7 @@ type journal struct {
 type journalState struct {
 	parts      []restoredPartition
 	walkDone   bool
-	walkErrors int64
-	vanished   int64
+	walk       walkTotals // when walkDone
 	dirsIssued bool
 }
 
@@ -316,7 +318,8 @@ func (j *journal) load() (st journalState, err error) {
 		for _, c := range []struct {
 			key []byte
 			to  *int64
-		}{{keyWalkErrors, &st.walkErrors}, {keyVanished, &st.vanished}} {
+		}{{keyWalkErrors, &st.walk.errors}, {keyVanished, &st.walk.vanished},
+			{keyUnchanged, &st.walk.unchanged}, {keyUnchangedBytes, &st.walk.unchangedBytes}} {
 			if v := meta.Get(c.key); v != nil {
 				n, k := binary.Uvarint(v)
 				if k <= 0 || n > 1<<62 {
@@ -512,13 +515,15 @@ func (j *journal) reserveIDs(n int) (int64, error) {
 }
 
 // setWalkDone records the end of the walk.
-func (j *journal) setWalkDone(walkErrors, vanished int64) error {
+func (j *journal) setWalkDone(t walkTotals) error {
 	return j.setMeta("walk done", func(meta *bolt.Bucket) error {
-		if err := meta.Put(keyWalkErrors, binary.AppendUvarint(nil, uint64(max(walkErrors, 0)))); err != nil {
-			return err
-		}
-		if err := meta.Put(keyVanished, binary.AppendUvarint(nil, uint64(max(vanished, 0)))); err != nil {
-			return err
+		for _, c := range []struct {
+			key []byte
+			n   int64
+		}{{keyWalkErrors, t.errors}, {keyVanished, t.vanished}, {keyUnchanged, t.unchanged}, {keyUnchangedBytes, t.unchangedBytes}} {
+			if err := meta.Put(c.key, binary.AppendUvarint(nil, uint64(min(max(c.n, 0), 1<<62)))); err != nil {
+				return err
+			}
 		}
 		return meta.Put(keyWalkDone, []byte{1})
 	})

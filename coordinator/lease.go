@@ -77,7 +77,7 @@ func (l *ledger) open(j *journal, st journalState) {
 		l.q.add(p)
 	}
 	if st.walkDone {
-		l.q.setWalkDone(st.walkErrors, st.vanished)
+		l.q.setWalkDone(st.walk)
 	}
 	if st.dirsIssued {
 		l.q.setDirsIssued()
@@ -130,15 +130,16 @@ func (l *ledger) addDirPartitions(kind leaseapi.Kind, perPartition int) (int, er
 
 // addWalkError counts an entry the walk could not read; addVanished one it found deleted.
 // Both are journaled with the end of the walk (walkDone).
-func (l *ledger) addWalkError() { l.q.addWalkError() }
-func (l *ledger) addVanished()  { l.q.addVanished() }
+func (l *ledger) addWalkError()               { l.q.addWalkError() }
+func (l *ledger) addVanished()                { l.q.addVanished() }
+func (l *ledger) addUnchanged(n, bytes int64) { l.q.addUnchanged(n, bytes) }
 
 // walkDone records that the walk emitted its last partition.
-func (l *ledger) walkDone(walkErrors, vanished int64) error {
-	if err := l.journal.setWalkDone(walkErrors, vanished); err != nil {
+func (l *ledger) walkDone(t walkTotals) error {
+	if err := l.journal.setWalkDone(t); err != nil {
 		return err
 	}
-	l.q.setWalkDone(walkErrors, vanished)
+	l.q.setWalkDone(t)
 	return nil
 }
 
@@ -318,11 +319,15 @@ type grant struct {
 type counters struct {
 	total, pending, leased, done, failed int64 // partitions
 
-	entriesWalked, bytesWalked int64 // of file partitions
-	entriesDone, bytesDone     int64 // of file partitions done
+	// Walked and done count the entries of file partitions and those the walk left out as
+	// unchanged (walkUnchanged, Config.CompareDest), which are in no partition.
+	entriesWalked, bytesWalked int64
+	entriesDone, bytesDone     int64
 	filesTransferred           int64 // rsync --stats, as the workers reported them
 	bytesTransferred           int64
-	unchanged                  int64 // entries of done file partitions left out of rsync
+	unchanged                  int64 // entries left out of rsync: by the walk, by the workers
+	walkUnchanged              int64 // entries the walk left out
+	walkUnchangedBytes         int64
 	deleted                    int64 // destination entries --mirror deleted
 	walkErrors, vanished       int64
 	expired                    int64 // leases that expired without a renewal
@@ -440,13 +445,45 @@ func (q *queue) addVanished() {
 }
 
 // setWalkDone records that the walk emitted its last partition.
-func (q *queue) setWalkDone(walkErrors, vanished int64) {
+func (q *queue) setWalkDone(t walkTotals) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.n.walkDone = true
-	q.n.walkErrors = max(q.n.walkErrors, walkErrors)
-	q.n.vanished = max(q.n.vanished, vanished)
+	q.n.walkErrors = max(q.n.walkErrors, t.errors)
+	q.n.vanished = max(q.n.vanished, t.vanished)
+	// A journal read back after the walk: what the walk left out is counted from it.
+	q.addUnchangedLocked(t.unchanged-q.n.walkUnchanged, t.unchangedBytes-q.n.walkUnchangedBytes)
 	q.checkPhaseLocked()
+}
+
+// walkTotals are what a walk counted besides its partitions, journaled when it ends.
+type walkTotals struct {
+	errors, vanished int64
+	// unchanged entries (and their bytes) the walk left out of every partition because the
+	// destination already held them (Config.CompareDest).
+	unchanged, unchangedBytes int64
+}
+
+// addUnchanged counts entries the walk left out, already equal in the destination: walked,
+// done and unchanged at once.
+func (q *queue) addUnchanged(n, bytes int64) {
+	q.mu.Lock()
+	q.addUnchangedLocked(n, bytes)
+	q.mu.Unlock()
+}
+
+func (q *queue) addUnchangedLocked(n, bytes int64) {
+	if n <= 0 {
+		return
+	}
+	bytes = max(bytes, 0)
+	q.n.walkUnchanged = addSaturating(q.n.walkUnchanged, n)
+	q.n.walkUnchangedBytes = addSaturating(q.n.walkUnchangedBytes, bytes)
+	q.n.entriesWalked = addSaturating(q.n.entriesWalked, n)
+	q.n.bytesWalked = addSaturating(q.n.bytesWalked, bytes)
+	q.n.entriesDone = addSaturating(q.n.entriesDone, n)
+	q.n.bytesDone = addSaturating(q.n.bytesDone, bytes)
+	q.n.unchanged = addSaturating(q.n.unchanged, n)
 }
 
 // setDirsIssued records that every directory-metadata partition has been added.

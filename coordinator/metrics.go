@@ -161,13 +161,13 @@ type statusCollector struct {
 
 var (
 	descPartitions    = newDesc("partitions", "Partitions by state (pending, leased, done, failed).", "state")
-	descEntriesWalked = newDesc("entries_walked_total", "Entries the walk put in file partitions.")
-	descBytesWalked   = newDesc("bytes_walked_total", "Bytes of the entries the walk put in file partitions.")
-	descEntriesCopied = newDesc("entries_copied_total", "Entries of file partitions done (copied, or found unchanged).")
-	descBytesCopied   = newDesc("bytes_copied_total", "Bytes of the entries of file partitions done.")
+	descEntriesWalked = newDesc("entries_walked_total", "Entries the walk put in file partitions or left out as unchanged.")
+	descBytesWalked   = newDesc("bytes_walked_total", "Bytes of the entries the walk put in file partitions or left out as unchanged.")
+	descEntriesCopied = newDesc("entries_copied_total", "Entries of file partitions done (copied, or found unchanged), and those the walk left out as unchanged.")
+	descBytesCopied   = newDesc("bytes_copied_total", "Bytes of the entries counted by entries_copied_total.")
 	descFilesXfer     = newDesc("files_transferred_total", "Regular files whose data rsync sent (rsync --stats).")
 	descBytesXfer     = newDesc("bytes_transferred_total", "Size of the files whose data rsync sent (rsync --stats).")
-	descUnchanged     = newDesc("entries_unchanged_total", "Entries of done partitions left out of rsync because the destination already equalled the source.")
+	descUnchanged     = newDesc("entries_unchanged_total", "Entries left out of rsync because the destination already equalled the source (by the walk, or by the workers in done partitions).")
 	descVanished      = newDesc("entries_vanished_total", "Entries deleted from the source during the walk (not copied, not an error).")
 	descDeleted       = newDesc("entries_deleted_total", "Destination entries --mirror deleted (in a dry run: would delete).")
 	descWalkErrors    = newDesc("walk_errors_total", "Entries the walk could not read (nothing below them is copied).")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/krsync/krsync/fpart"
 	"github.com/krsync/krsync/leaseapi"
+	"github.com/krsync/krsync/rsyncexec"
 )
 
 // DefaultFilesPerPartition is the largest live partition when the fpart options give none of
@@ -52,16 +53,37 @@ func ParsePartitioner(fpartOpts string, filesPerPartition int64, workers int) (f
 	return opts, nil
 }
 
-// FpartWalk walks root with fpart's options: the coordinator's default WalkFunc.
-func FpartWalk(root string, opts fpart.Options) WalkFunc {
+// FpartWalk walks root with fpart's options: the coordinator's default WalkFunc. With a
+// compareDest (Config.CompareDest), the entries that directory already holds unchanged go
+// to h.Unchanged instead of a partition; a compareDest that cannot be opened (a first copy
+// into a destination not made yet) compares nothing.
+func FpartWalk(root, compareDest string, opts fpart.Options) WalkFunc {
 	return func(ctx context.Context, h WalkHandler) error {
-		_, err := fpart.Walk(ctx, root, opts, fpart.Handler{
+		fh := fpart.Handler{
 			Partition: func(p fpart.Partition) error {
 				return h.Partition(WalkPartition{List: p.List(), Entries: int64(len(p.Entries)), Bytes: p.Bytes})
 			},
 			Dir:   h.Dir,
 			Error: h.Error,
-		})
+		}
+		if compareDest != "" {
+			if dest, err := rsyncexec.OpenDestCompare(compareDest); err == nil {
+				defer dest.Close()
+				fh.Compare = func(_ int, rel string) (fpart.SameFunc, func()) {
+					dir := dest.Dir(rel)
+					if dir == nil {
+						return nil, nil
+					}
+					return dir.Unchanged, dir.Close
+				}
+				fh.Unchanged = func(_ string, size int64) {
+					if h.Unchanged != nil {
+						h.Unchanged(size)
+					}
+				}
+			}
+		}
+		_, err := fpart.Walk(ctx, root, opts, fh)
 		return err
 	}
 }
@@ -126,8 +148,13 @@ func (c *Coordinator) walk(ctx context.Context) error {
 		}
 	}
 	var dirs []string
-	var walkErrors, vanished int64
+	var totals walkTotals
 	h := WalkHandler{
+		Unchanged: func(size int64) {
+			totals.unchanged++
+			totals.unchangedBytes += size
+			c.leases.addUnchanged(1, size)
+		},
 		Partition: func(p WalkPartition) error {
 			if len(p.List) == 0 {
 				return nil
@@ -147,12 +174,12 @@ func (c *Coordinator) walk(ctx context.Context) error {
 			if errors.Is(err, fs.ErrNotExist) {
 				// Listed by readdir, gone by lstat or open: deleted during the walk, as
 				// happens on a live volume. Like rsync's "vanished" files: not an error.
-				vanished++
+				totals.vanished++
 				c.leases.addVanished()
 				c.log.Info().Str("path", rel).Err(err).Msg("vanished during the walk")
 				return
 			}
-			walkErrors++
+			totals.errors++
 			c.leases.addWalkError()
 			c.log.Warn().Str("path", rel).Err(err).Msg("walk")
 		},
@@ -177,10 +204,13 @@ func (c *Coordinator) walk(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := c.leases.walkDone(walkErrors, vanished); err != nil {
+	if err := c.leases.walkDone(totals); err != nil {
 		return err
 	}
-	ev := c.log.Info().Int64("walk_errors", walkErrors).Int64("vanished", vanished)
+	ev := c.log.Info().Int64("walk_errors", totals.errors).Int64("vanished", totals.vanished)
+	if totals.unchanged > 0 {
+		ev = ev.Int64("unchanged", totals.unchanged)
+	}
 	if replayed > 0 {
 		ev = ev.Int64("replayed_partitions", replayed)
 	}

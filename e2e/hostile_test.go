@@ -170,6 +170,40 @@ func TestLocalNeverWritesThroughDestinationSymlinks(t *testing.T) {
 	}
 }
 
+// TestLocalEqualCopiesBehindDestinationSymlinks: a re-sync leaves out what the destination
+// already holds unchanged (the walk compares); a symlink in the destination to an exact copy,
+// outside it, of a source directory or file must not pass for it: both are replaced by the
+// real thing and the copies outside are not touched.
+func TestLocalEqualCopiesBehindDestinationSymlinks(t *testing.T) {
+	t.Parallel()
+	testbin.Rsync(t)
+	w := newLocalWorld(t)
+	plainTree(t, w.src, 4003, 90)
+	args := []string{"--source", w.src, "--dest", w.dest, "--workers", "2"}
+	syncLocal(t, w, runOptions{}, args...)
+	outside := filepath.Join(w.world, "outside")
+	mkdir(t, outside)
+	for i, rel := range []string{"d00", "d01/f0000002", "f0000000"} {
+		moved := filepath.Join(outside, fmt.Sprint(i))
+		if err := os.Rename(filepath.Join(w.dest, rel), moved); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(moved, filepath.Join(w.dest, rel)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := snapshotTree(t, outside)
+	syncLocal(t, w, runOptions{}, args...)
+	requireUnchanged(t, before, "the copies the destination's symlinks point to")
+	diffs, err := treecmp.Compare(w.src, w.dest, treecmp.Options{SymlinkTimes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diffs) > 0 {
+		t.Errorf("destination differs from the source:\n%s", treecmp.Format(diffs, 30))
+	}
+}
+
 // TestLocalDestinationFull fills a small tmpfs: a clear error and a non-zero exit, then a
 // rerun after making room completes.
 func TestLocalDestinationFull(t *testing.T) {

@@ -48,6 +48,8 @@ func (p Partition) List() []byte {
 // packer turns units (one entry, or every path of one hard-linked inode) into partitions.
 type packer interface {
 	add(unit []Entry, bytes int64) error
+	// skip counts entries the walk left out (Handler.Compare): walked, in no partition.
+	skip(n int64) error
 	finish() error
 }
 
@@ -70,11 +72,13 @@ func newPacker(o Options, emit func(Partition) error) packer {
 type livePacker struct {
 	maxFiles, maxBytes int64
 	spread             int64
-	packed             int64 // entries in the partitions closed so far
+	walked             int64 // entries in the partitions closed so far, and those skipped
 	emit               func(Partition) error
 	index              int
 	cur                []Entry
 	bytes              int64
+	// spanned counts the entries skipped while cur is open (see skip).
+	spanned int64
 }
 
 // maxEntries is the current partition's limit on entries; 0 means none.
@@ -82,7 +86,28 @@ func (l *livePacker) maxEntries() int64 {
 	if l.spread <= 0 || l.maxFiles <= 0 {
 		return l.maxFiles
 	}
-	return min(l.maxFiles, max(MinSpreadFiles, l.packed/l.spread))
+	return min(l.maxFiles, max(MinSpreadFiles, l.walked/l.spread))
+}
+
+// spanPerLimit bounds how many entries an open partition may span in the walk, as a
+// multiple of its limit on entries: when the walk leaves most entries out (a re-sync into a
+// destination that holds them unchanged), the few left are still handed out as the walk
+// goes, in partitions big enough that rsync's start costs little against them (1 entry in
+// 100 changed: partitions of about 160 entries at the limit of 2,000).
+const spanPerLimit = 8
+
+// skip counts n entries left out: they make the later partitions grow as packed ones do,
+// and close the open partition once it spans spanPerLimit times its limit.
+func (l *livePacker) skip(n int64) error {
+	l.walked += n
+	if len(l.cur) == 0 {
+		return nil
+	}
+	l.spanned += n
+	if limit := l.maxEntries(); limit > 0 && l.spanned+int64(len(l.cur)) >= spanPerLimit*limit {
+		return l.close()
+	}
+	return nil
 }
 
 func (l *livePacker) add(unit []Entry, bytes int64) error {
@@ -107,8 +132,8 @@ func (l *livePacker) add(unit []Entry, bytes int64) error {
 func (l *livePacker) close() error {
 	p := Partition{Index: l.index, Entries: l.cur, Bytes: l.bytes}
 	l.index++
-	l.packed += int64(len(l.cur))
-	l.cur, l.bytes = nil, 0
+	l.walked += int64(len(l.cur))
+	l.cur, l.bytes, l.spanned = nil, 0, 0
 	return l.emit(p)
 }
 
@@ -231,6 +256,9 @@ func (f *firstFitPacker) advance() {
 	}
 }
 
+// skip: a collecting packer's partitions do not depend on the walk's progress.
+func (f *firstFitPacker) skip(int64) error { return nil }
+
 func (f *firstFitPacker) finish() error {
 	parts, extra := f.all.build(len(f.files), f.maxBytes > 0)
 	return emitAll(parts, extra, f.emit)
@@ -250,6 +278,8 @@ func (b *balancePacker) add(unit []Entry, bytes int64) error {
 	b.all.store(unit, bytes)
 	return nil
 }
+
+func (b *balancePacker) skip(int64) error { return nil }
 
 func (b *balancePacker) finish() error {
 	units := b.all.units

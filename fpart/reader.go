@@ -21,6 +21,8 @@ type dirEntry struct {
 	ino   uint64
 	nlink uint64
 	err   error // lstat failed (fts's FTS_NS)
+	// unchanged: Handler.Compare's function said the destination already holds it.
+	unchanged bool
 }
 
 func (e *dirEntry) isDir() bool { return e.mode == unix.S_IFDIR }
@@ -165,8 +167,9 @@ func (p *prefetcher) take(ctx context.Context, job *dirJob) (listing, error) {
 // directory's descriptor (fstatat(2), AT_SYMLINK_NOFOLLOW). It never follows a symlink
 // below the root: directories are opened with O_NOFOLLOW, except the root itself, which
 // may be a symlink given on the command line (fts's FTS_COMFOLLOW). Directories are only
-// lstat'ed when needDirStat (-b needs their device numbers).
-func readDir(path string, isRoot, needDirStat bool, buffers *sync.Pool) listing {
+// lstat'ed when needDirStat (-b needs their device numbers). same, when not nil, is asked
+// about each regular file and symlink (see Handler.Compare).
+func readDir(path string, isRoot, needDirStat bool, buffers *sync.Pool, same SameFunc) listing {
 	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
 	if !isRoot {
 		flags |= unix.O_NOFOLLOW
@@ -205,8 +208,8 @@ func readDir(path string, isRoot, needDirStat bool, buffers *sync.Pool) listing 
 		}
 		arena, offsets, pending = parseDirents(buf[:n], needDirStat, &res.entries, arena, offsets, pending)
 	}
-	statEntries(fd, res.entries, arena, offsets, pending)
 	names := string(arena)
+	statEntries(fd, res.entries, arena, offsets, pending, names, same)
 	for k := range res.entries {
 		res.entries[k].name = names[offsets[k] : offsets[k+1]-1] // without its NUL
 	}
@@ -225,9 +228,10 @@ const (
 )
 
 // statEntries lstats the entries at the pending indexes (their names are NUL-terminated in
-// arena at offsets), filling mode, size, device, inode and link count, or err. Each
-// goroutine writes only the entries it took.
-func statEntries(fd int, entries []dirEntry, arena []byte, offsets []int, pending []int32) {
+// arena at offsets, and without the NUL in names at the same offsets), filling mode, size,
+// device, inode and link count, or err, and asks same (when not nil) whether a regular file
+// or symlink is unchanged in the destination. Each goroutine writes only the entries it took.
+func statEntries(fd int, entries []dirEntry, arena []byte, offsets []int, pending []int32, names string, same SameFunc) {
 	stat := func(k int32) {
 		e := &entries[k]
 		var st unix.Stat_t
@@ -239,6 +243,11 @@ func statEntries(fd int, entries []dirEntry, arena []byte, offsets []int, pendin
 		e.dev, e.ino, e.nlink = uint64(st.Dev), st.Ino, uint64(st.Nlink)
 		if e.mode == unix.S_IFREG {
 			e.size = st.Size
+		}
+		// Only entries that are a unit of their own: every link of a hard-linked inode must
+		// reach the same partition (the walk's link groups), so none is left out.
+		if same != nil && (e.mode == unix.S_IFREG || e.mode == unix.S_IFLNK) && e.nlink <= 1 {
+			e.unchanged = same(fd, names[offsets[k]:offsets[k+1]-1], &st)
 		}
 	}
 	if len(pending) < 2*parallelStatMin {

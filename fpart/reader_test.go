@@ -46,7 +46,7 @@ func TestReadDirStatsEveryEntry(t *testing.T) {
 				add("hard")
 			}
 			for _, needDirStat := range []bool{false, true} {
-				l := readDir(dir, false, needDirStat, newDirentBuffers())
+				l := readDir(dir, false, needDirStat, newDirentBuffers(), nil)
 				if l.err != nil || len(l.entries) != len(want) {
 					t.Fatalf("readDir: %d entries (%v), want %d", len(l.entries), l.err, len(want))
 				}

@@ -24,7 +24,21 @@ type Handler struct {
 	Dir func(rel string) error
 	// Error receives non-fatal walk errors: unreadable directories, entries lstat fails on.
 	Error func(rel string, err error)
+	// Compare, when set, lets the walk leave out what a destination already holds unchanged.
+	// It is asked once for each directory read (rel to the root of index root), from the
+	// read-ahead goroutines, concurrently, for a SameFunc for the directory's regular files
+	// and symlinks, and a done func called once they are compared; a nil SameFunc compares
+	// nothing there.
+	Compare func(root int, rel string) (same SameFunc, done func())
+	// Unchanged receives, in walk order, each entry left out because its SameFunc said so,
+	// with its size: it goes in no partition (Summary.Unchanged counts it). Only entries that
+	// would have gone in a partition are compared.
+	Unchanged func(rel string, size int64)
 }
+
+// SameFunc says whether the destination already holds the entry name of a directory the
+// walk opened as dirFD, whose lstat is st. It may be called concurrently.
+type SameFunc func(dirFD int, name string, st *unix.Stat_t) bool
 
 // Summary counts what a walk found and handed out.
 type Summary struct {
@@ -33,6 +47,8 @@ type Summary struct {
 	Bytes      int64 // their sizes
 	Dirs       int64 // Handler.Dir calls
 	Errors     int64 // Handler.Error calls
+	// Unchanged entries (Handler.Compare) and their sizes: in no partition.
+	Unchanged, UnchangedBytes int64
 }
 
 // ErrNotDir is returned when the root is not a directory.
@@ -177,7 +193,15 @@ func joinRel(dir, name string) string {
 // that their reads can start at once.
 func (w *walker) readJob(job *dirJob) listing {
 	root := job.root
-	res := readDir(job.path, job.rel == ".", w.opts.OneFileSystem, w.buffers)
+	var same SameFunc
+	if w.h.Compare != nil && !w.opts.DirsOnly && !w.opts.LeafDirs {
+		var done func()
+		same, done = w.h.Compare(root, job.rel)
+		if done != nil {
+			defer done()
+		}
+	}
+	res := readDir(job.path, job.rel == ".", w.opts.OneFileSystem, w.buffers, same)
 	if w.opts.DirsOnly || w.opts.LeafDirs {
 		// fpart sorts directories first in these modes (fts_dirsfirst), so a directory's
 		// size and leaf status are known when its files are seen.
@@ -352,6 +376,17 @@ func (w *walker) visitEntries(root int, dirRel string, res listing, state *dirSt
 		}
 		if w.opts.DirsOnly || (w.opts.LeafDirs && !state.dirsFound) {
 			continue // the directory is packed instead of its files
+		}
+		if e.unchanged {
+			w.summary.Unchanged++
+			w.summary.UnchangedBytes += e.size
+			if w.h.Unchanged != nil {
+				w.h.Unchanged(rel, e.size)
+			}
+			if err := w.pack.skip(1); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := w.addEntry(Entry{Path: rel, Size: e.size, Root: root}, e); err != nil {
 			return err

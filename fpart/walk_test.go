@@ -3,13 +3,16 @@ package fpart_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -523,5 +526,88 @@ func TestSpread(t *testing.T) {
 		if string(parts[i].List()) != string(again[i].List()) {
 			t.Fatalf("partition %d differs between two walks of the same tree", i)
 		}
+	}
+}
+
+// TestCompare: entries Handler.Compare's functions call unchanged go in no partition but to
+// Handler.Unchanged, once each; everything else is partitioned as before, hard links are
+// never asked about (a group stays whole), directories neither; and in live mode the few
+// entries left still go out in several partitions while the walk goes (skip's span).
+func TestCompare(t *testing.T) {
+	root := t.TempDir()
+	makeTree(t, root, treeSpec{seed: 21, files: 5000, dirs: 60, maxSize: 10_000, links: 40, symlinks: 30, emptyDirs: 5})
+	want := expectedEntries(t, root, nil, nil)
+	links := hardLinks(t, root)
+	// Unchanged: all but every 50th regular file or symlink (by size and inode, so the
+	// decision is the function's own and not the walk's).
+	isSame := func(size int64, ino uint64) bool { return (uint64(size)+ino)%50 != 0 }
+	for _, opts := range []fpart.Options{
+		{Live: true, MaxFiles: 400, Spread: 8},
+		{MaxFiles: 400},
+	} {
+		t.Run(fmt.Sprintf("live=%v", opts.Live), func(t *testing.T) {
+			var mu sync.Mutex
+			asked := map[string]bool{}
+			var dirsAsked, done int
+			var unchanged []string
+			var parts []fpart.Partition
+			sum, err := fpart.Walk(context.Background(), root, opts, fpart.Handler{
+				Partition: func(p fpart.Partition) error { parts = append(parts, p); return nil },
+				Compare: func(_ int, rel string) (fpart.SameFunc, func()) {
+					mu.Lock()
+					dirsAsked++
+					mu.Unlock()
+					return func(dirFD int, name string, st *unix.Stat_t) bool {
+						var own unix.Stat_t
+						if err := unix.Fstatat(dirFD, name, &own, unix.AT_SYMLINK_NOFOLLOW); err != nil || own.Ino != st.Ino {
+							t.Errorf("asked about %s/%s with a descriptor that does not hold it", rel, name)
+						}
+						if st.Nlink > 1 || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+							t.Errorf("asked about %s/%s (mode %o, %d links)", rel, name, st.Mode, st.Nlink)
+						}
+						mu.Lock()
+						defer mu.Unlock()
+						key := path.Join(rel, name)
+						if asked[key] {
+							t.Errorf("asked twice about %s", key)
+						}
+						asked[key] = true
+						return isSame(st.Size, st.Ino)
+					}, func() { mu.Lock(); done++; mu.Unlock() }
+				},
+				Unchanged: func(rel string, size int64) { unchanged = append(unchanged, rel) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if done != dirsAsked {
+				t.Errorf("%d directories compared, %d done calls", dirsAsked, done)
+			}
+			checkLinksTogether(t, links, parts)
+			got := entrySet(t, ourLines(parts, "."), "krsync")
+			for _, rel := range unchanged {
+				key := "./" + rel
+				if _, dup := got[key]; dup {
+					t.Errorf("%s both unchanged and in a partition", rel)
+				}
+				got[key] = want[rel]
+			}
+			compareSets(t, got, prefixed(want, "."))
+			if int64(len(unchanged)) != sum.Unchanged || sum.Unchanged < int64(len(want))/2 {
+				t.Errorf("Summary.Unchanged %d, Unchanged calls %d, of %d entries", sum.Unchanged, len(unchanged), len(want))
+			}
+			for _, p := range parts {
+				for _, e := range p.Entries {
+					var st unix.Stat_t
+					mustDo(t, unix.Lstat(filepath.Join(root, e.Path), &st))
+					if asked[e.Path] && isSame(st.Size, st.Ino) {
+						t.Errorf("%s is unchanged but in partition %d", e.Path, p.Index)
+					}
+				}
+			}
+			if opts.Live && len(parts) < 3 {
+				t.Errorf("live walk with %d of %d entries left: %d partitions; want them handed out as the walk goes", len(want)-len(unchanged), len(want), len(parts))
+			}
+		})
 	}
 }

@@ -144,3 +144,11 @@ func resolveDest(dir string) (resolved string, exists bool, err error) {
 	resolved, err = filepath.EvalSymlinks(abs)
 	return resolved, true, err
 }
+
+// workerRsyncArgs are the rsync options the workers run with.
+func (p plan) workerRsyncArgs() []string {
+	if p.rsyncArgs == nil {
+		return rsyncexec.DefaultArgs
+	}
+	return p.rsyncArgs
+}

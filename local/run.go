@@ -13,6 +13,7 @@ import (
 
 	"github.com/krsync/krsync/coordinator"
 	"github.com/krsync/krsync/leaseapi"
+	"github.com/krsync/krsync/rsyncexec"
 	"github.com/krsync/krsync/worker"
 )
 
@@ -66,6 +67,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		Mirror:      cfg.Mirror,
 		DryRun:      cfg.DryRun,
 		Verify:      cfg.Verify,
+		// The walk sees the destination as the workers do, in this process; it may leave
+		// out what is unchanged when the workers' rsync would skip it too.
+		CompareDest: rsyncexec.QuickCheckSafe(p.workerRsyncArgs()),
 	}, partsLog.With().Str("component", "coordinator").Logger())
 	if err != nil {
 		return res, invalidf("%w", err)

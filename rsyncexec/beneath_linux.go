@@ -78,10 +78,5 @@ func (b *beneath) readlink(rel string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	buf := make([]byte, unix.PathMax)
-	n, err := unix.Readlinkat(fd, name, buf)
-	if err != nil {
-		return "", err
-	}
-	return string(buf[:n]), nil
+	return readlinkAt(fd, name)
 }

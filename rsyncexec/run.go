@@ -206,7 +206,7 @@ func Prepare(job Job) (*Prepared, error) {
 	}
 	p := &Prepared{job: job, args: args, binary: binary, source: source, dest: dest, listed: countEntries(list)}
 	list, p.refused, p.refusedCount = dropUnsafe(source, list)
-	if quickCheckSafe(args) {
+	if QuickCheckSafe(args) {
 		var rootUnchanged bool
 		list, rootUnchanged, p.unchanged = dropUnchanged(source, dest, list, root && job.Dirs)
 		if rootUnchanged {

@@ -10,11 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// quickCheckSafe says whether the user's options ask rsync for nothing beyond what
-// dropUnchanged compares: -a (permissions, times, owner, group, links, devices and specials),
+// QuickCheckSafe says whether the user's options ask rsync for nothing beyond what
+// dropUnchanged and DestCompare compare: -a (permissions, times, owner, group, links, devices and specials),
 // --numeric-ids, -H, -S, -v. Anything else (-c, -A, -X, -I, --chmod, --size-only, ...) changes
 // what "unchanged" means, and every entry goes to rsync as listed.
-func quickCheckSafe(args []string) bool {
+func QuickCheckSafe(args []string) bool {
 	for _, a := range args {
 		switch a {
 		case "--archive", "--numeric-ids", "--hard-links", "--sparse", "--verbose":
@@ -177,23 +177,37 @@ func unchanged(src, dst *beneath, rel string) (same, inDest bool) {
 	if dst.lstat(rel, &d) != nil {
 		return false, false
 	}
-	if src.lstat(rel, &s) != nil || !sameAttributes(&s, &d) {
+	if src.lstat(rel, &s) != nil {
 		return false, true
 	}
-	return unchangedContent(src, dst, rel, &s, &d), true
+	return sameEntry(&s, &d, func() (string, string, error) {
+		a, err := src.readlink(rel)
+		if err != nil {
+			return "", "", err
+		}
+		b, err := dst.readlink(rel)
+		return a, b, err
+	}), true
 }
 
-// unchangedContent compares what sameAttributes leaves out, by type.
-func unchangedContent(src, dst *beneath, rel string, s, d *unix.Stat_t) bool {
+// sameEntry is the one place that decides whether an entry is unchanged: d, the
+// destination's lstat, shows everything rsync -a --numeric-ids would set from s, the
+// source's: type, mode, owner, group, mtime to the nanosecond, and by type the size (regular
+// files of one link on both sides: hard links are left to rsync's -H) or the link target
+// (targets reads both, asked only for symlinks). Devices, FIFOs and sockets are never
+// unchanged: rsync compares what they carry itself.
+func sameEntry(s, d *unix.Stat_t, targets func() (src, dst string, err error)) bool {
+	if !sameAttributes(s, d) {
+		return false
+	}
 	switch s.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		return true
 	case unix.S_IFREG:
 		return s.Size == d.Size && s.Nlink == 1 && d.Nlink == 1
 	case unix.S_IFLNK:
-		a, errA := src.readlink(rel)
-		b, errB := dst.readlink(rel)
-		return errA == nil && errB == nil && a == b
+		a, b, err := targets()
+		return err == nil && a == b
 	default:
 		return false
 	}

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +66,22 @@ func TestDropUnchanged(t *testing.T) {
 			must(t, os.Rename(filepath.Join(dst, "d"), filepath.Join(outside, "d")))
 			must(t, os.Symlink(filepath.Join(outside, "d"), filepath.Join(dst, "d")))
 		}, []string{"d", "d/b.txt", "hard1", "hard2"}},
+		{"file size, same mtime", func(t *testing.T, dst string) {
+			p := filepath.Join(dst, "a.txt")
+			var st syscallStat
+			lstatInto(t, p, &st)
+			must(t, os.WriteFile(p, []byte("alpha and more"), 0o644))
+			must(t, os.Chtimes(p, time.Unix(st.Mtim.Unix()), time.Unix(st.Mtim.Unix())))
+		}, []string{"a.txt", "hard1", "hard2"}},
+		{"file hard-linked in the destination only", func(t *testing.T, dst string) {
+			must(t, os.Link(filepath.Join(dst, "d/b.txt"), filepath.Join(dst, "extra")))
+		}, []string{"d/b.txt", "hard1", "hard2"}},
+		{"file replaced by a symlink to an equal file outside", func(t *testing.T, dst string) {
+			outside := filepath.Join(t.TempDir(), "a.txt")
+			p := filepath.Join(dst, "a.txt")
+			must(t, os.Rename(p, outside))
+			must(t, os.Symlink(outside, p))
+		}, []string{"a.txt", "hard1", "hard2"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,6 +94,30 @@ func TestDropUnchanged(t *testing.T) {
 			got := splitList(kept)
 			if !equalStrings(got, tt.kept) || int(dropped) != len(entries)-len(tt.kept) {
 				t.Fatalf("kept %q (dropped %d); want %q", got, dropped, tt.kept)
+			}
+			// The walk's DestCompare makes the same decision for the files and symlinks.
+			dc, err := OpenDestCompare(dst)
+			must(t, err)
+			defer dc.Close()
+			for _, e := range []string{"a.txt", "d/b.txt", "link"} {
+				dir, name := path.Split(e)
+				dir = strings.TrimSuffix(dir, "/")
+				if dir == "" {
+					dir = "."
+				}
+				srcDir, err := unix.Open(filepath.Join(src, dir), unix.O_PATH|unix.O_DIRECTORY, 0)
+				must(t, err)
+				var st unix.Stat_t
+				must(t, unix.Fstatat(srcDir, name, &st, unix.AT_SYMLINK_NOFOLLOW))
+				same := false
+				if d := dc.Dir(dir); d != nil {
+					same = d.Unchanged(srcDir, name, &st)
+					d.Close()
+				}
+				unix.Close(srcDir)
+				if same == slices.Contains(tt.kept, e) {
+					t.Errorf("DestCompare says %s unchanged: %v; dropUnchanged keeps %q", e, same, tt.kept)
+				}
 			}
 		})
 	}
@@ -129,8 +172,8 @@ func TestQuickCheckSafe(t *testing.T) {
 		{[]string{"-a", "--size-only"}, false},
 	}
 	for _, tt := range tests {
-		if got := quickCheckSafe(tt.args); got != tt.want {
-			t.Errorf("quickCheckSafe(%q) = %v; want %v", tt.args, got, tt.want)
+		if got := QuickCheckSafe(tt.args); got != tt.want {
+			t.Errorf("QuickCheckSafe(%q) = %v; want %v", tt.args, got, tt.want)
 		}
 	}
 }
