@@ -15,6 +15,7 @@ import (
 	"github.com/krsync/krsync/kube"
 	"github.com/krsync/krsync/leaseapi"
 	"github.com/krsync/krsync/pathcheck"
+	"github.com/krsync/krsync/rsyncexec"
 )
 
 // CoordinatorCmd is the `krsync coordinator` command: walk the source and serve its
@@ -84,6 +85,17 @@ func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams S
 	}
 	if d != nil {
 		cfg.Volumes = d.VolumeIdentity()
+		// The walk leaves out what the destination holds unchanged only when the workers
+		// certainly see the same destination and make the same quick check.
+		if d.WorkersSeeDest(cmd.Dest) {
+			dc, err := rsyncexec.OpenDestCompare(cmd.Dest)
+			if err != nil {
+				return cmd.failEarly(err, log)
+			}
+			defer dc.Close()
+			cfg.CompareDest = dc.Compare
+		}
+		log.Info().Bool("compare_dest", cfg.CompareDest != nil).Msg("the walk compares with the destination when the workers see it as this Pod does")
 	}
 	c, err := coordinator.New(cfg, log)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/krsync/krsync/fpart"
 	"github.com/krsync/krsync/leaseapi"
@@ -73,14 +74,16 @@ type Config struct {
 	// DryRun, with Mirror only: the workers copy nothing and delete nothing, they report what
 	// --mirror would delete. It is part of the run's identity.
 	DryRun bool
-	// CompareDest makes the walk compare every file and symlink with Dest as it goes
-	// (rsyncexec.DestCompare: the quick check the workers make before rsync) and leave out
-	// of the partitions what Dest already holds unchanged: an unchanged entry then costs one
-	// lookup in Dest instead of a source and a destination lookup in a worker, and nothing
-	// else. Only for a coordinator that sees Dest exactly as its workers do, whose workers'
-	// rsync options pass rsyncexec.QuickCheckSafe: krsync local. Not part of the identity:
-	// what is left out is equal already, with or without it.
-	CompareDest bool
+	// CompareDest, when set, makes the walk compare every file and symlink with the
+	// destination as it goes and leave out of the partitions what it says is already there
+	// unchanged: such an entry then costs one lookup in the destination instead of a source
+	// and a destination lookup in a worker, and nothing else. Only for a coordinator that sees
+	// the destination exactly as its workers do, with the quick check their rsync options make
+	// (rsyncexec.DestCompare.Compare): krsync local, and a coordinator whose worker Job mounts
+	// the same destination (kube.Driver.WorkersSeeDest). Not part of the identity: what is
+	// left out is equal already, with or without it. A walk resumed from a journal does not
+	// compare (see Coordinator.run).
+	CompareDest DestComparer
 	// Verify, when set, compares the destination with the source once the copy has settled,
 	// in verify leases (verifyleases.go); Status.Verify tells the outcome. Not part of the
 	// run's identity: the comparison is not journaled.
@@ -94,6 +97,12 @@ type WalkPartition struct {
 	Entries int64
 	Bytes   int64
 }
+
+// DestComparer opens the destination's directory rel (relative to the destination root, "."
+// for the root) for the walk: same says whether the destination holds an entry of it (the
+// source's directory open as dirFD, its lstat st) unchanged, done closes it; a nil same
+// compares nothing there. It is called from several goroutines at once.
+type DestComparer = func(rel string) (same func(dirFD int, name string, st *unix.Stat_t) bool, done func())
 
 // WalkHandler receives what a walk finds, from a single goroutine, in walk order.
 type WalkHandler struct {
@@ -137,15 +146,15 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 	if err != nil {
 		return nil, invalidf("%w", err)
 	}
+	var replayWalk WalkFunc
 	if cfg.Walk == nil {
 		if err := cfg.Partitioner.Validate(); err != nil {
 			return nil, invalidf("fpart options: %w", err)
 		}
-		compareDest := ""
-		if cfg.CompareDest {
-			compareDest = cfg.Dest
+		if cfg.CompareDest != nil {
+			replayWalk = FpartWalk(cfg.Source, nil, cfg.Partitioner)
 		}
-		cfg.Walk = FpartWalk(cfg.Source, compareDest, cfg.Partitioner)
+		cfg.Walk = FpartWalk(cfg.Source, cfg.CompareDest, cfg.Partitioner)
 	}
 	if cfg.Token == "" {
 		return nil, invalidf("no API token given")
@@ -160,9 +169,10 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 	cfg.DirsPerPartition = orDefault(cfg.DirsPerPartition, DefaultDirsPerPartition)
 	cfg.Linger = orDefault(cfg.Linger, DefaultLinger)
 	c := &Coordinator{
-		cfg:   cfg,
-		log:   log,
-		polls: make(chan struct{}, cfg.MaxLongPolls),
+		cfg:        cfg,
+		log:        log,
+		polls:      make(chan struct{}, cfg.MaxLongPolls),
+		replayWalk: replayWalk,
 	}
 	c.leases = &ledger{
 		q:   newQueue(cfg.LeaseTTL, cfg.MaxAttempts, cfg.Mirror, cfg.DryRun, cfg.Verify != nil),

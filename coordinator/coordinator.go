@@ -50,6 +50,9 @@ type Coordinator struct {
 	leases *ledger
 	// metrics are served at /metrics (metrics.go).
 	metrics *metrics
+	// replayWalk, when set, replaces cfg.Walk for a walk resumed from a journal: the default
+	// walk without CompareDest (see run).
+	replayWalk WalkFunc
 }
 
 // Status is a snapshot of the run's progress.
@@ -139,6 +142,15 @@ func (c *Coordinator) endJournal(j *journal, ended, stateInDest bool) error {
 // run serves one run on an open journal; see Run.
 func (c *Coordinator) run(ctx context.Context, ln net.Listener, j *journal, st journalState) (leaseapi.Status, error) {
 	c.leases.open(j, st)
+	if c.replayWalk != nil && !st.walkDone && len(st.parts) > 0 {
+		// The replayed walk finds the journal's partitions by their contents. What an
+		// interrupted first copy copied is unchanged now: compared, it would be left out, the
+		// partitions cut anew and their entries counted twice. Without the comparison the
+		// partitions are those of the interrupted walk (the workers' quick check still skips
+		// what is done).
+		c.cfg.Walk = c.replayWalk
+		c.log.Info().Msg("resuming an unfinished walk: it does not compare with the destination this time")
+	}
 	if c.cfg.StateDir != "" {
 		c.log.Info().Str("state_dir", c.cfg.StateDir).Int("partitions", len(st.parts)).
 			Bool("walk_done", st.walkDone).Msg("journal opened")

@@ -9,7 +9,6 @@ import (
 
 	"github.com/krsync/krsync/fpart"
 	"github.com/krsync/krsync/leaseapi"
-	"github.com/krsync/krsync/rsyncexec"
 )
 
 // DefaultFilesPerPartition is the largest live partition when the fpart options give none of
@@ -53,11 +52,10 @@ func ParsePartitioner(fpartOpts string, filesPerPartition int64, workers int) (f
 	return opts, nil
 }
 
-// FpartWalk walks root with fpart's options: the coordinator's default WalkFunc. With a
-// compareDest (Config.CompareDest), the entries that directory already holds unchanged go
-// to h.Unchanged instead of a partition; a compareDest that cannot be opened (a first copy
-// into a destination not made yet) compares nothing.
-func FpartWalk(root, compareDest string, opts fpart.Options) WalkFunc {
+// FpartWalk walks root with fpart's options: the coordinator's default WalkFunc. With
+// compare (Config.CompareDest), the entries it calls unchanged go to h.Unchanged instead of
+// a partition.
+func FpartWalk(root string, compare DestComparer, opts fpart.Options) WalkFunc {
 	return func(ctx context.Context, h WalkHandler) error {
 		fh := fpart.Handler{
 			Partition: func(p fpart.Partition) error {
@@ -66,20 +64,14 @@ func FpartWalk(root, compareDest string, opts fpart.Options) WalkFunc {
 			Dir:   h.Dir,
 			Error: h.Error,
 		}
-		if compareDest != "" {
-			if dest, err := rsyncexec.OpenDestCompare(compareDest); err == nil {
-				defer dest.Close()
-				fh.Compare = func(_ int, rel string) (fpart.SameFunc, func()) {
-					dir := dest.Dir(rel)
-					if dir == nil {
-						return nil, nil
-					}
-					return dir.Unchanged, dir.Close
-				}
-				fh.Unchanged = func(_ string, size int64) {
-					if h.Unchanged != nil {
-						h.Unchanged(size)
-					}
+		if compare != nil {
+			fh.Compare = func(_ int, rel string) (fpart.SameFunc, func()) {
+				same, done := compare(rel)
+				return same, done
+			}
+			fh.Unchanged = func(_ string, size int64) {
+				if h.Unchanged != nil {
+					h.Unchanged(size)
 				}
 			}
 		}

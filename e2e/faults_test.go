@@ -266,6 +266,19 @@ func TestFaultLocalInterruptedRunResumes(t *testing.T) {
 			if runs := int64(second.Runs()); runs > total-(passing-2) {
 				t.Errorf("the resumed run ran rsync %d times for %d partitions: finished partitions ran again", runs, total)
 			}
+			// Its counts are those of one uninterrupted run of the same tree (into another
+			// destination): nothing walked twice, everything walked copied.
+			resumed := summaryOf(t, again)
+			fresh := summaryOf(t, runKrsync(t, runOptions{env: w.env()}, "--log-format=json", "local", "--source", w.src,
+				"--dest", filepath.Join(t.TempDir(), "fresh"), "--workers", "2", "--fpart-opts=-f 30 -zz"))
+			for _, field := range []string{"entries_walked", "bytes_walked"} {
+				if got, want := summaryInt(t, resumed, field), summaryInt(t, fresh, field); got != want {
+					t.Errorf("resumed run: %s %d, an uninterrupted run %d", field, got, want)
+				}
+			}
+			if copied, walked := summaryInt(t, resumed, "partitions_done"), summaryInt(t, resumed, "partitions_total"); copied != walked {
+				t.Errorf("resumed run: %d of %d partitions done", copied, walked)
+			}
 			if left := w.leftovers(t); len(left) > 0 {
 				t.Errorf("the finished run left state behind: %q", left)
 			}

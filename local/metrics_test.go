@@ -103,7 +103,7 @@ func copyWithMetrics(t *testing.T, rsync, src, dest string) leaseapi.Status {
 	// The walk waits until an observer has asked for a lease: the coordinator then waits for
 	// it to hear "done" (or for Linger), which leaves time to scrape the finished run.
 	observerKnown := make(chan struct{})
-	walk := coordinator.FpartWalk(src, "", opts)
+	walk := coordinator.FpartWalk(src, nil, opts)
 	coord, err := coordinator.New(coordinator.Config{
 		Source: src, Dest: dest, Partitioner: opts, Token: token, StateDir: t.TempDir(),
 		LeaseTTL: 10 * time.Second, MaxWait: time.Second, Linger: 20 * time.Second,

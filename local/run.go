@@ -56,6 +56,17 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		// "would delete" lines are its output: they stay.)
 		partsLog = log.Level(zerolog.WarnLevel)
 	}
+	// The walk sees the destination as the workers do, in this process: it may leave out
+	// what is unchanged when the workers' rsync would skip it too.
+	var compare coordinator.DestComparer
+	if rsyncexec.QuickCheckSafe(p.workerRsyncArgs()) {
+		dc, err := rsyncexec.OpenDestCompare(p.dest)
+		if err != nil {
+			return res, err
+		}
+		defer dc.Close()
+		compare = dc.Compare
+	}
 	coord, err := coordinator.New(coordinator.Config{
 		Source:      p.source,
 		Dest:        p.dest,
@@ -67,9 +78,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		Mirror:      cfg.Mirror,
 		DryRun:      cfg.DryRun,
 		Verify:      cfg.Verify,
-		// The walk sees the destination as the workers do, in this process; it may leave
-		// out what is unchanged when the workers' rsync would skip it too.
-		CompareDest: rsyncexec.QuickCheckSafe(p.workerRsyncArgs()),
+		CompareDest: compare,
 	}, partsLog.With().Str("component", "coordinator").Logger())
 	if err != nil {
 		return res, invalidf("%w", err)

@@ -45,6 +45,17 @@ func (c *DestCompare) Dir(rel string) *DestDir {
 	return &DestDir{fd: fd}
 }
 
+// Compare is Dir in the shape the walk asks for (coordinator.Config.CompareDest): for the
+// walk's directory rel, whether an entry is unchanged, and a func that closes the directory;
+// nil, nil when Dir is nil.
+func (c *DestCompare) Compare(rel string) (func(srcDir int, name string, s *unix.Stat_t) bool, func()) {
+	d := c.Dir(rel)
+	if d == nil {
+		return nil, nil
+	}
+	return d.Unchanged, d.Close
+}
+
 // DestDir is one open destination directory.
 type DestDir struct{ fd int }
 
