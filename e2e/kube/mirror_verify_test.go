@@ -83,6 +83,34 @@ func TestMirrorAndVerifyThroughManifests(t *testing.T) {
 	checkMirrorOutcome(t, "the Completed Event", outcome.Message)
 }
 
+// TestMirrorComparesInTheWalk: with the manifests' own rsync options, the coordinator sees
+// that its workers mount the same destination and compares it in its walk: the outdated
+// destination's unchanged entries go in no partition, and the run still ends an exact,
+// verified mirror (what changed copied, what is extraneous deleted, nothing outside touched).
+func TestMirrorComparesInTheWalk(t *testing.T) {
+	c := newCluster(t, clusterOptions{})
+	c.generate(treegen.Spec{Seed: 19, Files: 300, Hostile: true, BigFiles: 1, BigSize: 1 << 20})
+	outside := c.outdateDest()
+	before := c.scanSource()
+	c.apply(c.render("--parallelism", "2", "--mirror", "--verify"))
+	if got, _ := c.waitJob(coordinatorJob, jobTimeout); got != batchv1.JobComplete {
+		t.Fatalf("coordinator Job ended %s, want Complete; termination message: %s", got, c.terminationMessages(coordinatorJob))
+	}
+	c.destEqualsSource()
+	c.sourceUnchanged(before)
+	if _, err := os.Stat(outside); err != nil {
+		t.Errorf("the file behind the destination's extraneous symlink: %v", err)
+	}
+	checkMirrorOutcome(t, "the termination message", c.terminationMessages(coordinatorJob))
+	log := c.containerLog(coordinatorJob, 1<<20)
+	if !strings.Contains(log, `"compare_dest":true`) {
+		t.Errorf("the coordinator did not compare the destination in its walk:\n%s", log)
+	}
+	if m := regexp.MustCompile(`"unchanged":(\d+)[^\n]*"message":"walk done"`).FindStringSubmatch(log); m == nil || m[1] == "0" {
+		t.Errorf("the walk left out no unchanged entry (%q):\n%s", m, log)
+	}
+}
+
 // TestVerifyDifferenceIsTheOutcome: a destination file with the source's size and mtime but
 // other bytes passes rsync's quick check, so the copy leaves it; `krsync manifests
 // --verify-checksum` makes the coordinator find it after the copy, exit 1 (the Job fails at
