@@ -378,6 +378,9 @@ func (w *walker) visitEntries(root int, dirRel string, res listing, state *dirSt
 			continue // the directory is packed instead of its files
 		}
 		if e.unchanged {
+			// A re-sync may hand out no partition for long: nothing waits for a first one, so
+			// the read-ahead goes to full speed at once.
+			w.prefetch.rampUp()
 			w.summary.Unchanged++
 			w.summary.UnchangedBytes += e.size
 			if w.h.Unchanged != nil {
