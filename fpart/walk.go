@@ -94,6 +94,13 @@ func WalkRoots(ctx context.Context, roots []string, opts Options, h Handler) (Su
 		// and 16 outstanding (rather than 4) cut an unchanged re-sync behind slowfs from 2.8 s to
 		// 1.0 s; on local disk the walk is no slower (goroutines blocked in the kernel).
 		readers = max(16, 2*runtime.GOMAXPROCS(0))
+		if h.Compare != nil {
+			// Each entry is a lookup on both sides, and a FUSE or network file system may
+			// serve one directory's lookups one at a time: more directories in flight is
+			// what pays (slowfs, 20,000 files, unchanged re-sync: 7.7 s with 16, 3.8 s with
+			// 32, 1.4 s with 64).
+			readers *= 4
+		}
 	}
 	w.prefetch = newPrefetcher(readers, 4*readers, w.readJob)
 	defer w.prefetch.stop()
