@@ -3,48 +3,22 @@ package main
 import (
 	"github.com/krsync/krsync/internal/testing/testbin"
 
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
 // runLocal runs `krsync --log-format=json --log-level=debug local args...` in-process.
 func runLocal(t *testing.T, args ...string) (code int, stderr string) {
 	t.Helper()
-	var stdout, errBuf lockedWriter // the workers and the coordinator log concurrently
+	var stdout, errBuf testbin.Buffer // the workers and the coordinator log concurrently
 	code = run(t.Context(), append([]string{"--log-format=json", "--log-level=debug", "local"}, args...), Streams{Stdout: &stdout, Stderr: &errBuf})
 	if stdout.Len() > 0 {
 		t.Errorf("stdout is not empty: %q", stdout.String())
 	}
 	return code, errBuf.String()
-}
-
-// lockedWriter is a bytes.Buffer safe for concurrent writes, as os.Stderr is.
-type lockedWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *lockedWriter) Len() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Len()
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }
 
 func smallSource(t *testing.T) string {

@@ -17,7 +17,7 @@ import (
 // code and the lines krsync itself printed (not the JSON log).
 func runWorker(t *testing.T, args ...string) (int, []string) {
 	t.Helper()
-	var stdout, stderr lockedWriter
+	var stdout, stderr testbin.Buffer
 	code := run(t.Context(), append([]string{"--log-format=json", "worker"}, args...), Streams{Stdout: &stdout, Stderr: &stderr})
 	var said []string
 	for _, l := range strings.Split(stderr.String(), "\n") {

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,24 +18,6 @@ import (
 	"github.com/krsync/krsync/leaseapi"
 	"github.com/krsync/krsync/verify"
 )
-
-// syncBuffer is a log both workers' goroutines write to.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
 
 // TestVerifyLeasesSpreadOverTwoWorkers runs a --verify copy with the real coordinator and
 // two real workers over HTTP on loopback: both workers run verify leases (one directory
@@ -93,10 +74,10 @@ func TestVerifyLeasesSpreadOverTwoWorkers(t *testing.T) {
 		}},
 	})
 
-	var logs [2]*syncBuffer
+	var logs [2]*testbin.Buffer
 	var waits [2]func() error
 	for i := range logs {
-		logs[i] = &syncBuffer{}
+		logs[i] = &testbin.Buffer{}
 		cfg := Config{Client: newClient(t, url, 5*time.Second), Name: fmt.Sprintf("w%d", i), Source: src, Dest: dest,
 			RsyncBinary: rsync, Wait: time.Second}
 		log := zerolog.New(logs[i]).Level(zerolog.DebugLevel)
@@ -114,8 +95,8 @@ func TestVerifyLeasesSpreadOverTwoWorkers(t *testing.T) {
 		t.Fatalf("coordinator: %v", err)
 	}
 	for i, l := range logs {
-		if n := l.count(`"message":"verify lease done"`); n == 0 {
-			t.Errorf("worker %d ran no verify lease:\n%s", i, l.buf.String())
+		if n := strings.Count(l.String(), `"message":"verify lease done"`); n == 0 {
+			t.Errorf("worker %d ran no verify lease:\n%s", i, l.String())
 		}
 	}
 	v := st.Verify
