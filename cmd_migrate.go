@@ -91,6 +91,9 @@ func (cmd MigrateCmd) Run(ctx context.Context, log zerolog.Logger, streams Strea
 	} else {
 		err = migrate.Run(ctx, env, cfg, cmd.DryRun)
 	}
+	if errors.Is(err, migrate.ErrInUse) {
+		return usageError{err}
+	}
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("interrupted; the state is on claim %s: run the same command again to resume, or add --rollback: %w", cfg.Dest(), err)
 	}

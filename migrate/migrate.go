@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -24,6 +25,28 @@ type Env struct {
 	Log    zerolog.Logger
 	// Out receives the plan and one line per step, for the operator.
 	Out io.Writer
+	// Lock times the claims' locks; zero is DefaultLockTiming.
+	Lock LockTiming
+}
+
+// lock takes the locks of both claims for the migration's duration (see claimLock). The
+// context it returns ends when a lock is lost; done releases them and, when that is why
+// the migration stopped, says so in its error.
+func (m *migration) lock(ctx context.Context) (context.Context, func(*error), error) {
+	timing := m.Lock
+	if timing == (LockTiming{}) {
+		timing = DefaultLockTiming
+	}
+	lockCtx, unlock, err := lockClaims(ctx, m.CS, m.ns, []string{m.cfg.SourcePVC, m.cfg.Dest()}, timing, m.Out)
+	if err != nil {
+		return nil, nil, err
+	}
+	return lockCtx, func(errp *error) {
+		if cause := context.Cause(lockCtx); *errp != nil && errors.Is(cause, ErrLockLost) {
+			*errp = fmt.Errorf("%w (stopped at: %v); run the same command again to resume", cause, *errp)
+		}
+		unlock()
+	}, nil
 }
 
 // migration is one run of krsync migrate.
@@ -37,8 +60,15 @@ type migration struct {
 
 // Run plans the migration cfg describes, or resumes the one the new claim records, and
 // carries it to its end; with dryRun it prints the plan (or the steps left) and stops.
-func Run(ctx context.Context, env Env, cfg Config, dryRun bool) error {
+func Run(ctx context.Context, env Env, cfg Config, dryRun bool) (err error) {
 	m := &migration{Env: env, cfg: cfg, ns: cfg.Namespace}
+	if !dryRun {
+		var unlock func(*error)
+		if ctx, unlock, err = m.lock(ctx); err != nil {
+			return err
+		}
+		defer unlock(&err)
+	}
 	if err := m.load(ctx); err != nil {
 		return err
 	}
@@ -299,8 +329,13 @@ func (m *migration) scaleUp(ctx context.Context) error {
 
 // Rollback puts the workloads of an unfinished migration back on the old claim with their
 // recorded replica counts and stops its copy. The new claim is kept.
-func Rollback(ctx context.Context, env Env, cfg Config) error {
+func Rollback(ctx context.Context, env Env, cfg Config) (err error) {
 	m := &migration{Env: env, cfg: cfg, ns: cfg.Namespace}
+	ctx, unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock(&err)
 	if err := m.load(ctx); err != nil {
 		return err
 	}

@@ -413,6 +413,9 @@ func TestMigrateInterruptedResumes(t *testing.T) {
 	if !strings.Contains(out, "resuming: the migration") {
 		t.Errorf("the rerun does not say it resumes:\n%s", out)
 	}
+	if !strings.Contains(out, "took over the lock of krsync-migrate@") {
+		t.Errorf("the rerun does not say it took over the killed run's lock:\n%s", out)
+	}
 	c.waitAppOn(newClaim, 2, 1)
 	c.migratedDataEqual(dst)
 }
@@ -445,14 +448,35 @@ func (c *testCluster) classVolume(class string) string {
 	return dir
 }
 
-// TestMigrateRollback: krsync migrate stopped by SIGTERM during the final copy says how to
-// resume; krsync migrate --rollback then stops the copy and puts the workloads back on the
-// source claim with their replica counts; the destination claim is kept.
+// TestMigrateRollback: while krsync migrate runs its final copy, a second run and a
+// --rollback are refused; stopped by SIGTERM, it says how to resume; krsync migrate
+// --rollback then stops the copy and puts the workloads back on the source claim with their
+// replica counts; the destination claim is kept.
 func TestMigrateRollback(t *testing.T) {
 	c := newCluster(t, clusterOptions{})
-	c.generate(treegen.Spec{Seed: 31, Files: 200, BigFiles: 1, BigSize: 12 << 20})
+	// A big file keeps the final copy (--bwlimit=3m) running for about 40 s, through both
+	// refused runs; SIGTERM ends it long before.
+	c.generate(treegen.Spec{Seed: 31, Files: 200, BigFiles: 1, BigSize: 120 << 20})
 	c.startApp()
 	p := c.startAndWaitFinalCopy(toDestClaim, destClaim)
+	// While it runs, a second run of the same migration and a --rollback are refused
+	// (exit 2, one line naming the claim's lock) and change nothing.
+	for _, extra := range [][]string{nil, {"--rollback"}} {
+		second := c.startMigrate(c.migrateArgs(toDestClaim, extra...))
+		code := second.Wait(t)
+		msg := second.Stderr.String()
+		if code != 2 || !strings.Contains(msg, "in use by another krsync migrate") {
+			t.Errorf("krsync migrate %v while another runs: exit %d, want 2 and 'in use by another krsync migrate':\n%s", extra, code, msg)
+		}
+		if got := c.phase(destClaim); got != string(migrate.ScaledDown) {
+			t.Errorf("after the refused krsync migrate %v the claim records phase %q, want %q", extra, got, migrate.ScaledDown)
+		}
+	}
+	select {
+	case <-p.Done():
+		t.Fatalf("the first krsync migrate ended while the second was refused:\n%s", p.Stderr.String())
+	default:
+	}
 	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
