@@ -81,8 +81,7 @@ type Config struct {
 	// the destination exactly as its workers do, with the quick check their rsync options make
 	// (rsyncexec.DestCompare.Compare): krsync local, and a coordinator whose worker Job mounts
 	// the same destination (kube.Driver.WorkersSeeDest). Not part of the identity: what is
-	// left out is equal already, with or without it. A walk resumed from a journal does not
-	// compare (see Coordinator.run).
+	// left out is equal already, with or without it.
 	CompareDest DestComparer
 	// Verify, when set, compares the destination with the source once the copy has settled,
 	// in verify leases (verifyleases.go); Status.Verify tells the outcome. Not part of the
@@ -116,9 +115,8 @@ type WalkHandler struct {
 	Unchanged func(size int64)
 }
 
-// WalkFunc walks the source and reports to h; an error ends the run. It must be
-// deterministic for the same tree: after a crash the walk is replayed, and partitions
-// already in the journal are skipped by content.
+// WalkFunc walks the source and reports to h; an error ends the run. A run on the journal
+// of an interrupted one walks afresh (Coordinator.Run).
 type WalkFunc func(ctx context.Context, h WalkHandler) error
 
 // New checks cfg and the source and returns a coordinator ready to Run.
@@ -146,13 +144,9 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 	if err != nil {
 		return nil, invalidf("%w", err)
 	}
-	var replayWalk WalkFunc
 	if cfg.Walk == nil {
 		if err := cfg.Partitioner.Validate(); err != nil {
 			return nil, invalidf("fpart options: %w", err)
-		}
-		if cfg.CompareDest != nil {
-			replayWalk = FpartWalk(cfg.Source, nil, cfg.Partitioner)
 		}
 		cfg.Walk = FpartWalk(cfg.Source, cfg.CompareDest, cfg.Partitioner)
 	}
@@ -169,10 +163,9 @@ func New(cfg Config, log zerolog.Logger) (*Coordinator, error) {
 	cfg.DirsPerPartition = orDefault(cfg.DirsPerPartition, DefaultDirsPerPartition)
 	cfg.Linger = orDefault(cfg.Linger, DefaultLinger)
 	c := &Coordinator{
-		cfg:        cfg,
-		log:        log,
-		polls:      make(chan struct{}, cfg.MaxLongPolls),
-		replayWalk: replayWalk,
+		cfg:   cfg,
+		log:   log,
+		polls: make(chan struct{}, cfg.MaxLongPolls),
 	}
 	c.leases = &ledger{
 		q:   newQueue(cfg.LeaseTTL, cfg.MaxAttempts, cfg.Mirror, cfg.DryRun, cfg.Verify != nil),

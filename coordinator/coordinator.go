@@ -50,9 +50,6 @@ type Coordinator struct {
 	leases *ledger
 	// metrics are served at /metrics (metrics.go).
 	metrics *metrics
-	// replayWalk, when set, replaces cfg.Walk for a walk resumed from a journal: the default
-	// walk without CompareDest (see run).
-	replayWalk WalkFunc
 }
 
 // Status is a snapshot of the run's progress.
@@ -74,6 +71,21 @@ func (c *Coordinator) Run(ctx context.Context, ln net.Listener) (leaseapi.Status
 	if err != nil {
 		ln.Close()
 		return c.leases.status(), err
+	}
+	if st.interrupted() {
+		// The source may have changed since that run walked it: a file it copied may be
+		// newer now, a directory it listed may hold new entries. Its finished partitions
+		// prove nothing about today's source, so the run walks afresh; what that run
+		// copied is not copied again all the same (the walk's comparison with the
+		// destination leaves it out, or the workers' quick check skips it).
+		if err := j.reset(); err != nil {
+			j.closeGuarded()
+			ln.Close()
+			return c.leases.status(), err
+		}
+		c.log.Info().Int("partitions", len(st.parts)).Bool("walk_done", st.walkDone).
+			Msg("the journal of an interrupted run: walking the source afresh (what it copied is not copied again)")
+		st = journalState{}
 	}
 	switch {
 	case aside != "" && stateInDest:
@@ -142,15 +154,6 @@ func (c *Coordinator) endJournal(j *journal, ended, stateInDest bool) error {
 // run serves one run on an open journal; see Run.
 func (c *Coordinator) run(ctx context.Context, ln net.Listener, j *journal, st journalState) (leaseapi.Status, error) {
 	c.leases.open(j, st)
-	if c.replayWalk != nil && !st.walkDone && len(st.parts) > 0 {
-		// The replayed walk finds the journal's partitions by their contents. What an
-		// interrupted first copy copied is unchanged now: compared, it would be left out, the
-		// partitions cut anew and their entries counted twice. Without the comparison the
-		// partitions are those of the interrupted walk (the workers' quick check still skips
-		// what is done).
-		c.cfg.Walk = c.replayWalk
-		c.log.Info().Msg("resuming an unfinished walk: it does not compare with the destination this time")
-	}
 	if c.cfg.StateDir != "" {
 		c.log.Info().Str("state_dir", c.cfg.StateDir).Int("partitions", len(st.parts)).
 			Bool("walk_done", st.walkDone).Msg("journal opened")

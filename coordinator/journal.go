@@ -74,6 +74,44 @@ type journalState struct {
 	dirsIssued bool
 }
 
+// interrupted says the journal holds the work of a run that was stopped before its end.
+func (st journalState) interrupted() bool {
+	return len(st.parts) > 0 || st.walkDone || st.dirsIssued
+}
+
+// reset forgets the work of an interrupted run: its partitions, their states, the
+// directories and how far its walk got. The journal keeps its format, the run's identity,
+// whether krsync created the state directory, and the partition id sequence (an id is
+// never given twice, so a late report of the old run's lease cannot match a new one).
+func (j *journal) reset() (err error) {
+	defer guardJournal(j.path, "reset", &err)()
+	err = j.db.Update(func(tx *bolt.Tx) error {
+		seq := tx.Bucket(bucketPartitions).Sequence()
+		for _, name := range [][]byte{bucketPartitions, bucketStates, bucketHashes, bucketDirs} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return fmt.Errorf("delete bucket %s: %w", name, err)
+			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		if err := tx.Bucket(bucketPartitions).SetSequence(seq); err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		for _, k := range [][]byte{keyWalkDone, keyWalkErrors, keyVanished, keyUnchanged, keyUnchangedBytes, keyDirsIssued} {
+			if err := meta.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal %s: forget the interrupted run: %w", j.path, err)
+	}
+	return nil
+}
+
 // ErrJournalCorrupt means the journal file is damaged (bbolt refused it, panicked on it, or a
 // record does not decode). openAndLoad sets such a journal aside and starts afresh.
 var ErrJournalCorrupt = errors.New("the journal is corrupt")

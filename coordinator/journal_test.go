@@ -17,10 +17,12 @@ import (
 	"github.com/krsync/krsync/leaseapi"
 )
 
-// TestResumeMidWalk stops a coordinator in the middle of its walk with one partition done
-// and one leased, restarts it on the same state dir, and checks the replayed walk adds only
-// what is new, the done partition is not run again and the leased one is re-issued.
-func TestResumeMidWalk(t *testing.T) {
+// TestRestartWalksAfresh stops a coordinator in the middle of its walk with one partition
+// done and one leased, restarts it on the same state dir, and checks that the restarted run
+// walks afresh: the source may have changed in between (a done partition's files may be
+// newer now), so every partition of the new walk is leased, the old run's are forgotten
+// (none leased again, no count of theirs kept), and no partition id is given twice.
+func TestRestartWalksAfresh(t *testing.T) {
 	stateDir := t.TempDir()
 	source := t.TempDir()
 	ctx := context.Background()
@@ -40,23 +42,26 @@ func TestResumeMidWalk(t *testing.T) {
 	}
 	r1.stop(t) // the walk never finished; b is still leased
 
-	// Same tree, walked again, plus a partition the first walk had not reached.
-	r2 := start(t, Config{Source: source, StateDir: stateDir, Walk: staticWalk([][]string{{"a"}, {"b"}, {"c"}, {"d"}}, []string{".", "x"})})
+	// The source changed meanwhile: c is gone, d is new; a and b may hold newer files.
+	r2 := start(t, Config{Source: source, StateDir: stateDir, Walk: staticWalk([][]string{{"a"}, {"b"}, {"d"}}, []string{".", "x"})})
 	got := drain(t, r2.client, "w")
 	var leased []string
 	for _, l := range got {
 		leased = append(leased, string(l.Kind)+":"+strings.Join(l.Paths(), ","))
+		if l.Partition <= lb.Partition {
+			t.Errorf("the restarted run gave partition id %d again (the old run gave up to %d)", l.Partition, lb.Partition)
+		}
 	}
 	sort.Strings(leased)
-	if want := []string{"dirs:.,x", "files:b", "files:c", "files:d"}; !slices.Equal(leased, want) {
-		t.Fatalf("after resume leased %q; want %q (a was done before the crash)", leased, want)
+	if want := []string{"dirs:.,x", "files:a", "files:b", "files:d"}; !slices.Equal(leased, want) {
+		t.Fatalf("after the restart leased %q; want %q: the new walk's partitions, a again (its files may be newer), c no more", leased, want)
 	}
 	st, err := r2.wait(t)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Partitions.Done != 5 || st.Partitions.Total != 5 || st.EntriesWalked != 4 || st.FilesTransferred != 4 || st.BytesTransferred != 7 {
-		t.Fatalf("status after resume = %+v", st)
+	if st.Partitions.Done != 4 || st.Partitions.Total != 4 || st.EntriesWalked != 3 || st.FilesTransferred != 3 || st.BytesTransferred != 0 {
+		t.Fatalf("status after the restart = %+v; want the new walk's 3 entries in 4 partitions, one file each transferred (drain), the old run's counts (7 bytes) gone", st)
 	}
 }
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -253,6 +254,12 @@ func TestFaultLocalInterruptedRunResumes(t *testing.T) {
 				t.Fatalf("the interrupted run left no state to resume from")
 			}
 
+			// Between the runs the source changes: a file the first run copied gets new
+			// contents of the same size, a top-level file and a deep new directory appear.
+			// The rerun must copy all of it (its journal's finished partitions prove
+			// nothing about today's source).
+			changeSourceCopiedBefore(t, w.src, w.dest)
+
 			second := testbin.NewGatedRsync(t, rsync, 1<<30)
 			again := runKrsync(t, runOptions{env: w.env()}, append(args, "--rsync", second.Wrapper)...)
 			if again.code != 0 {
@@ -260,21 +267,21 @@ func TestFaultLocalInterruptedRunResumes(t *testing.T) {
 			}
 			compareTrees(t, w.src, w.dest)
 			rsyncSeesNoChanges(t, w.src, w.dest)
-			total := summaryInt(t, summaryOf(t, again), "partitions_total")
-			// The interrupted run completed at least passing-2 partitions (two workers, one
-			// rsync each at a time); the resumed run must not run them again.
-			if runs := int64(second.Runs()); runs > total-(passing-2) {
-				t.Errorf("the resumed run ran rsync %d times for %d partitions: finished partitions ran again", runs, total)
-			}
 			// Its counts are those of one uninterrupted run of the same tree (into another
-			// destination): nothing walked twice, everything walked copied.
+			// destination, which ends equal too): nothing walked twice, everything walked
+			// copied; and what the first run copied is not copied again.
 			resumed := summaryOf(t, again)
+			freshDest := filepath.Join(t.TempDir(), "fresh")
 			fresh := summaryOf(t, runKrsync(t, runOptions{env: w.env()}, "--log-format=json", "local", "--source", w.src,
-				"--dest", filepath.Join(t.TempDir(), "fresh"), "--workers", "2", "--fpart-opts=-f 30 -zz"))
+				"--dest", freshDest, "--workers", "2", "--fpart-opts=-f 30 -zz"))
+			compareTrees(t, w.src, freshDest)
 			for _, field := range []string{"entries_walked", "bytes_walked"} {
 				if got, want := summaryInt(t, resumed, field), summaryInt(t, fresh, field); got != want {
 					t.Errorf("resumed run: %s %d, an uninterrupted run %d", field, got, want)
 				}
+			}
+			if got, all := summaryInt(t, resumed, "files_transferred"), summaryInt(t, fresh, "files_transferred"); got >= all {
+				t.Errorf("the resumed run transferred %d files, as many as a whole copy (%d): what the first run copied was copied again", got, all)
 			}
 			if copied, walked := summaryInt(t, resumed, "partitions_done"), summaryInt(t, resumed, "partitions_total"); copied != walked {
 				t.Errorf("resumed run: %d of %d partitions done", copied, walked)
@@ -289,6 +296,59 @@ func TestFaultLocalInterruptedRunResumes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// changeSourceCopiedBefore changes the source after an interrupted run into dest: a
+// regular file already copied gets other bytes of the same size and a later mtime, and
+// new entries appear at the top level and three levels down.
+func changeSourceCopiedBefore(t *testing.T, src, dest string) {
+	t.Helper()
+	var copied string
+	err := filepath.WalkDir(dest, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || copied != "" {
+			return err
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".krsync-tmp-") {
+			return filepath.SkipDir
+		}
+		info, err := d.Info()
+		if err != nil || !info.Mode().IsRegular() || info.Size() == 0 || info.Sys().(*syscall.Stat_t).Nlink != 1 {
+			return err
+		}
+		copied, err = filepath.Rel(dest, path)
+		return err
+	})
+	if err != nil || copied == "" {
+		t.Fatalf("no regular file copied by the interrupted run in %s (%v)", dest, err)
+	}
+	path := filepath.Join(src, copied)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range data {
+		data[i] ^= 0xff
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, time.Time{}, info.ModTime().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	deep := filepath.Join(src, "#new after the interruption", "a", "b")
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{filepath.Join(src, "#top-level after the interruption"), filepath.Join(deep, "-deep")} {
+		if err := os.WriteFile(f, []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("changed %s after the interrupted run, added new entries", copied)
 }
 
 // waitUntilFor polls cond until it holds, failing early when p exits first.
