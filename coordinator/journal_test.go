@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/krsync/krsync/fpart"
 	"github.com/krsync/krsync/leaseapi"
@@ -258,5 +259,33 @@ func TestIdentityDiffNamesWhatChanged(t *testing.T) {
 				t.Errorf("identityDiff = %q; want it to say %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestVanishedAfterTheWalk: entries a worker found gone when rsync looked (deleted after the
+// walk listed them) count as vanished, not as copied, and not as not copied: walked =
+// copied + vanished, and the run is complete.
+func TestVanishedAfterTheWalk(t *testing.T) {
+	ctx := context.Background()
+	r := start(t, Config{Source: t.TempDir(), Walk: staticWalk([][]string{{"a", "b", "c"}, {"d"}}, []string{"."})})
+	for range 2 {
+		l := mustLease(t, r.client, "w")
+		stats := leaseapi.TransferStats{FilesTransferred: 1}
+		if len(l.Paths()) == 3 {
+			stats = leaseapi.TransferStats{FilesTransferred: 1, Vanished: 2, ExitCode: 23}
+		}
+		if err := r.client.Complete(ctx, l.Partition, l.Token, stats); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drain(t, r.client, "w") // the directory pass
+	st, err := r.wait(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := st.Record(time.Second)
+	if st.EntriesWalked != 4 || st.EntriesDone != 2 || st.Vanished != 2 || st.VanishedListed != 2 ||
+		!rec.Complete || rec.EntriesNotCopied != 0 || rec.Vanished != 2 || rec.EntriesCopied != 2 {
+		t.Errorf("status %+v, record %+v; want 4 walked, 2 copied, 2 vanished, none not copied, complete", st, rec)
 	}
 }

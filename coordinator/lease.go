@@ -330,6 +330,7 @@ type counters struct {
 	walkUnchangedBytes         int64
 	deleted                    int64 // destination entries --mirror deleted
 	walkErrors, vanished       int64
+	vanishedListed             int64 // entries of done partitions gone when rsync looked
 	expired                    int64 // leases that expired without a renewal
 
 	walkDone, finished bool
@@ -437,7 +438,8 @@ func (q *queue) addWalkError() {
 	q.mu.Unlock()
 }
 
-// addVanished counts one entry that vanished during the walk.
+// addVanished counts one entry that vanished during the walk (those gone when rsync looked
+// come with their partition's completion: countDoneLocked).
 func (q *queue) addVanished() {
 	q.mu.Lock()
 	q.n.vanished++
@@ -713,9 +715,13 @@ func (q *queue) pushPendingLocked(p *partition) {
 
 func (q *queue) countDoneLocked(p *partition, stats leaseapi.TransferStats) {
 	if p.kind == leaseapi.KindFiles {
-		q.n.entriesDone = addSaturating(q.n.entriesDone, p.entries)
+		// Entries gone from the source when rsync looked are not in the destination: they
+		// count as vanished, not as copied (walked = copied + vanished once all is done).
+		vanished := min(max(stats.Vanished, 0), p.entries)
+		q.n.entriesDone = addSaturating(q.n.entriesDone, p.entries-vanished)
 		q.n.bytesDone = addSaturating(q.n.bytesDone, p.bytes)
 		q.n.unchanged = addSaturating(q.n.unchanged, stats.Unchanged)
+		q.n.vanishedListed = addSaturating(q.n.vanishedListed, vanished)
 	}
 	q.n.filesTransferred = addSaturating(q.n.filesTransferred, stats.FilesTransferred)
 	q.n.bytesTransferred = addSaturating(q.n.bytesTransferred, stats.BytesTransferred)
@@ -828,7 +834,8 @@ func (q *queue) status() leaseapi.Status {
 		FilesTransferred: n.filesTransferred,
 		BytesTransferred: n.bytesTransferred,
 		WalkErrors:       n.walkErrors,
-		Vanished:         n.vanished,
+		Vanished:         addSaturating(n.vanished, n.vanishedListed),
+		VanishedListed:   n.vanishedListed,
 		Deleted:          n.deleted,
 		Unchanged:        n.unchanged,
 		Mirror:           q.mirror,

@@ -202,7 +202,7 @@ func (s Status) Record(took time.Duration) Record {
 		EntriesWalked: s.EntriesWalked, BytesWalked: s.BytesWalked,
 		EntriesCopied: s.EntriesDone, BytesCopied: s.BytesDone, EntriesUnchanged: s.Unchanged,
 		FilesTransferred: s.FilesTransferred, BytesTransferred: s.BytesTransferred,
-		EntriesNotCopied: max(s.EntriesWalked-s.EntriesDone, 0),
+		EntriesNotCopied: max(s.EntriesWalked-s.EntriesDone-s.VanishedListed, 0),
 		EntriesDeleted:   s.Deleted, Mirror: s.Mirror, DryRun: s.DryRun,
 		Vanished: s.Vanished, WalkErrors: s.WalkErrors,
 		PartitionsTotal: p.Total, PartitionsDone: p.Done, PartitionsFailed: p.Failed,

@@ -229,6 +229,10 @@ type TransferStats struct {
 	// Unchanged counts the listed entries left out of rsync because the destination already
 	// equalled the source (rsyncexec.Result.Unchanged). Absent from older workers: 0.
 	Unchanged int64 `json:"unchanged,omitempty"`
+	// Vanished counts the listed entries that were gone from the source when rsync looked
+	// (deleted after the walk listed them): not copied, and not failures. Absent from older
+	// workers: 0.
+	Vanished int64 `json:"vanished,omitempty"`
 	// ExitCode is rsync's exit code of a successful run (0, or 24 for vanished files).
 	// Absent from older workers: 0.
 	ExitCode int `json:"exit_code,omitempty"`
@@ -287,9 +291,12 @@ type Status struct {
 	FilesTransferred int64           `json:"files_transferred"`
 	BytesTransferred int64           `json:"bytes_transferred"`
 	WalkErrors       int64           `json:"walk_errors"`
-	// Vanished counts entries the walk listed that were gone when it looked at them
-	// (deleted during the walk): reported, not an error, like rsync's "vanished" files.
-	Vanished int64 `json:"vanished"`
+	// Vanished counts entries deleted from the source while krsync ran: gone when the walk
+	// looked at them (not walked), or listed by the walk and gone when rsync looked
+	// (VanishedListed of them: walked, not copied). Reported, not an error, like rsync's
+	// "vanished" files.
+	Vanished       int64 `json:"vanished"`
+	VanishedListed int64 `json:"vanished_listed,omitempty"`
 	// Deleted counts the destination entries --mirror deleted (in a dry run: would delete).
 	Deleted int64 `json:"deleted"`
 	// Mirror and DryRun say how the run was asked to run (--mirror, --dry-run).

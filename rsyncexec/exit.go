@@ -123,14 +123,14 @@ func (e *ExitError) NoSpace() bool {
 
 // Retryable says whether a Run error is worth another attempt: an *ExitError says so itself;
 // a run stopped by its context is (the lease goes back to the queue); a bad list, entries
-// refused for a symlinked parent (*RefusedError) or a missing rsync is not; other setup
+// refused for a symlinked parent or a path too long (*RefusedError) or a missing rsync is not; other setup
 // failures (temporary files) are.
 func Retryable(err error) bool {
 	var exit *ExitError
 	switch {
 	case err == nil:
 		return false
-	case errors.Is(err, ErrSymlinkParent):
+	case errors.Is(err, ErrSymlinkParent), errors.Is(err, ErrPathTooLong):
 		return false
 	case errors.As(err, &exit):
 		return exit.Retryable()

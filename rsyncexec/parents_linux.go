@@ -14,31 +14,86 @@ import (
 
 // ErrSymlinkParent is wrapped by a *RefusedError: listed entries whose parent directories
 // are not a chain of real directories below the source.
-var ErrSymlinkParent = errors.New("a parent directory is a symlink")
+var ErrSymlinkParent = errors.New("a parent directory is a symlink, not a directory of the source")
 
-// RefusedError is a run in which some listed entries were not copied because reading them
-// could leave the source: a parent directory on their path is a symlink (see dropUnsafe).
-// The other entries were copied; Err is the outcome of that rsync run (nil when it succeeded).
-// No retry helps: the same entries would be refused again.
+// ErrPathTooLong is wrapped by a *RefusedError: listed entries whose path in the source or
+// the destination is longer than rsync can handle (see dropTooLong).
+var ErrPathTooLong = fmt.Errorf("the path is longer than rsync's limit of %d bytes", rsyncMaxPath-1)
+
+// rsyncMaxPath is rsync's MAXPATHLEN (Linux's PATH_MAX): rsync cannot name a file whose
+// path, with its root, takes this many bytes or more. It says "link_stat ... No such file or
+// directory" of a truncated name, as if the file had vanished.
+const rsyncMaxPath = 4096
+
+// RefusedError is a run in which some listed entries were not copied, for the reason Why:
+// reading them could leave the source, a parent directory on their path being a symlink
+// (ErrSymlinkParent, see dropUnsafe), or rsync cannot name them (ErrPathTooLong). The
+// other entries were copied; Err is the outcome of that rsync run (nil when it succeeded,
+// or another *RefusedError). No retry helps: the same entries would be refused again.
 type RefusedError struct {
 	// Paths are the refused entries relative to the source root (at most 1000); Count counts
 	// them all.
 	Paths []string
 	Count int
+	Why   error
 	// Err is the error of the rsync run over the other entries, if any.
 	Err error
 }
 
 func (e *RefusedError) Error() string {
-	msg := fmt.Sprintf("%d listed path(s) not copied because a parent directory is a symlink, not a directory of the source (e.g. %q)", e.Count, firstOf(e.Paths))
+	msg := fmt.Sprintf("%d listed path(s) not copied because %v (e.g. %q)", e.Count, e.Why, firstOf(e.Paths))
 	if e.Err != nil {
 		msg += "; the rest: " + e.Err.Error()
 	}
 	return msg
 }
 
-// Unwrap lets errors.Is/As see ErrSymlinkParent and the rsync run's own error.
-func (e *RefusedError) Unwrap() []error { return []error{ErrSymlinkParent, e.Err} }
+// Unwrap lets errors.Is/As see Why and the rsync run's own error.
+func (e *RefusedError) Unwrap() []error { return []error{e.Why, e.Err} }
+
+// AllPaths are the refused paths of e and of the refusals it wraps.
+func (e *RefusedError) AllPaths() []string {
+	var paths []string
+	for r := e; r != nil; {
+		paths = append(paths, r.Paths...)
+		var next *RefusedError
+		if !errors.As(r.Err, &next) {
+			break
+		}
+		r = next
+	}
+	return paths
+}
+
+// dropTooLong removes from a cleaned list the entries whose path below source or dest is
+// too long for rsync (rsyncMaxPath), and returns them as dropUnsafe does. rsync would report
+// each as vanished, and the run would end 0 without it.
+func dropTooLong(source, dest string, list []byte) (kept []byte, refused []string, count int) {
+	longest := max(len(source), len(dest)) + 1
+	var b bytes.Buffer
+	for rest := list; len(rest) > 0; {
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 {
+			i = len(rest)
+		}
+		entry := rest[:i]
+		rest = rest[min(i+1, len(rest)):]
+		rel := strings.TrimPrefix(string(entry), "./")
+		if longest+len(rel) >= rsyncMaxPath {
+			if count < maxFailedPaths {
+				refused = append(refused, rel)
+			}
+			count++
+			continue
+		}
+		b.Write(entry)
+		b.WriteByte(0)
+	}
+	if count == 0 {
+		return list, nil, 0
+	}
+	return b.Bytes(), refused, count
+}
 
 func firstOf(paths []string) string {
 	if len(paths) == 0 {

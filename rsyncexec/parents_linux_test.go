@@ -3,11 +3,14 @@ package rsyncexec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/krsync/krsync/internal/testing/testbin"
 )
@@ -80,5 +83,68 @@ func TestRunRefusesSymlinkedParents(t *testing.T) {
 				t.Errorf("read through a symlink out of the source: %q", found)
 			}
 		})
+	}
+}
+
+// deepPath makes, below root, n directories of 200-byte names one inside the other (their
+// path together far beyond PATH_MAX, so through directory descriptors) with a file f at the
+// bottom, and returns the file's path relative to root.
+func deepPath(t *testing.T, root, prefix string, n int) string {
+	t.Helper()
+	fd, err := unix.Open(root, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rel []string
+	for i := range n {
+		name := fmt.Sprintf("%s%02d%s", prefix, i, strings.Repeat("y", 200))
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd, rel = next, append(rel, name)
+	}
+	defer unix.Close(fd)
+	f, err := unix.Openat(fd, "f", unix.O_CREAT|unix.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(f)
+	return strings.Join(append(rel, "f"), "/")
+}
+
+// TestRunRefusesPathsTooLong: rsync cannot name a file whose path is PATH_MAX bytes or
+// longer and says it is missing, as if it had vanished; such entries (first, last, in the
+// source or only in the destination) are refused and named, not counted as vanished, and
+// the others are copied.
+func TestRunRefusesPathsTooLong(t *testing.T) {
+	rsync := testbin.Rsync(t)
+	src, dstBase := t.TempDir(), t.TempDir()
+	makeTree(t, src, []entry{{path: "ok", content: "fine", mode: 0o644, uid: -1, gid: -1}})
+	first := deepPath(t, src, "a", 21) // about 4,300 bytes
+	last := deepPath(t, src, "b", 21)
+	nearly := deepPath(t, src, "c", 18) // about 3,700 bytes: fits below src, not below a deep dest
+	// A destination 600 bytes deep: nearly's path there is too long, not in the source.
+	dst := filepath.Join(dstBase, strings.Repeat("d", 200), strings.Repeat("e", 200), strings.Repeat("f", 200))
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list(first, "ok", nearly, last)})
+	var refused *RefusedError
+	if !errors.As(err, &refused) || !errors.Is(err, ErrPathTooLong) || Retryable(err) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Run = %v; want a one-line, not retryable *RefusedError wrapping ErrPathTooLong", err)
+	}
+	if want := []string{first, nearly, last}; !reflect.DeepEqual(refused.AllPaths(), want) || refused.Count != 3 {
+		t.Errorf("refused %d: %q; want %q", refused.Count, refused.AllPaths(), want)
+	}
+	if res.VanishedCount != 0 {
+		t.Errorf("%d entries counted as vanished: %q", res.VanishedCount, res.Vanished)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "ok")); err != nil {
+		t.Errorf("ok not copied: %v", err)
 	}
 }

@@ -172,6 +172,8 @@ type Prepared struct {
 	root           bool
 	refused        []string
 	refusedCount   int
+	tooLong        []string
+	tooLongCount   int
 	unchanged      int64
 	listed, copied int
 }
@@ -205,6 +207,7 @@ func Prepare(job Job) (*Prepared, error) {
 		return nil, err
 	}
 	p := &Prepared{job: job, args: args, binary: binary, source: source, dest: dest, listed: countEntries(list)}
+	list, p.tooLong, p.tooLongCount = dropTooLong(source, dest, list)
 	list, p.refused, p.refusedCount = dropUnsafe(source, list)
 	if QuickCheckSafe(args) {
 		var rootUnchanged bool
@@ -243,6 +246,8 @@ func (p *Prepared) Join(q *Prepared) error {
 	p.list = append(p.list, q.list...)
 	p.refused = append(p.refused, q.refused[:min(len(q.refused), maxFailedPaths-len(p.refused))]...)
 	p.refusedCount += q.refusedCount
+	p.tooLong = append(p.tooLong, q.tooLong[:min(len(q.tooLong), maxFailedPaths-len(p.tooLong))]...)
+	p.tooLongCount += q.tooLongCount
 	p.unchanged += q.unchanged
 	p.listed += q.listed
 	p.copied += q.copied
@@ -336,9 +341,14 @@ func (p *Prepared) Run(ctx context.Context) (Result, error) {
 	res.Duration = time.Since(start)
 	res.FilesTransferred = res.Stats.RegularFilesTransferred
 	res.BytesTransferred = res.Stats.TotalTransferredSize
-	if refusedCount > 0 && (firstErr == nil || ctx.Err() == nil) {
+	if firstErr == nil || ctx.Err() == nil {
 		// A stopped run is retried as a whole, and the refusal comes again then.
-		firstErr = &RefusedError{Paths: refused, Count: refusedCount, Err: firstErr}
+		if refusedCount > 0 {
+			firstErr = &RefusedError{Paths: refused, Count: refusedCount, Why: ErrSymlinkParent, Err: firstErr}
+		}
+		if p.tooLongCount > 0 {
+			firstErr = &RefusedError{Paths: p.tooLong, Count: p.tooLongCount, Why: ErrPathTooLong, Err: firstErr}
+		}
 	}
 	return res, firstErr
 }
@@ -532,6 +542,10 @@ func (r runner) exec(ctx context.Context, argv, env []string, stdin []byte, entr
 		return res, fmt.Errorf("wait for rsync: %w", waitErr)
 	}
 	res.ExitCode = exitCodeOf(cmd.ProcessState)
+	if res.ExitCode == ExitVanished || res.ExitCode == ExitPartial {
+		stderr.confirmVanished(r.source)
+		res.Vanished, res.VanishedCount = stderr.vanished, stderr.vanishedCount
+	}
 	vanishedOnly := res.ExitCode == ExitPartial && stderr.otherErrors == 0 && len(stderr.vanished) > 0
 	switch {
 	case res.ExitCode == ExitOK:

@@ -304,6 +304,7 @@ func (w *worker) complete(ctx context.Context, l leaseapi.Lease, res rsyncexec.R
 		Warnings:         res.Warnings,
 		Deleted:          deleted,
 		Unchanged:        res.Unchanged,
+		Vanished:         int64(res.VanishedCount),
 		ExitCode:         res.ExitCode,
 	}
 	return w.sendCompletion(ctx, l, stats, log, func() {
@@ -351,10 +352,11 @@ func (w *worker) fail(ctx context.Context, l leaseapi.Lease, runErr error, log z
 		w.handBack(ctx, l, log)
 		return fatalf("worker %s: destination %s is full: free some space and run again (%s)", w.cfg.Name, w.cfg.Dest, req.Error)
 	case errors.As(runErr, &refused):
-		// Entries below a symlinked parent: another attempt would refuse them again. The
-		// rest of the partition was copied (or failed for its own reasons, named too).
+		// Entries below a symlinked parent, or too long for rsync: another attempt would
+		// refuse them again. The rest of the partition was copied (or failed for its own
+		// reasons, named too).
 		req.Retryable = false
-		req.FailedPaths = refused.Paths
+		req.FailedPaths = refused.AllPaths()
 		if errors.As(refused.Err, &exitErr) {
 			req.FailedPaths = append(req.FailedPaths, exitErr.FailedPaths...)
 			if !exitErr.Retryable() {
