@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -278,24 +279,37 @@ func TestRunFailsMostlyVanishedPartitions(t *testing.T) {
 // TestRunMostlyVanishedLooksAtTheSourceAgain: with SourceCheck names in the lease, a partition
 // whose entries mostly vanished is a live change when the source still holds at least half
 // of those names (done, with a warning), and a worker looking at another tree otherwise
-// (the worker stops with ErrSourceMismatch and hands the partition back unspent).
+// (the worker stops with ErrSourceMismatch and hands the partition back unspent), unless the
+// worker found most of them in the same directory before: then they were renamed away
+// during the run, a live change (the rsync wrapper renames them just before rsync runs).
 func TestRunMostlyVanishedLooksAtTheSourceAgain(t *testing.T) {
 	rsync := testbin.Rsync(t)
 	tests := []struct {
 		name     string
 		check    []string
+		renamed  bool
 		mismatch bool
 	}{
-		{"the source still holds the walked names", []string{"a", "d", "dir with space", "deleted-since"}, false},
-		{"most walked names are missing", []string{"a", "not-here", "nor-here", "gone-too"}, true},
+		{"the source still holds the walked names", []string{"a", "d", "dir with space", "deleted-since"}, false, false},
+		{"most walked names are missing", []string{"a", "not-here", "nor-here", "gone-too"}, false, true},
+		{"most missing from the start, then renamed away", []string{"a", "not-here", "nor-here", "gone-too"}, true, true},
+		{"the walked names renamed away during the run", []string{"a", "d"}, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			lease := fileLease(1, "x/1", "x/2", "x/3")
 			lease.SourceCheck = tt.check
 			fake, srv := newFakeCoordinator(t, lease)
-			cfg := baseConfig(t, srv.URL, sourceTree(t))
+			src := sourceTree(t)
+			cfg := baseConfig(t, srv.URL, src)
 			cfg.RsyncBinary = rsync
+			if tt.renamed {
+				cfg.RsyncBinary = filepath.Join(t.TempDir(), "rsync-renaming")
+				script := fmt.Sprintf("#!/bin/sh\nmv '%[1]s/a' '%[1]s/a.old' 2>/dev/null; mv '%[1]s/d' '%[1]s/d.old' 2>/dev/null\nexec '%[2]s' \"$@\"\n", src, rsync)
+				if err := os.WriteFile(cfg.RsyncBinary, []byte(script), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
 			err := startWorker(t, t.Context(), cfg)()
 			_, _, completes, fails, releases := fake.snapshotAll()
 			if !tt.mismatch {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/krsync/krsync/leaseapi"
 	"github.com/krsync/krsync/rsyncexec"
 )
@@ -50,16 +52,41 @@ func (w *worker) checkSource(l leaseapi.Lease) error {
 		return nil
 	}
 	names := checkNames(l.SourceCheck)
-	for _, name := range names {
-		if _, err := os.Lstat(filepath.Join(w.cfg.Source, name)); err == nil {
-			w.sourceChecked = true
-			return nil
-		}
-	}
 	if len(names) == 0 {
 		return nil
 	}
-	return &SourceMismatchError{Source: w.cfg.Source, Names: names}
+	found := w.countNames(names)
+	if found == 0 {
+		return &SourceMismatchError{Source: w.cfg.Source, Names: names}
+	}
+	w.sourceChecked = true
+	if 2*found >= len(names) {
+		w.vouchedRoot = statRoot(w.cfg.Source)
+	}
+	return nil
+}
+
+// countNames counts the names the worker's source holds at its top.
+func (w *worker) countNames(names []string) int {
+	found := 0
+	for _, name := range names {
+		if _, err := os.Lstat(filepath.Join(w.cfg.Source, name)); err == nil {
+			found++
+		}
+	}
+	return found
+}
+
+// rootID identifies a directory: its device and inode.
+type rootID struct{ dev, ino uint64 }
+
+// statRoot is dir's identity, zero when it cannot be read.
+func statRoot(dir string) rootID {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return rootID{}
+	}
+	return rootID{dev: st.Dev, ino: st.Ino}
 }
 
 // checkNames are the SourceCheck names worth looking up: plain names, nothing that could
@@ -85,7 +112,11 @@ func checkNames(sourceCheck []string) []string {
 // saw at the top of its source (Lease.SourceCheck): when at least half of them are still
 // there, the source is the walked tree and the partition is done with a warning (the
 // vanished entries are gone from the source, so the destination still ends equal to it);
-// otherwise the worker stops with SourceMismatchError and the partition goes back unspent.
+// otherwise the worker stops with SourceMismatchError and the partition goes back unspent,
+// unless the first check found at least half of them in this very directory (same device
+// and inode): then the worker still looks at the tree it vouched for, and the names went
+// with a live change (the top-level directory renamed or deleted during the run), not with
+// a wrong mount.
 // A lease without SourceCheck (a coordinator that sent none) fails the partition instead, as
 // not retryable, since nothing can vouch for the source.
 func (w *worker) mostlyVanished(l leaseapi.Lease, res rsyncexec.Result) error {
@@ -100,13 +131,10 @@ func (w *worker) mostlyVanished(l leaseapi.Lease, res rsyncexec.Result) error {
 	if len(names) == 0 {
 		return &vanishedError{vanished: res.VanishedCount, entries: entries, source: w.cfg.Source, paths: res.Vanished}
 	}
-	found := 0
-	for _, name := range names {
-		if _, err := os.Lstat(filepath.Join(w.cfg.Source, name)); err == nil {
-			found++
-		}
+	if 2*w.countNames(names) >= len(names) {
+		return nil
 	}
-	if 2*found >= len(names) {
+	if w.vouchedRoot != (rootID{}) && statRoot(w.cfg.Source) == w.vouchedRoot {
 		return nil
 	}
 	return &SourceMismatchError{Source: w.cfg.Source, Names: names}

@@ -114,6 +114,9 @@ type worker struct {
 	log zerolog.Logger
 	// sourceChecked is set once a lease's SourceCheck names were found in the source.
 	sourceChecked bool
+	// vouchedRoot is the source root's identity when checkSource found at least half of the
+	// SourceCheck names in it (see mostlyVanished); zero otherwise.
+	vouchedRoot rootID
 }
 
 func (w *worker) loop(ctx context.Context) error {
