@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -20,6 +21,22 @@ type AfterCopyFlags struct {
 	Verify         bool   `help:"After a complete copy, compare the destination with the source as krsync verify does (metadata), spread over the workers in verify leases; exit 1 when they differ." group:"After the copy"`
 	VerifyChecksum bool   `help:"Like --verify, and also compare the contents of regular files (reads every byte of both trees)." group:"After the copy"`
 	SummaryJSON    string `help:"Write the run's summary to FILE as one JSON object (see README, Summary)." placeholder:"FILE" group:"After the copy"`
+}
+
+// check refuses, before the copy, a --summary-json that could not be written after it: a
+// directory, or a file in a directory that does not exist.
+func (f AfterCopyFlags) check() error {
+	if f.SummaryJSON == "" {
+		return nil
+	}
+	if fi, err := os.Stat(f.SummaryJSON); err == nil && fi.IsDir() {
+		return usagef("--summary-json %s is a directory: name a file", f.SummaryJSON)
+	}
+	dir := filepath.Dir(f.SummaryJSON)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return usagef("--summary-json %s: its directory %s does not exist", f.SummaryJSON, dir)
+	}
+	return nil
 }
 
 // verifyShow is how many differences the log of --verify lists (krsync verify's --show default).

@@ -72,6 +72,9 @@ func (f KubeFlags) options() kube.Options {
 // incomplete, 2 for bad input (a foreign journal in --state-dir included).
 func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) error {
 	cfg, err := cmd.config(log)
+	if err == nil {
+		err = cmd.AfterCopy.check()
+	}
 	if err != nil {
 		return cmd.failEarly(err, log)
 	}

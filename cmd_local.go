@@ -43,6 +43,9 @@ func (c LocalCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) 
 		LeaseTTL: c.LeaseTTL, MaxAttempts: c.MaxAttempts,
 		Mirror: c.Mirror, DryRun: c.DryRun,
 	}
+	if err := c.AfterCopy.check(); err != nil {
+		return err
+	}
 	if c.Progress == "always" || (c.Progress == "auto" && streams.StderrIsTerminal) {
 		cfg.Progress = streams.Stderr
 	}

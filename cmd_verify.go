@@ -196,6 +196,9 @@ func (c VerifyCmd) openReport() (*os.File, error) {
 	}
 	for _, root := range []struct{ flag, path string }{{"--source", c.Source}, {"--dest", c.Dest}} {
 		resolved, err := filepath.EvalSymlinks(root.path)
+		if err == nil {
+			resolved, err = filepath.Abs(resolved) // dir is absolute: a relative root never matched
+		}
 		if err != nil {
 			return nil, usagef("verify: %s: %v", root.flag, err)
 		}

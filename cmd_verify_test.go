@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,6 +88,15 @@ func TestVerifyCommandBadInput(t *testing.T) {
 	if err := os.Symlink(src, link); err != nil {
 		t.Fatal(err)
 	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	relSrc, err1 := filepath.Rel(cwd, src)
+	relDest, err2 := filepath.Rel(cwd, dest)
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -100,6 +110,7 @@ func TestVerifyCommandBadInput(t *testing.T) {
 		{"same directory through a symlink", []string{"--source", link, "--dest", src}, "the same directory"},
 		{"no workers", []string{"--source", src, "--dest", dest, "--workers", "0"}, "--workers 0"},
 		{"report inside dest", []string{"--source", src, "--dest", dest, "--report", filepath.Join(dest, "r.jsonl")}, "inside --dest"},
+		{"report inside the source, relative paths", []string{"--source", relSrc, "--dest", relDest, "--report", filepath.Join(relSrc, "r.jsonl")}, "inside --source"},
 		{"report in a missing directory", []string{"--source", src, "--dest", dest, "--report", filepath.Join(dest+"-nope", "r")}, "--report"},
 	}
 	for _, tt := range tests {
@@ -111,8 +122,10 @@ func TestVerifyCommandBadInput(t *testing.T) {
 			}
 		})
 	}
-	if _, err := os.Stat(filepath.Join(dest, "r.jsonl")); err == nil {
-		t.Error("a refused --report was created inside the destination")
+	for _, root := range []string{src, dest} {
+		if _, err := os.Stat(filepath.Join(root, "r.jsonl")); err == nil {
+			t.Errorf("a refused --report was created in %s", root)
+		}
 	}
 }
 

@@ -362,6 +362,24 @@ func TestLocalBadInput(t *testing.T) {
 		{name: "bad fpart option", setup: func(t *testing.T, w localWorld) []string {
 			return []string{"--source", w.src, "--dest", w.dest, "--fpart-opts=-f notanumber"}
 		}, want: []string{"fpart"}},
+		{name: "state directory is the destination", setup: func(t *testing.T, w localWorld) []string {
+			return []string{"--source", w.src, "--dest", w.dest, "--state-dir", w.dest}
+		}, want: []string{"--state-dir", "destination itself"}},
+		{name: "state directory is a file", setup: func(t *testing.T, w localWorld) []string {
+			if err := os.WriteFile(filepath.Join(w.out, "file"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"--source", w.src, "--dest", w.dest, "--state-dir", filepath.Join(w.out, "file")}
+		}, want: []string{"state directory", "not a directory"}},
+		{name: "absurd worker count", setup: func(t *testing.T, w localWorld) []string {
+			return []string{"--source", w.src, "--dest", w.dest, "--workers", "100000000"}
+		}, want: []string{"--workers", "at most"}},
+		{name: "summary file is a directory", setup: func(t *testing.T, w localWorld) []string {
+			return []string{"--source", w.src, "--dest", w.dest, "--summary-json", w.out}
+		}, want: []string{"--summary-json", "directory"}},
+		{name: "summary file in a missing directory", setup: func(t *testing.T, w localWorld) []string {
+			return []string{"--source", w.src, "--dest", w.dest, "--summary-json", filepath.Join(w.out, "no", "s.json")}
+		}, want: []string{"--summary-json", "does not exist"}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -385,8 +403,8 @@ func TestLocalBadInput(t *testing.T) {
 			world := snapshotTree(t, w.world)
 			state := snapshotTree(t, w.stateHome)
 			run := runKrsync(t, opts, append([]string{"local"}, args...)...)
-			if run.code == 0 {
-				t.Fatalf("exit 0 on bad input; stderr:\n%s", run.stderr)
+			if run.code != 2 {
+				t.Fatalf("exit %d on bad input, want 2; stderr:\n%s", run.code, run.stderr)
 			}
 			msg := strings.TrimRight(run.stderr, "\n")
 			if msg == "" || strings.Contains(msg, "\n") {

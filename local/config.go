@@ -65,6 +65,11 @@ type invalidError struct{ err error }
 func (e invalidError) Error() string   { return e.err.Error() }
 func (e invalidError) Unwrap() []error { return []error{e.err, ErrInvalidConfig} }
 
+// MaxWorkers bounds --workers: each worker runs an rsync at a time (two processes, with
+// their buffers), far more than any one machine's disks or network keep busy; a mistyped
+// count would otherwise start until memory runs out.
+const MaxWorkers = 1024
+
 // plan are the checked, symlink-resolved locations and options of one run.
 type plan struct {
 	source, dest, stateDir string
@@ -86,6 +91,8 @@ func (cfg Config) check() (plan, error) {
 		return p, invalidf("--dest is empty: name the directory to copy into")
 	case cfg.Workers < 1:
 		return p, invalidf("--workers %d: need at least 1", cfg.Workers)
+	case cfg.Workers > MaxWorkers:
+		return p, invalidf("--workers %d: at most %d (each is an rsync process at a time)", cfg.Workers, MaxWorkers)
 	case cfg.LeaseTTL <= 0:
 		return p, invalidf("--lease-ttl %s: must be positive", cfg.LeaseTTL)
 	case cfg.MaxAttempts < 1:

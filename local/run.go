@@ -39,15 +39,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		return Result{}, err
 	}
 	res := Result{StateDir: p.stateDir}
-	if !p.destExists {
-		if err := os.Mkdir(p.dest, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return res, fmt.Errorf("create destination: %w", err)
-		}
-	}
 	if err := checkStateDir(p.stateDir); err != nil {
-		return res, err
+		return res, invalidf("%w", err)
 	}
-	log.Info().Str("source", p.source).Str("dest", p.dest).Int("workers", cfg.Workers).Str("state_dir", p.stateDir).Msg("starting; an interrupted run resumes from the state directory")
 
 	token := leaseapi.NewToken()
 	partsLog := log
@@ -58,8 +52,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 	}
 	// The walk sees the destination as the workers do, in this process: it may leave out
 	// what is unchanged when the workers' rsync would skip it too.
+	// A destination still to be created holds nothing to compare with.
 	var compare coordinator.DestComparer
-	if rsyncexec.QuickCheckSafe(p.workerRsyncArgs()) {
+	if p.destExists && rsyncexec.QuickCheckSafe(p.workerRsyncArgs()) {
 		dc, err := rsyncexec.OpenDestCompare(p.dest)
 		if err != nil {
 			return res, err
@@ -83,6 +78,13 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 	if err != nil {
 		return res, invalidf("%w", err)
 	}
+	// Created only now: every check above can still refuse the run with nothing written.
+	if !p.destExists {
+		if err := os.Mkdir(p.dest, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return res, fmt.Errorf("create destination: %w", err)
+		}
+	}
+	log.Info().Str("source", p.source).Str("dest", p.dest).Int("workers", cfg.Workers).Str("state_dir", p.stateDir).Msg("starting")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return res, fmt.Errorf("listen on loopback: %w", err)
