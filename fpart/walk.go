@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"runtime"
@@ -315,8 +316,10 @@ func (w *walker) visitDir(job *dirJob, self *dirEntry, parent *dirState) error {
 		if res.err != nil {
 			w.reportError(rel, fmt.Errorf("%s: %w", FullPath(w.roots[root].path, rel), res.err))
 			if len(res.entries) == 0 {
-				// fts's FTS_DNR: with -zz the directory is packed as an empty one.
-				if w.opts.Dirs >= DirsUnreadable {
+				// fts's FTS_DNR: with -zz the directory is packed as an empty one; but not
+				// one deleted since its parent was read (reported as such above): it is
+				// gone, and listing it would count it vanished a second time.
+				if w.opts.Dirs >= DirsUnreadable && !errors.Is(res.err, fs.ErrNotExist) {
 					if err := w.closeDir(root, self, rel, &dirState{empty: true}, false); err != nil {
 						return err
 					}
