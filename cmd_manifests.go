@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/coordinator"
 	"github.com/krsync/krsync/kube"
 	"github.com/krsync/krsync/leaseapi"
 	"github.com/krsync/krsync/rsyncexec"
@@ -36,7 +36,7 @@ type ManifestsCmd struct {
 
 // Run renders the manifests and prints them, or writes them into --output-dir.
 func (cmd ManifestsCmd) Run(streams Streams) error {
-	if _, err := fpart.ParseOptionString(cmd.FpartOpts); err != nil {
+	if _, err := coordinator.ParsePartitioner(cmd.FpartOpts, 0, cmd.Parallelism); err != nil {
 		return usagef("--fpart-opts: %v", err)
 	}
 	args, err := rsyncexec.ParseArgs(cmd.RsyncOpts)

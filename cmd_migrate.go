@@ -9,7 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"k8s.io/apimachinery/pkg/api/resource"
 
-	"github.com/krsync/krsync/fpart"
+	"github.com/krsync/krsync/coordinator"
 	"github.com/krsync/krsync/kube"
 	"github.com/krsync/krsync/leaseapi"
 	"github.com/krsync/krsync/migrate"
@@ -52,7 +52,7 @@ func (cmd MigrateCmd) Run(ctx context.Context, log zerolog.Logger, streams Strea
 	if cmd.Rollback && cmd.DryRun {
 		return usagef("--rollback and --dry-run: give one of them")
 	}
-	if _, err := fpart.ParseOptionString(cmd.FpartOpts); err != nil {
+	if _, err := coordinator.ParsePartitioner(cmd.FpartOpts, 0, cmd.Parallelism); err != nil {
 		return usagef("--fpart-opts: %v", err)
 	}
 	args, err := rsyncexec.ParseArgs(cmd.RsyncOpts)

@@ -38,11 +38,28 @@ func LiveDefaults(opts fpart.Options, filesPerPartition int64, workers int) fpar
 	return opts
 }
 
+// CopyableOptions refuses the fpart options whose partitions a copy cannot take: -D and -E
+// pack a directory as one entry standing for its files, which fpsync copies with a
+// recursive rsync; krsync copies every entry as listed (a directory as itself), so its files
+// would be left behind with exit 0. krsync partition takes them: it only prints.
+func CopyableOptions(opts fpart.Options) error {
+	switch {
+	case opts.DirsOnly:
+		return errors.New("-E packs directories instead of their files, and krsync copies each entry as listed: leave it out (krsync's partitions are live and hard-link safe without it)")
+	case opts.LeafDirs:
+		return errors.New("-D packs a directory instead of its files, and krsync copies each entry as listed: leave it out")
+	}
+	return nil
+}
+
 // ParsePartitioner parses an --fpart-opts string, applies LiveDefaults and validates the
 // result: the walk's options as every command that starts a coordinator takes them.
 func ParsePartitioner(fpartOpts string, filesPerPartition int64, workers int) (fpart.Options, error) {
 	opts, err := fpart.ParseOptionString(fpartOpts)
 	if err != nil {
+		return fpart.Options{}, err
+	}
+	if err := CopyableOptions(opts); err != nil {
 		return fpart.Options{}, err
 	}
 	opts = LiveDefaults(opts, filesPerPartition, workers)

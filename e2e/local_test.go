@@ -362,6 +362,12 @@ func TestLocalBadInput(t *testing.T) {
 		{name: "bad fpart option", setup: func(t *testing.T, w localWorld) []string {
 			return []string{"--source", w.src, "--dest", w.dest, "--fpart-opts=-f notanumber"}
 		}, want: []string{"fpart"}},
+		{name: "fpart -E: directories instead of their files", setup: func(t *testing.T, w localWorld) []string {
+			return []string{"--source", w.src, "--dest", w.dest, "--fpart-opts=-zzz -E"}
+		}, want: []string{"--fpart-opts", "-E"}},
+		{name: "fpart -D: a directory instead of its files", setup: func(t *testing.T, w localWorld) []string {
+			return []string{"--source", w.src, "--dest", w.dest, "--fpart-opts=-D -f 2"}
+		}, want: []string{"--fpart-opts", "-D"}},
 		{name: "state directory is the destination", setup: func(t *testing.T, w localWorld) []string {
 			return []string{"--source", w.src, "--dest", w.dest, "--state-dir", w.dest}
 		}, want: []string{"--state-dir", "destination itself"}},
