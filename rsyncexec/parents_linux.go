@@ -70,6 +70,13 @@ func (e *RefusedError) AllPaths() []string {
 // each as vanished, and the run would end 0 without it.
 func dropTooLong(source, dest string, list []byte) (kept []byte, refused []string, count int) {
 	longest := max(len(source), len(dest)) + 1
+	return dropEntries(list, func(rel string) bool { return longest+len(rel) >= rsyncMaxPath })
+}
+
+// dropEntries removes from a cleaned list ("./NAME" entries) those refuse says no to, and
+// returns them relative, without "./" (at most maxFailedPaths; count counts all). An
+// untouched list is returned as it is.
+func dropEntries(list []byte, refuse func(rel string) bool) (kept []byte, refused []string, count int) {
 	var b bytes.Buffer
 	for rest := list; len(rest) > 0; {
 		i := bytes.IndexByte(rest, 0)
@@ -79,7 +86,7 @@ func dropTooLong(source, dest string, list []byte) (kept []byte, refused []strin
 		entry := rest[:i]
 		rest = rest[min(i+1, len(rest)):]
 		rel := strings.TrimPrefix(string(entry), "./")
-		if longest+len(rel) >= rsyncMaxPath {
+		if refuse(rel) {
 			if count < maxFailedPaths {
 				refused = append(refused, rel)
 			}
@@ -128,16 +135,7 @@ func dropUnsafe(source string, list []byte) (kept []byte, refused []string, coun
 	}
 	defer unix.Close(root)
 	symlinked := map[string]bool{} // parent -> is (under) a symlink; checked parents only
-	var b bytes.Buffer
-	rest := list
-	for len(rest) > 0 {
-		i := bytes.IndexByte(rest, 0)
-		if i < 0 {
-			i = len(rest)
-		}
-		entry := rest[:i]
-		rest = rest[min(i+1, len(rest)):]
-		rel := strings.TrimPrefix(string(entry), "./")
+	return dropEntries(list, func(rel string) bool {
 		parent := path.Dir(rel)
 		bad, seen := symlinked[parent]
 		if !seen && parent != "." {
@@ -148,18 +146,6 @@ func dropUnsafe(source string, list []byte) (kept []byte, refused []string, coun
 			bad = errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV)
 			symlinked[parent] = bad
 		}
-		if bad {
-			if count < maxFailedPaths {
-				refused = append(refused, rel)
-			}
-			count++
-			continue
-		}
-		b.Write(entry)
-		b.WriteByte(0)
-	}
-	if count == 0 {
-		return list, nil, 0
-	}
-	return b.Bytes(), refused, count
+		return bad
+	})
 }
