@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -37,6 +38,7 @@ type CoordinatorCmd struct {
 	Linger            time.Duration `help:"After the end, how long to keep telling workers there is no more work (returns earlier once every worker was told)." default:"1m"`
 	Mirror            bool          `help:"Make the destination an exact copy: the workers delete what it holds and the source does not (never what -x/-X exclude, never what the source gains meanwhile)."`
 	DryRun            bool          `help:"With --mirror: the workers copy nothing, delete nothing, and log what --mirror would delete."`
+	RequireEmptyDest  bool          `help:"Refuse to start (exit 2) when --dest holds anything but this run's --state-dir and an empty lost+found: for a copy into a volume that may hold data nobody meant to lose (krsync migrate sets it for a claim it did not create)."`
 
 	// Kubernetes: --create-workers and friends; runCoordinator (cmd_coordinator_kube.go) uses them.
 	KubeFlags `embed:""`
@@ -152,6 +154,11 @@ func (cmd CoordinatorCmd) config(log zerolog.Logger) (coordinator.Config, error)
 	if cmd.LeaseTTL <= 0 || cmd.MaxWait < 0 || cmd.Linger < 0 {
 		return coordinator.Config{}, usagef("--lease-ttl must be positive, --max-wait and --linger not negative")
 	}
+	if cmd.RequireEmptyDest {
+		if err := requireEmptyDest(cmd.Dest, cmd.StateDir); err != nil {
+			return coordinator.Config{}, usageError{err}
+		}
+	}
 	token, err := cmd.token(log)
 	if err != nil {
 		return coordinator.Config{}, err
@@ -209,4 +216,33 @@ func apiToken(file, value string) (string, error) {
 		return "", usagef("--token-file: %v", err)
 	}
 	return t, nil
+}
+
+// requireEmptyDest is --require-empty-dest: dest may hold only stateDir (when it lies in
+// dest: a restarted coordinator of this run finds its journal there, and what dest holds is
+// this run's) and an empty lost+found (a new ext4 volume has one). Anything else is data
+// that krsync did not write, which a --mirror run would delete.
+func requireEmptyDest(dest, stateDir string) error {
+	entries, err := os.ReadDir(dest)
+	if err != nil {
+		return fmt.Errorf("--require-empty-dest: %w", err)
+	}
+	if rel, ok := strings.CutPrefix(filepath.Clean(stateDir), filepath.Clean(dest)+"/"); ok && !strings.Contains(rel, "/") {
+		if _, err := os.Stat(filepath.Join(stateDir, coordinator.JournalFile)); err == nil {
+			return nil
+		}
+	}
+	var found []string
+	for _, e := range entries {
+		if e.Name() == "lost+found" && e.IsDir() {
+			if inner, err := os.ReadDir(filepath.Join(dest, e.Name())); err == nil && len(inner) == 0 {
+				continue
+			}
+		}
+		found = append(found, e.Name())
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	return fmt.Errorf("--require-empty-dest: %s %s (%d entries, e.g. %q): give an empty volume, or empty this one", dest, kube.DestNotEmpty, len(found), found[0])
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/krsync/krsync/kube"
 	"github.com/krsync/krsync/leaseapi"
 )
 
@@ -110,5 +111,44 @@ func TestCoordinatorCommandServesUntilDone(t *testing.T) {
 	r := <-done
 	if r.code != 0 || files != 3 || !strings.Contains(r.stdout, "partitions done, 0 failed; 3 of 3 entries") {
 		t.Fatalf("exit %d, %d files leased, stdout %q, stderr %q", r.code, files, r.stdout, r.stderr)
+	}
+}
+
+// TestRequireEmptyDest: --require-empty-dest lets a coordinator start on an empty
+// destination, one holding only an empty lost+found, or one holding this run's journal (a
+// restart); anything else is refused, naming what is there.
+func TestRequireEmptyDest(t *testing.T) {
+	tests := []struct {
+		name   string
+		make   []string // paths below dest; a trailing / makes a directory
+		ok     bool
+		naming string
+	}{
+		{"empty", nil, true, ""},
+		{"an empty lost+found", []string{"lost+found/"}, true, ""},
+		{"lost+found with a file", []string{"lost+found/", "lost+found/#123"}, false, "lost+found"},
+		{"a file at the top", []string{"#data"}, false, "#data"},
+		{"an empty directory", []string{"old/"}, false, "old"},
+		{"this run's journal and its copy (a restart)", []string{".krsync-state/", ".krsync-state/journal.db", "copied"}, true, ""},
+		{"a state directory without a journal", []string{".krsync-state/", "copied"}, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dest := t.TempDir()
+			for _, p := range tt.make {
+				path := filepath.Join(dest, p)
+				if strings.HasSuffix(p, "/") {
+					if err := os.Mkdir(path, 0o755); err != nil {
+						t.Fatal(err)
+					}
+				} else if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := requireEmptyDest(dest, filepath.Join(dest, ".krsync-state"))
+			if tt.ok != (err == nil) || (err != nil && (!strings.Contains(err.Error(), kube.DestNotEmpty) || !strings.Contains(err.Error(), tt.naming))) {
+				t.Errorf("requireEmptyDest = %v; want ok %v, naming %q", err, tt.ok, tt.naming)
+			}
+		})
 	}
 }

@@ -30,6 +30,7 @@ type MigrateCmd struct {
 	FpartOpts        string        `help:"fpart options of the coordinator's walk." default:"${fpartOptions}"`
 	RsyncOpts        string        `help:"rsync options of the workers." default:"${rsyncOptions}"`
 	NoWarmCopy       bool          `help:"Do not copy while the application runs: scale down first, then copy everything."`
+	OverwriteDest    bool          `help:"Let the copy delete what an existing --dest-pvc holds (without it, a claim krsync did not create must be empty)."`
 	DryRun           bool          `help:"Print the plan (or, for a migration under way, where it stands) and change nothing."`
 	Rollback         bool          `help:"Put the workloads of an unfinished migration back on --source-pvc with their replica counts."`
 	Timeout          time.Duration `help:"Longest wait for the Pods to go, or to become ready." default:"10m"`
@@ -40,7 +41,7 @@ type MigrateCmd struct {
 func (cmd MigrateCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) error {
 	cfg := migrate.Config{
 		Namespace: cmd.Namespace, SourcePVC: cmd.SourcePVC, DestPVC: cmd.DestPVC,
-		DestStorageClass: cmd.DestStorageClass, NoWarmCopy: cmd.NoWarmCopy, Timeout: cmd.Timeout,
+		DestStorageClass: cmd.DestStorageClass, NoWarmCopy: cmd.NoWarmCopy, OverwriteDest: cmd.OverwriteDest, Timeout: cmd.Timeout,
 	}
 	if cmd.DestSize != "" {
 		q, err := resource.ParseQuantity(cmd.DestSize)

@@ -59,7 +59,14 @@ type Params struct {
 	// Mirror, DryRun, Verify and VerifyChecksum are the coordinator's --mirror, --dry-run,
 	// --verify and --verify-checksum (KRSYNC_MIRROR...); all false by default.
 	Mirror, DryRun, Verify, VerifyChecksum bool
+	// RequireEmptyDest is the coordinator's --require-empty-dest (KRSYNC_REQUIRE_EMPTY_DEST,
+	// rendered only when true): refuse a destination holding data (DestNotEmpty).
+	RequireEmptyDest bool
 }
+
+// DestNotEmpty is how the coordinator's --require-empty-dest refusal describes the
+// destination, so that a caller reading the outcome (krsync migrate) knows the copy never began.
+const DestNotEmpty = "holds data this run did not write"
 
 // DefaultParams are the defaults of the repository's manifests/, equal to the seed Helm chart's
 // where they still apply (source-pvc, dest-pvc, parallelism 2, its fpart options).

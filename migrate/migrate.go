@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -98,6 +99,12 @@ func Run(ctx context.Context, env Env, cfg Config, dryRun bool) (err error) {
 		if dryRun {
 			return nil
 		}
+		if m.cfg.OverwriteDest && !m.st.DestClaimed {
+			m.st.DestClaimed = true
+			if err := m.save(ctx); err != nil {
+				return err
+			}
+		}
 	}
 	steps := []struct {
 		done Phase
@@ -147,7 +154,7 @@ func (m *migration) load(ctx context.Context) error {
 // begin creates the new claim (or marks the existing one) with the plan, before anything
 // else changes: from then on a rerun finds the migration there.
 func (m *migration) begin(ctx context.Context, plan *Plan) error {
-	m.st = &State{Source: m.cfg.SourcePVC, Phase: Planned, Workloads: plan.Workloads}
+	m.st = &State{Source: m.cfg.SourcePVC, Phase: Planned, Workloads: plan.Workloads, DestClaimed: plan.DestClaimed != ""}
 	if m.st.Workloads == nil {
 		m.st.Workloads = []Workload{}
 	}
@@ -179,7 +186,7 @@ func (m *migration) save(ctx context.Context) error {
 	for k, v := range anno {
 		patch[k] = v
 	}
-	for _, k := range []string{AnnoDownSince, AnnoDowntime, AnnoPods} {
+	for _, k := range []string{AnnoDownSince, AnnoDowntime, AnnoPods, AnnoDestClaimed} {
 		if _, ok := anno[k]; !ok {
 			patch[k] = nil // a merge patch's null removes what an earlier migration left
 		}
@@ -202,6 +209,9 @@ func (m *migration) copyParams(verify bool) kube.Params {
 	p := m.cfg.Copy
 	p.SourcePVC, p.DestPVC = m.cfg.SourcePVC, m.dst.Name
 	p.Mirror, p.DryRun, p.Verify = true, false, verify
+	// --mirror deletes what the new claim holds: unless that is known to be the
+	// migration's to replace, the coordinator refuses a claim holding anything.
+	p.RequireEmptyDest = !m.st.DestClaimed
 	return p
 }
 
@@ -214,7 +224,18 @@ func (m *migration) runCopy(ctx context.Context, pass string, verify bool, node 
 	if adopted {
 		fmt.Fprintf(m.Out, "%s copy: following the copy an earlier run started\n", pass)
 	}
-	return m.Copier.Wait(ctx)
+	outcome, err := m.Copier.Wait(ctx)
+	if err != nil && strings.Contains(err.Error(), kube.DestNotEmpty) {
+		return "", fmt.Errorf("%w; krsync migrate copies only into a claim that is empty, that it created, or that it migrated from: if claim %s holds what an earlier attempt of this migration copied, or data you mean to delete, run again with --overwrite-dest", err, m.dst.Name)
+	}
+	if err == nil && !m.st.DestClaimed {
+		// The coordinator found the claim empty, and it holds the copy now.
+		m.st.DestClaimed = true
+		if err := m.save(ctx); err != nil {
+			return "", err
+		}
+	}
+	return outcome, err
 }
 
 // warmCopy copies while the application runs: the bulk of the bytes moves without downtime.

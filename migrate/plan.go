@@ -37,6 +37,9 @@ type Config struct {
 	Copy kube.Params
 	// NoWarmCopy skips the copy while the application runs.
 	NoWarmCopy bool
+	// OverwriteDest lets the copies delete what an existing new claim holds; without it a
+	// claim krsync did not create (nor migrate from) must be empty.
+	OverwriteDest bool
 	// Timeout bounds each wait for Pods to go or to become ready.
 	Timeout time.Duration
 }
@@ -89,6 +92,9 @@ func (c Config) Validate() error {
 type Plan struct {
 	Namespace string
 	Source    *corev1.PersistentVolumeClaim
+	// DestClaimed says why the new claim's contents may be replaced without the copy's
+	// check that it is empty (created here, --overwrite-dest, migrated from); "" when not.
+	DestClaimed string
 	// Dest is the new claim: the existing one, or the one to create (CreateDest).
 	Dest       *corev1.PersistentVolumeClaim
 	CreateDest bool
@@ -170,6 +176,12 @@ func (p *Plan) planDest(ctx context.Context, cs kubernetes.Interface, cfg Config
 		if want, got := size(p.Source), size(dst); got.Cmp(want) < 0 {
 			return fmt.Errorf("claim %s is %s, smaller than %s's %s: give a larger claim", name, got.String(), p.Source.Name, want.String())
 		}
+		switch st, _ := stateOf(p.Source); {
+		case cfg.OverwriteDest:
+			p.DestClaimed = "--overwrite-dest"
+		case st != nil && st.Source == name && st.Phase == Done:
+			p.DestClaimed = "it is the claim " + p.Source.Name + " was migrated from"
+		}
 		return nil
 	case !apierrors.IsNotFound(err):
 		return fmt.Errorf("get claim %s/%s: %w", p.Namespace, name, err)
@@ -185,6 +197,7 @@ func (p *Plan) planDest(ctx context.Context, cs kubernetes.Interface, cfg Config
 	}
 	class := cfg.DestStorageClass
 	p.CreateDest = true
+	p.DestClaimed = "krsync creates it"
 	p.Dest = &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": "krsync-migrate"}},
 		Spec: corev1.PersistentVolumeClaimSpec{
@@ -383,7 +396,11 @@ func (p *Plan) Print(w io.Writer) {
 	if p.CreateDest {
 		fmt.Fprintf(w, "  create claim %s: storage class %s, %s, %s\n", p.Dest.Name, *p.Dest.Spec.StorageClassName, q.String(), modes(p.Dest.Spec.AccessModes))
 	} else {
-		fmt.Fprintf(w, "  claim %s exists: %s, %s (it becomes an exact copy of %s: what else it holds is deleted)\n", p.Dest.Name, q.String(), modes(p.Dest.Spec.AccessModes), p.Source.Name)
+		if p.DestClaimed != "" {
+			fmt.Fprintf(w, "  claim %s exists: %s, %s (it becomes an exact copy of %s: what else it holds is deleted; %s)\n", p.Dest.Name, q.String(), modes(p.Dest.Spec.AccessModes), p.Source.Name, p.DestClaimed)
+		} else {
+			fmt.Fprintf(w, "  claim %s exists: %s, %s (it becomes an exact copy of %s; the copy starts only if it is empty: --overwrite-dest to replace what it holds)\n", p.Dest.Name, q.String(), modes(p.Dest.Spec.AccessModes), p.Source.Name)
+		}
 	}
 	if p.WarmCopySkipped == "" {
 		where := ""

@@ -264,6 +264,40 @@ func TestMakePlan(t *testing.T) {
 			},
 			printed: []string{"no warm copy: the source is ReadWriteOncePod"},
 		},
+		{
+			name: "an existing new claim must be empty",
+			setup: func(e *env) {
+				e.claim(oldClaim, "5Gi", rwo)
+				e.claim(newClaim, "5Gi", rwo)
+			},
+			printed: []string{"claim new exists: 5Gi, ReadWriteOnce (it becomes an exact copy of old; the copy starts only if it is empty: --overwrite-dest"},
+		},
+		{
+			name: "--overwrite-dest",
+			setup: func(e *env) {
+				e.claim(oldClaim, "5Gi", rwo)
+				e.claim(newClaim, "5Gi", rwo)
+			},
+			config:  func(c *Config) { c.OverwriteDest = true },
+			printed: []string{"what else it holds is deleted; --overwrite-dest)"},
+		},
+		{
+			name: "migrating back to the claim migrated from",
+			setup: func(e *env) {
+				e.claim(oldClaim, "5Gi", rwo)
+				e.claim(newClaim, "5Gi", rwo)
+				// old was itself migrated, done, from new: new holds an older copy of it.
+				pvc, err := e.cs.CoreV1().PersistentVolumeClaims(e.ns).Get(context.Background(), oldClaim, metav1.GetOptions{})
+				if err != nil {
+					e.t.Fatal(err)
+				}
+				pvc.Annotations = map[string]string{AnnoSource: newClaim, AnnoPhase: string(Done), AnnoWorkloads: "[]"}
+				if _, err := e.cs.CoreV1().PersistentVolumeClaims(e.ns).Update(context.Background(), pvc, metav1.UpdateOptions{}); err != nil {
+					e.t.Fatal(err)
+				}
+			},
+			printed: []string{"what else it holds is deleted; it is the claim old was migrated from)"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

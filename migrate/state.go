@@ -19,6 +19,10 @@ const (
 	AnnoDownSince = annoPrefix + "down-since" // RFC 3339 time the scale-down began
 	AnnoDowntime  = annoPrefix + "downtime"   // the measured downtime, once done
 	AnnoPods      = annoPrefix + "pods"       // JSON: the bare Pods deleted, to create again
+	// AnnoDestClaimed "true": what the new claim holds is the migration's to replace (it
+	// created the claim, a copy into it completed, it was the claim migrated from, or
+	// --overwrite-dest); until then every copy requires it empty.
+	AnnoDestClaimed = annoPrefix + "dest-claimed"
 	// On a workload scaled down: the replica count to restore (Deployment, StatefulSet),
 	// the suspend value to restore (CronJob), or that a DaemonSet was paused.
 	AnnoReplicas  = annoPrefix + "replicas"
@@ -74,6 +78,8 @@ type State struct {
 	Downtime  string
 	// Pods are the records of the Pods without a controller that were deleted, by name.
 	Pods map[string]*corev1.Pod
+	// DestClaimed: the new claim's contents may be replaced (AnnoDestClaimed).
+	DestClaimed bool
 }
 
 // stateOf reads the migration state from the new claim's annotations.
@@ -86,7 +92,7 @@ func stateOf(pvc *corev1.PersistentVolumeClaim) (*State, error) {
 	if !ok {
 		return nil, nil
 	}
-	st := &State{Source: a[AnnoSource], Phase: Phase(phase), Downtime: a[AnnoDowntime]}
+	st := &State{Source: a[AnnoSource], Phase: Phase(phase), Downtime: a[AnnoDowntime], DestClaimed: a[AnnoDestClaimed] == "true"}
 	if phaseIndex(st.Phase) < 0 && st.Phase != RolledBack {
 		return nil, fmt.Errorf("claim %s: annotation %s=%q is no phase krsync knows", pvc.Name, AnnoPhase, phase)
 	}
@@ -120,6 +126,9 @@ func (st *State) annotations() (map[string]string, error) {
 	}
 	if st.Downtime != "" {
 		a[AnnoDowntime] = st.Downtime
+	}
+	if st.DestClaimed {
+		a[AnnoDestClaimed] = "true"
 	}
 	if len(st.Pods) > 0 {
 		pods, err := json.Marshal(st.Pods)

@@ -686,6 +686,43 @@ func TestMigrateFailedWarmCopyStopsBeforeTheDowntime(t *testing.T) {
 	c.migratedDataEqual(c.dst)
 }
 
+// TestMigrateRefusesAClaimHoldingData: an existing new claim that holds data krsync did not
+// write (a file at its top; an empty lost+found is fine) is not mirrored over: the warm
+// copy's coordinator refuses it, krsync migrate stops with exit 1 saying so and naming
+// --overwrite-dest, the file and the application untouched; with --overwrite-dest the same
+// command completes and the claim ends an exact copy.
+func TestMigrateRefusesAClaimHoldingData(t *testing.T) {
+	c := newCluster(t, clusterOptions{})
+	c.generate(treegen.Spec{Seed: 53, Files: 100})
+	precious := filepath.Join(c.dst, "#precious")
+	if err := os.WriteFile(precious, []byte("not krsync's\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(c.dst, "lost+found"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c.startApp()
+	p := c.startMigrate(c.migrateArgs(toDestClaim))
+	if code := p.Wait(t); code != 1 {
+		t.Fatalf("krsync migrate into a claim holding data: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, p.Stdout.String(), p.Stderr.String())
+	}
+	if msg := p.Stderr.String(); !strings.Contains(msg, kube.DestNotEmpty) || !strings.Contains(msg, "#precious") ||
+		!strings.Contains(msg, "--overwrite-dest") || strings.Count(msg, "\n") != 1 {
+		t.Errorf("stderr, want one line naming the data and --overwrite-dest:\n%s", msg)
+	}
+	if data, err := os.ReadFile(precious); err != nil || string(data) != "not krsync's\n" {
+		t.Errorf("the claim's own file after the refusal: %q, %v", data, err)
+	}
+	if got := c.phase(destClaim); got != string(migrate.Planned) {
+		t.Errorf("after the refusal the claim records phase %q, want %q", got, migrate.Planned)
+	}
+	c.waitAppOn(sourceClaim, 2, 1)
+
+	c.runMigrate(toDestClaim, "--overwrite-dest")
+	c.waitAppOn(destClaim, 2, 1)
+	c.migratedDataEqual(c.dst)
+}
+
 // TestMigrateFailedFinalCopyKeepsTheWorkloadsDown: a final pass that fails (the source holds
 // the coordinator's state directory name) stops krsync migrate with one line and exit 1,
 // the workloads still down on the source with their counts recorded; once the cause is gone
