@@ -30,6 +30,7 @@ type ManifestsCmd struct {
 	DryRun         bool   `help:"With --mirror: copy nothing, delete nothing, log what would be deleted (the coordinator's --dry-run)."`
 	Verify         bool   `help:"After a complete copy the coordinator compares the destination with the source, metadata (its --verify)."`
 	VerifyChecksum bool   `help:"Like --verify, and the contents of regular files too (its --verify-checksum)."`
+	RequireEmpty   bool   `name:"require-empty-dest" help:"The coordinator refuses to start when the destination holds anything (its --require-empty-dest): a --mirror run into the wrong claim then deletes nothing."`
 	Token          string `help:"Lease API token for the Secret (default: a new random one)."`
 	OutputDir      string `help:"Write one file per object and a Kustomization into DIR instead of printing." placeholder:"DIR" type:"path"`
 }
@@ -56,6 +57,7 @@ func (cmd ManifestsCmd) Run(streams Streams) error {
 		Parallelism: cmd.Parallelism, Image: cmd.Image, PullPolicy: cmd.PullPolicy,
 		FpartOpts: cmd.FpartOpts, RsyncOpts: cmd.RsyncOpts, Token: token,
 		Restricted: cmd.Restricted, Mirror: cmd.Mirror, DryRun: cmd.DryRun, Verify: cmd.Verify, VerifyChecksum: cmd.VerifyChecksum,
+		RequireEmptyDest: cmd.RequireEmpty,
 	})
 	if err != nil {
 		return usageError{err}

@@ -79,6 +79,7 @@ func TestRenderedManifestsDecodeStrictly(t *testing.T) {
 	custom.RsyncOpts = "--archive --numeric-ids --hard-links -X"
 	custom.Token = `tok"en: # with: yaml specials`
 	custom.Mirror, custom.DryRun, custom.Verify, custom.VerifyChecksum = true, true, true, true
+	custom.RequireEmptyDest = true
 	custom.SourceSubPath, custom.DestSubPath = "exports/home dirs", "2024/copy"
 	tests := []struct {
 		name string
@@ -125,6 +126,9 @@ func TestRenderedManifestsDecodeStrictly(t *testing.T) {
 				if env[name] != strconv.FormatBool(want) {
 					t.Errorf("coordinator env %s=%q, want %v", name, env[name], want)
 				}
+			}
+			if want := map[bool]string{true: "true", false: ""}[tc.p.RequireEmptyDest]; env["KRSYNC_REQUIRE_EMPTY_DEST"] != want {
+				t.Errorf("coordinator env KRSYNC_REQUIRE_EMPTY_DEST=%q, want %q", env["KRSYNC_REQUIRE_EMPTY_DEST"], want)
 			}
 			checkClaims(t, "coordinator", m.Coordinator.Spec.Template.Spec.Volumes, tc.p)
 			subPaths := map[string]string{}
