@@ -151,6 +151,9 @@ func (cmd CoordinatorCmd) config(log zerolog.Logger) (coordinator.Config, error)
 	if cmd.MaxAttempts < 1 {
 		return coordinator.Config{}, usagef("--max-attempts must be at least 1")
 	}
+	if cmd.FilesPerPartition < 1 {
+		return coordinator.Config{}, usagef("--files-per-partition %d: need at least 1", cmd.FilesPerPartition)
+	}
 	if cmd.LeaseTTL <= 0 || cmd.MaxWait < 0 || cmd.Linger < 0 {
 		return coordinator.Config{}, usagef("--lease-ttl must be positive, --max-wait and --linger not negative")
 	}

@@ -46,6 +46,9 @@ func (c LocalCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) 
 	if err := c.AfterCopy.check(); err != nil {
 		return err
 	}
+	if c.FilesPerPartition < 1 {
+		return usagef("--files-per-partition %d: need at least 1", c.FilesPerPartition)
+	}
 	if c.Progress == "always" || (c.Progress == "auto" && streams.StderrIsTerminal) {
 		cfg.Progress = streams.Stderr
 	}

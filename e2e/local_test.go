@@ -377,6 +377,9 @@ func TestLocalBadInput(t *testing.T) {
 			}
 			return []string{"--source", w.src, "--dest", w.dest, "--state-dir", filepath.Join(w.out, "file")}
 		}, want: []string{"state directory", "not a directory"}},
+		{name: "zero files per partition", setup: func(t *testing.T, w localWorld) []string {
+			return []string{"--source", w.src, "--dest", w.dest, "--files-per-partition", "0"}
+		}, want: []string{"--files-per-partition"}},
 		{name: "absurd worker count", setup: func(t *testing.T, w localWorld) []string {
 			return []string{"--source", w.src, "--dest", w.dest, "--workers", "100000000"}
 		}, want: []string{"--workers", "at most"}},
