@@ -77,24 +77,28 @@ func dropTooLong(source, dest string, list []byte) (kept []byte, refused []strin
 // returns them relative, without "./" (at most maxFailedPaths; count counts all). An
 // untouched list is returned as it is.
 func dropEntries(list []byte, refuse func(rel string) bool) (kept []byte, refused []string, count int) {
-	var b bytes.Buffer
-	for rest := list; len(rest) > 0; {
-		i := bytes.IndexByte(rest, 0)
+	var b bytes.Buffer // the kept entries, from the first refusal on (until then: list itself)
+	for off := 0; off < len(list); {
+		i := bytes.IndexByte(list[off:], 0)
+		end := off + i
 		if i < 0 {
-			i = len(rest)
+			end = len(list)
 		}
-		entry := rest[:i]
-		rest = rest[min(i+1, len(rest)):]
-		rel := strings.TrimPrefix(string(entry), "./")
-		if refuse(rel) {
+		entry := list[off:end]
+		next := min(end+1, len(list))
+		if refuse(strings.TrimPrefix(string(entry), "./")) {
+			if count == 0 {
+				b.Write(list[:off])
+			}
 			if count < maxFailedPaths {
-				refused = append(refused, rel)
+				refused = append(refused, strings.TrimPrefix(string(entry), "./"))
 			}
 			count++
-			continue
+		} else if count > 0 {
+			b.Write(entry)
+			b.WriteByte(0)
 		}
-		b.Write(entry)
-		b.WriteByte(0)
+		off = next
 	}
 	if count == 0 {
 		return list, nil, 0
