@@ -219,10 +219,9 @@ func (l *locker) renew(ctx context.Context, cancel context.CancelCauseFunc) {
 // renewOnce moves every lock's renew time to now.
 func (l *locker) renewOnce(ctx context.Context) error {
 	for _, lk := range l.locks {
+		// An update on the resourceVersion this run last wrote: a Lease another run took
+		// over since conflicts.
 		lease := lk.lease.DeepCopy()
-		if ptr.Deref(lease.Spec.HolderIdentity, "") != l.identity {
-			return apierrors.NewConflict(coordinationv1.Resource("leases"), lease.Name, errors.New("held by another run"))
-		}
 		lease.Spec.RenewTime = ptr.To(metav1.NewMicroTime(time.Now()))
 		updated, err := l.cs.CoordinationV1().Leases(l.ns).Update(ctx, lease, metav1.UpdateOptions{})
 		if err != nil {
