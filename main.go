@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,6 +80,7 @@ func run(ctx context.Context, args []string, streams Streams) int {
 		kong.Exit(func(code int) { exited = code; panic(kongExit{}) }),
 		kong.BindTo(ctx, (*context.Context)(nil)),
 		kong.Vars(flagDefaults()),
+		kong.KindMapper(reflect.String, rawStringMapper{}),
 	)
 	if err != nil {
 		fmt.Fprintf(streams.Stderr, "krsync: %v\n", err)
@@ -104,6 +106,24 @@ func run(ctx context.Context, args []string, streams Streams) int {
 		fmt.Fprintf(streams.Stderr, "krsync: %s\n", msg)
 	}
 	return code
+}
+
+// rawStringMapper decodes a string flag (or its KRSYNC_ variable) byte for byte. kong's own
+// goes through encoding/json, which turns every byte that is not UTF-8 into U+FFFD: a
+// --source or --dest with a Latin-1 directory name named another, missing path.
+type rawStringMapper struct{}
+
+func (rawStringMapper) Decode(ctx *kong.DecodeContext, target reflect.Value) error {
+	t, err := ctx.Scan.PopValue("string")
+	if err != nil {
+		return err
+	}
+	s, ok := t.Value.(string)
+	if !ok {
+		s = fmt.Sprint(t.Value)
+	}
+	target.SetString(s)
+	return nil
 }
 
 // flagDefaults are the flags' defaults that packages define: the tags say ${name}, so each

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -441,5 +442,46 @@ func chmod(t *testing.T, path string, mode os.FileMode) {
 	t.Helper()
 	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLocalRootPathsOfAnyBytes: the source and destination roots themselves may hold bytes
+// that are not UTF-8 (a Latin-1 directory name), given as flags or as KRSYNC_ variables; the
+// copy ends equal, into the directory named and no other (kong's string flags used to turn
+// such bytes into U+FFFD, naming a path that did not exist).
+func TestLocalRootPathsOfAnyBytes(t *testing.T) {
+	t.Parallel()
+	testbin.Rsync(t)
+	base := t.TempDir()
+	src := filepath.Join(base, "caf\xe9 source")
+	if _, err := treegen.Generate(src, treegen.Spec{Seed: 61, Files: 40, FanOut: 2, Depth: 1}); err != nil {
+		t.Fatal(err)
+	}
+	byFlag := filepath.Join(base, "d\xff\xfe by flag")
+	byEnv := filepath.Join(base, "d\xe9 by env")
+	for _, tc := range []struct {
+		dest string
+		args []string
+		env  []string
+	}{
+		{byFlag, []string{"local", "--source", src, "--dest", byFlag}, nil},
+		{byEnv, []string{"local"}, []string{"KRSYNC_SOURCE=" + src, "KRSYNC_DEST=" + byEnv}},
+	} {
+		run := runKrsync(t, runOptions{env: append([]string{"XDG_STATE_HOME=" + t.TempDir()}, tc.env...)}, tc.args...)
+		if run.code != 0 {
+			t.Fatalf("krsync %q: exit %d:\n%s", tc.args, run.code, run.stderr)
+		}
+		compareTrees(t, src, tc.dest)
+	}
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 3 {
+		names := make([]string, len(entries))
+		for i, e := range entries {
+			names[i] = fmt.Sprintf("%q", e.Name())
+		}
+		t.Errorf("%s holds %v; want the source and the two destinations only", base, names)
 	}
 }
