@@ -73,6 +73,15 @@ func (b *beneath) lstat(rel string, st *unix.Stat_t) error {
 	return unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW)
 }
 
+// unlink removes the name rel (not a directory).
+func (b *beneath) unlink(rel string) error {
+	fd, name, err := b.dirOf(rel)
+	if err != nil {
+		return err
+	}
+	return unix.Unlinkat(fd, name, 0)
+}
+
 func (b *beneath) readlink(rel string) (string, error) {
 	fd, name, err := b.dirOf(rel)
 	if err != nil {

@@ -38,6 +38,8 @@ func QuickCheckSafe(args []string) bool {
 // and anything that cannot be read are left to rsync. Paths are resolved below each root
 // without following any symlink (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), so a symlink
 // planted in the destination can never make an entry look unchanged.
+// A destination file with more links than the source's is unlinked on the way (see
+// unchanged): the copy then gives it the source's link structure.
 // root says whether the root itself ("." in the list) is unchanged too.
 func dropUnchanged(source, dest string, list []byte, root bool) (kept []byte, rootUnchanged bool, dropped int64) {
 	c := &checkers{source: source, dest: dest}
@@ -179,6 +181,16 @@ func unchanged(src, dst *beneath, rel string) (same, inDest bool) {
 	}
 	if src.lstat(rel, &s) != nil {
 		return false, true
+	}
+	if s.Mode&unix.S_IFMT == unix.S_IFREG && d.Mode&unix.S_IFMT == unix.S_IFREG && d.Nlink > s.Nlink {
+		// The destination's file shares its inode with names that the source does not
+		// link to it (a destination filled by another tool, a hard link since). rsync's
+		// quick check would leave it so, and a write through one name would change the
+		// other: this name goes (its data stays under the others) and rsync copies it, or
+		// links it into its source group, anew.
+		if dst.unlink(rel) == nil {
+			return false, false
+		}
 	}
 	return sameEntry(&s, &d, func() (string, string, error) {
 		a, err := src.readlink(rel)

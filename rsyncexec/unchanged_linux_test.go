@@ -335,3 +335,56 @@ func TestDropUnchangedManyEntries(t *testing.T) {
 		t.Errorf("kept %q (dropped %d); want %q (dropped %d)", kept, dropped, want, len(names)-len(changed))
 	}
 }
+
+// TestRunBreaksForeignLinks: a destination whose files share inodes the source does not
+// share (equal contents and times, so rsync's quick check alone would keep them linked) ends
+// with the source's link structure: singletons apart, a source group linked together and
+// apart from the foreign name, whose data stays.
+func TestRunBreaksForeignLinks(t *testing.T) {
+	rsync := testbin.Rsync(t)
+	when := time.Unix(1.6e9, 0)
+	write := func(root string, names ...string) {
+		for _, n := range names {
+			if err := os.WriteFile(filepath.Join(root, n), []byte("same bytes\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(filepath.Join(root, n), when, when); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	link := func(root, from string, to ...string) {
+		for _, n := range to {
+			if err := os.Link(filepath.Join(root, from), filepath.Join(root, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ino := func(root, name string) uint64 {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(root, name), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	src, dst := t.TempDir(), t.TempDir()
+	write(src, "#first", "q", "a", "x", "z-last")
+	link(src, "a", "b")
+	write(dst, "#first", "a")
+	link(dst, "#first", "q", "z-last") // three separate source files, one inode here
+	link(dst, "a", "b", "x")           // the source's group a,b, and x, one inode here
+	if _, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("#first", "q", "a", "b", "x", "z-last")}); err != nil {
+		t.Fatal(err)
+	}
+	if ino(dst, "#first") == ino(dst, "q") || ino(dst, "q") == ino(dst, "z-last") || ino(dst, "#first") == ino(dst, "z-last") {
+		t.Errorf("#first, q, z-last still share an inode in the destination; the source's are apart")
+	}
+	if ino(dst, "a") != ino(dst, "b") || ino(dst, "x") == ino(dst, "a") {
+		t.Errorf("destination a, b, x inodes %d %d %d: want a and b linked, x apart", ino(dst, "a"), ino(dst, "b"), ino(dst, "x"))
+	}
+	for _, n := range []string{"#first", "q", "a", "b", "x", "z-last"} {
+		if data, err := os.ReadFile(filepath.Join(dst, n)); err != nil || string(data) != "same bytes\n" {
+			t.Errorf("%s: %q, %v", n, data, err)
+		}
+	}
+}
