@@ -90,7 +90,7 @@ func TestDropUnchanged(t *testing.T) {
 			}
 			src, dst := setup(t)
 			tt.change(t, dst)
-			kept, _, dropped := dropUnchanged(src, dst, list(entries...), false)
+			kept, _, dropped := dropUnchanged(src, dst, list(entries...), false, false)
 			got := splitList(kept)
 			if !equalStrings(got, tt.kept) || int(dropped) != len(entries)-len(tt.kept) {
 				t.Fatalf("kept %q (dropped %d); want %q", got, dropped, tt.kept)
@@ -265,7 +265,7 @@ func TestDropUnchangedStopsLookingOnAFirstCopy(t *testing.T) {
 			for _, name := range names {
 				list = append(list, "./"+name+"\x00"...)
 			}
-			kept, _, dropped := dropUnchanged(src, d, list, false)
+			kept, _, dropped := dropUnchanged(src, d, list, false, false)
 			if dropped != tt.wantDropped || int64(bytes.Count(kept, []byte{0})) != n-tt.wantDropped {
 				t.Errorf("dropped %d, kept %d entries; want %d dropped", dropped, bytes.Count(kept, []byte{0}), tt.wantDropped)
 			}
@@ -324,7 +324,7 @@ func TestDropUnchangedManyEntries(t *testing.T) {
 	for _, name := range names {
 		list = append(list, "./"+name+"\x00"...)
 	}
-	kept, _, dropped := dropUnchanged(src, dst, list, false)
+	kept, _, dropped := dropUnchanged(src, dst, list, false, false)
 	var want []byte
 	for i, name := range names {
 		if changed[i] {
@@ -336,10 +336,10 @@ func TestDropUnchangedManyEntries(t *testing.T) {
 	}
 }
 
-// TestRunBreaksForeignLinks: a destination whose files share inodes the source does not
-// share (equal contents and times, so rsync's quick check alone would keep them linked) ends
-// with the source's link structure: singletons apart, a source group linked together and
-// apart from the foreign name, whose data stays.
+// TestRunBreaksForeignLinks: in a --mirror run, a destination whose files share inodes the
+// source does not share (equal contents and times, so rsync's quick check alone would keep
+// them linked) ends with the source's link structure: singletons apart, a source group
+// linked together and apart from the foreign name, whose data stays.
 func TestRunBreaksForeignLinks(t *testing.T) {
 	rsync := testbin.Rsync(t)
 	when := time.Unix(1.6e9, 0)
@@ -373,7 +373,7 @@ func TestRunBreaksForeignLinks(t *testing.T) {
 	write(dst, "#first", "a")
 	link(dst, "#first", "q", "z-last") // three separate source files, one inode here
 	link(dst, "a", "b", "x")           // the source's group a,b, and x, one inode here
-	if _, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("#first", "q", "a", "b", "x", "z-last")}); err != nil {
+	if _, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("#first", "q", "a", "b", "x", "z-last"), Mirror: true}); err != nil {
 		t.Fatal(err)
 	}
 	if ino(dst, "#first") == ino(dst, "q") || ino(dst, "q") == ino(dst, "z-last") || ino(dst, "#first") == ino(dst, "z-last") {
