@@ -143,13 +143,28 @@ func (g *gathering) run(ctx context.Context) error {
 	}
 	first, log := g.leases[0], g.logs[0]
 	log.Debug().Int("leases", len(g.leases)).Int("entries", g.merged.ToCopy()).Msg("one rsync run for several leases")
-	deleted, runErr := w.clearWay(g.ctx, first, g.merged, log)
+	rootsErr := w.checkRoots()
+	var deleted int64
 	var res rsyncexec.Result
+	runErr := rootsErr
+	if runErr == nil {
+		deleted, runErr = w.clearWay(g.ctx, first, g.merged, log)
+	}
 	if runErr == nil {
 		res, runErr = g.merged.Run(g.ctx)
 	}
+	if rootsErr == nil {
+		rootsErr = w.checkRoots()
+	}
 	cause := context.Cause(g.ctx)
 	g.end()
+	if rootsErr != nil {
+		// Nothing of these leases counts as done: see checkRoots.
+		for i, l := range g.leases {
+			w.handBack(ctx, l, g.logs[i])
+		}
+		return rootsErr
+	}
 	if runErr == nil && res.VanishedCount >= 2 {
 		runErr = errors.New("entries vanished: judged per partition") // see mostlyVanished
 	}

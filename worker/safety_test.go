@@ -361,3 +361,38 @@ func TestRunReportsSymlinkedParents(t *testing.T) {
 		t.Errorf("read through the symlink out of the source")
 	}
 }
+
+// TestRunStopsWhenARootIsReplaced: the destination path swapped for a symlink to another
+// directory after the first lease's rsync (by an rsync wrapper) stops the worker: that lease
+// is handed back, not reported done, and the next lease writes nothing into the other
+// directory.
+func TestRunStopsWhenARootIsReplaced(t *testing.T) {
+	rsync := testbin.Rsync(t)
+	src := sourceTree(t)
+	base := t.TempDir()
+	dest, outside := filepath.Join(base, "dest"), filepath.Join(base, "outside")
+	for _, d := range []string{dest, outside} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wrapper := filepath.Join(t.TempDir(), "rsync-then-swap")
+	script := fmt.Sprintf("#!/bin/sh\n'%[1]s' \"$@\"; rc=$?\nif [ ! -L '%[2]s' ]; then mv '%[2]s' '%[2]s.real' && ln -s '%[3]s' '%[2]s'; fi\nexit $rc\n", rsync, dest, outside)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fake, srv := newFakeCoordinator(t, fileLease(1, "a"), fileLease(2, "d"))
+	cfg := baseConfig(t, srv.URL, src)
+	cfg.Dest, cfg.RsyncBinary = dest, wrapper
+	err := startWorker(t, t.Context(), cfg)()
+	if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "no longer the directory it was") {
+		t.Fatalf("Run = %v; want the worker stopped: the destination is no longer its directory", err)
+	}
+	_, _, completes, fails, releases := fake.snapshotAll()
+	if len(completes) > 0 || len(fails) > 0 || releases[cfg.Name] == 0 {
+		t.Errorf("completes %v, fails %v, releases %v: want the lease handed back, nothing reported done", completes, fails, releases)
+	}
+	if entries, err := os.ReadDir(outside); err != nil || len(entries) > 0 {
+		t.Errorf("the directory behind the swapped path holds %v (%v): want nothing written there", entries, err)
+	}
+}

@@ -151,3 +151,20 @@ type vanishedError struct {
 func (e *vanishedError) Error() string {
 	return fmt.Sprintf("%d of %d listed entries were missing when rsync looked; the worker's source %s may not be the tree the coordinator walked", e.vanished, e.entries, e.source)
 }
+
+// checkRoots stops the worker when its source or destination path no longer leads to the
+// directory it led to when the worker started: replaced by another directory or by a symlink
+// to one (a volume remounted, a hostile rename). rsync and the deletions of --mirror resolve
+// the roots by their paths at each run, so they would copy from, write to or delete in that
+// other tree, outside what the run was given. Checked before and after each lease's work: a
+// change during one rsync is caught before its partition counts as done.
+func (w *worker) checkRoots() error {
+	for i, dir := range []string{w.cfg.Source, w.cfg.Dest} {
+		if w.roots[i] == (rootID{}) || statRoot(dir) == w.roots[i] {
+			continue
+		}
+		what := [2]string{"source", "destination"}[i]
+		return fatalf("the %s %s is no longer the directory it was when this worker started (replaced, or a symlink put in its place, during the run): stopping, nothing more is read or written there", what, dir)
+	}
+	return nil
+}

@@ -92,6 +92,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if w.cfg.RsyncArgs == nil {
 		w.cfg.RsyncArgs = rsyncexec.DefaultArgs
 	}
+	w.roots = [2]rootID{statRoot(w.cfg.Source), statRoot(w.cfg.Dest)}
 	return w.loop(ctx)
 }
 
@@ -117,6 +118,9 @@ type worker struct {
 	// vouchedRoot is the source root's identity when checkSource found at least half of the
 	// SourceCheck names in it (see mostlyVanished); zero otherwise.
 	vouchedRoot rootID
+	// roots are the source's and the destination's identities when the worker started
+	// (zero when they could not be read): see checkRoots.
+	roots [2]rootID
 }
 
 func (w *worker) loop(ctx context.Context) error {
@@ -187,6 +191,10 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease, prep *rsyncexec
 		w.handBack(ctx, l, log)
 		return err
 	}
+	if err := w.checkRoots(); err != nil {
+		w.handBack(ctx, l, log)
+		return err
+	}
 	switch l.Kind {
 	case leaseapi.KindFiles, leaseapi.KindDirs, leaseapi.KindPrune:
 	case leaseapi.KindVerify:
@@ -228,6 +236,12 @@ func (w *worker) runLease(ctx context.Context, l leaseapi.Lease, prep *rsyncexec
 		}
 	}
 
+	if err := w.checkRoots(); err != nil {
+		// rsync or the deletions may have worked in the new directory: nothing of this
+		// lease is reported done.
+		w.handBack(ctx, l, log)
+		return err
+	}
 	switch cause := context.Cause(rsyncCtx); {
 	case runErr == nil:
 		// Even when a stop was asked meanwhile, the copy is done: report it, not hand it back.
