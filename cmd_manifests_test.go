@@ -83,6 +83,8 @@ func TestManifestsCommandRefusesBadInput(t *testing.T) {
 		{"bad run name", []string{"--name", "Nightly_Run"}, "--name"},
 		{"subpath leaving the claim", []string{"--source-subpath", "a/../../b"}, "--source-subpath"},
 		{"absolute subpath", []string{"--dest-subpath", "/data"}, "--dest-subpath"},
+		{"one claim, the destination inside the source", []string{"--source-pvc", "data", "--dest-pvc", "data", "--dest-subpath", "copy"}, "overlap"},
+		{"one claim, the source inside the destination", []string{"--source-pvc", "data", "--dest-pvc", "data", "--source-subpath", "old/x", "--dest-subpath", "old"}, "overlap"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

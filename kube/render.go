@@ -113,6 +113,15 @@ func (p Params) Validate() error {
 			return fmt.Errorf("%s %q: %w", c.flag, c.value, err)
 		}
 	}
+	if p.SourcePVC == p.DestPVC {
+		// One claim on both sides: the copy must go from one directory of it into another,
+		// neither inside the other (it would copy itself, or write over, and with --mirror
+		// delete, its own source).
+		src, dst := path.Clean("/"+p.SourceSubPath), path.Clean("/"+p.DestSubPath)
+		if src == dst || strings.HasPrefix(dst, strings.TrimSuffix(src, "/")+"/") || strings.HasPrefix(src, strings.TrimSuffix(dst, "/")+"/") {
+			return fmt.Errorf("--source-pvc and --dest-pvc are both %q and --source-subpath %q and --dest-subpath %q overlap: copy into another claim, or between two directories of it neither inside the other", p.SourcePVC, p.SourceSubPath, p.DestSubPath)
+		}
+	}
 	if p.Namespace != "" {
 		if errs := validation.IsDNS1123Label(p.Namespace); len(errs) > 0 {
 			return fmt.Errorf("--namespace %q: not a valid namespace: %s", p.Namespace, strings.Join(errs, "; "))

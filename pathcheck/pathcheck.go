@@ -65,13 +65,27 @@ func UnwrapPath(err error) error {
 
 // Overlap refuses a destination inside the source (the copy would copy itself) and a source
 // inside the destination (it would be written over). Both paths must be resolved; comparing
-// inodes as well catches bind mounts that show one directory under two names.
+// inodes, and where both lie in their file system (/proc/self/mountinfo), catches bind mounts
+// that show one directory under two names.
 func Overlap(source, dest string) error {
 	switch {
 	case Within(dest, source):
 		return fmt.Errorf("destination %s is inside the source %s: choose a destination outside it", dest, source)
 	case Within(source, dest):
 		return fmt.Errorf("source %s is inside the destination %s: choose a destination outside it", source, dest)
+	}
+	// A bind mount (or one volume mounted twice, e.g. two subPaths of one claim) can show
+	// one inside the other under unrelated paths: compare where both lie in their file system.
+	src, ok1 := locate(source)
+	dst, ok2 := locate(dest)
+	if !ok1 || !ok2 || src.dev != dst.dev {
+		return nil
+	}
+	switch {
+	case underByName(dst.path, src.path):
+		return fmt.Errorf("destination %s is inside the source %s: they are %s and %s of one file system (a bind mount, or one volume mounted twice): choose a destination outside it", dest, source, dst.path, src.path)
+	case underByName(src.path, dst.path):
+		return fmt.Errorf("source %s is inside the destination %s: they are %s and %s of one file system (a bind mount, or one volume mounted twice): choose a destination outside it", source, dest, src.path, dst.path)
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestChecks(t *testing.T) {
@@ -61,6 +63,48 @@ func TestOverlap(t *testing.T) {
 			err := Overlap(tt.source, tt.dest)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Errorf("Overlap(%s, %s) = %v, want %q", tt.source, tt.dest, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestOverlapThroughABindMount: a source or destination that lies inside the other only
+// through a bind mount (one volume mounted twice, as two subPaths of one claim are) is
+// refused, in both directions; a bind mount of an unrelated directory is not.
+func TestOverlapThroughABindMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to bind-mount")
+	}
+	base := t.TempDir()
+	mk := func(rel string) string {
+		p := filepath.Join(base, rel)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bind := func(from, to string) {
+		if err := unix.Mount(from, to, "", unix.MS_BIND, ""); err != nil {
+			t.Fatalf("bind %s on %s: %v", from, to, err)
+		}
+		t.Cleanup(func() { _ = unix.Unmount(to, unix.MNT_DETACH) })
+	}
+	dest, inDest, other := mk("dest"), mk("dest/data/sub"), mk("other")
+	aliasIn, aliasOther := mk("alias-in"), mk("alias-other")
+	bind(inDest, aliasIn)
+	bind(other, aliasOther)
+	tests := []struct {
+		name, source, dest, want string
+	}{
+		{"source inside the destination through a bind mount", aliasIn, dest, "inside the destination"},
+		{"destination inside the source through a bind mount", dest, aliasIn, "inside the source"},
+		{"a bind mount of an unrelated directory", aliasOther, dest, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Overlap(tt.source, tt.dest)
+			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Errorf("Overlap(%s, %s) = %v; want %q", tt.source, tt.dest, err, tt.want)
 			}
 		})
 	}
