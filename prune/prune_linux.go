@@ -79,6 +79,11 @@ func Dirs(ctx context.Context, cfg Config, dirs []string) (Result, error) {
 			}
 			return
 		}
+		if !p.sameMount(fd) {
+			unix.Close(fd)
+			p.fail(rel, errOtherMount)
+			return
+		}
 		p.pruneContents(ctx, fd, rel)
 	})
 }
@@ -131,6 +136,28 @@ type pruner struct {
 	// could not be opened and -2 when none is cached.
 	lookParent string
 	lookFD     int
+	// mount is the destination root's mount ID (0 when the kernel cannot tell): see
+	// sameMount.
+	mount uint64
+}
+
+// errOtherMount is a destination directory on another mount than the destination root.
+var errOtherMount = errors.New("another file system is mounted there: --mirror does not delete across mount points")
+
+// sameMount says whether the directory fd is on the destination root's mount. A file
+// system mounted inside the destination is not the destination's to empty (rsync --delete
+// would, unless -x): its directory is left whole, and named as not pruned.
+func (p *pruner) sameMount(fd int) bool {
+	return p.mount == 0 || mountID(fd) == p.mount
+}
+
+// mountID is the mount ID of the file fd (statx STATX_MNT_ID), 0 when unknown.
+func mountID(fd int) uint64 {
+	var st unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &st); err != nil || st.Mask&unix.STATX_MNT_ID == 0 {
+		return 0
+	}
+	return st.Mnt_id
 }
 
 func newPruner(cfg Config) (*pruner, error) {
@@ -143,7 +170,7 @@ func newPruner(cfg Config) (*pruner, error) {
 		unix.Close(src)
 		return nil, fmt.Errorf("mirror: destination %s: %w", cfg.Dest, err)
 	}
-	p := &pruner{cfg: cfg, src: src, dst: dst, keep: map[string]bool{}, lookFD: -2}
+	p := &pruner{cfg: cfg, src: src, dst: dst, keep: map[string]bool{}, lookFD: -2, mount: mountID(dst)}
 	for _, k := range cfg.Keep {
 		k, err := cleanRel(k)
 		if err != nil || k == "." {
@@ -323,6 +350,11 @@ func (p *pruner) removeDir(ctx context.Context, dirfd int, name, rel string, sti
 				return true
 			}
 			p.fail(rel, err) // swapped for a symlink or a file meanwhile: the next attempt
+			return false
+		}
+		if !p.sameMount(fd) {
+			unix.Close(fd)
+			p.fail(rel, errOtherMount)
 			return false
 		}
 		if kept := p.pruneContents(ctx, fd, rel); kept > 0 || ctx.Err() != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/krsync/krsync/fpart"
 )
 
@@ -145,5 +147,39 @@ func TestBadPaths(t *testing.T) {
 	var perr *Error
 	if !errors.As(err, &perr) || perr.Count != 2 || !errors.Is(err, ErrBadPath) {
 		t.Errorf("err = %v; want both paths refused", err)
+	}
+}
+
+// TestDirsLeavesOtherMountsAlone: an extraneous destination directory on which another file
+// system is mounted (here a bind mount, one device but another mount) is not emptied: it is
+// named as not pruned, and what it holds stays; the other extraneous entries go.
+func TestDirsLeavesOtherMountsAlone(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to bind-mount")
+	}
+	src, dst, vol := t.TempDir(), t.TempDir(), t.TempDir()
+	precious := filepath.Join(vol, "precious")
+	if err := os.WriteFile(precious, []byte("not the destination's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"mnt", "gone"} {
+		if err := os.Mkdir(filepath.Join(dst, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount(vol, filepath.Join(dst, "mnt"), "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(filepath.Join(dst, "mnt"), unix.MNT_DETACH) })
+	_, err := Dirs(context.Background(), Config{Source: src, Dest: dst}, []string{"."})
+	var perr *Error
+	if !errors.As(err, &perr) || !strings.Contains(err.Error(), "mnt") || !errors.Is(err, errOtherMount) {
+		t.Errorf("Dirs = %v; want an *Error naming mnt as another mount", err)
+	}
+	if data, err := os.ReadFile(precious); err != nil || string(data) != "not the destination's\n" {
+		t.Errorf("the mounted file system's file: %q, %v", data, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "gone")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the extraneous directory beside the mount: %v, want it deleted", err)
 	}
 }
