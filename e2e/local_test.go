@@ -378,6 +378,9 @@ func TestLocalBadInput(t *testing.T) {
 			}
 			return []string{"--source", w.src, "--dest", w.dest, "--state-dir", filepath.Join(w.out, "file")}
 		}, want: []string{"state directory", "not a directory"}},
+		{name: "an exclude pattern matching the source itself", setup: func(t *testing.T, w localWorld) []string {
+			return []string{"--source", w.src, "--dest", w.dest, "--fpart-opts=-zz -x " + filepath.Base(w.src)}
+		}, want: []string{"--fpart-opts", "matches the source"}},
 		{name: "zero files per partition", setup: func(t *testing.T, w localWorld) []string {
 			return []string{"--source", w.src, "--dest", w.dest, "--files-per-partition", "0"}
 		}, want: []string{"--files-per-partition"}},

@@ -1,6 +1,9 @@
 package fpart
 
-import "strings"
+import (
+	"path"
+	"strings"
+)
 
 // filter holds the include and exclude patterns of fpart's -y/-Y/-x/-X.
 //
@@ -212,6 +215,19 @@ func NewFilter(opts Options, root string) *Filter {
 		return nil
 	}
 	return &Filter{f: f, root: root}
+}
+
+// SkipsRoot reports whether -x/-X exclude the root itself, as fpart applies them to it too:
+// the walk then lists nothing at all. A nil Filter skips nothing.
+func (f *Filter) SkipsRoot() bool {
+	if f == nil || !f.f.hasExclude {
+		return false
+	}
+	full := ""
+	if f.f.hasPathPattern {
+		full = FullPath(f.root, ".")
+	}
+	return f.f.excluded(path.Base(strings.TrimRight(f.root, "/")), full, ".")
 }
 
 // Skips reports whether the walk leaves out the entry rel ("/"-separated, relative to the
