@@ -117,7 +117,10 @@ func ownNames(source, dest, stateDir string) []string {
 	} else {
 		root += "/"
 	}
-	names := []string{root + TempDirPrefix + "*"}
+	// Only names of krsync's own form (TempDirName: 12 hex digits, then each rsync run's
+	// ".LABEL-RANDOM"): a source entry merely starting with the prefix is compared.
+	own := root + TempDirPrefix + strings.Repeat("[0-9a-f]", 12)
+	names := []string{own, own + ".*"}
 	if stateDir == "" || dest == "" {
 		return names
 	}

@@ -15,14 +15,19 @@ import (
 )
 
 func TestOwnNamesAreAnchoredAndQuoted(t *testing.T) {
+	// krsync's temporary directories: the prefix, 12 hex digits, each rsync run's suffix.
+	hex12 := strings.Repeat("[0-9a-f]", 12)
+	tmp := func(root string) []string {
+		return []string{root + "/.krsync-tmp-" + hex12, root + "/.krsync-tmp-" + hex12 + ".*"}
+	}
 	tests := []struct {
 		name, source, dest, stateDir string
 		want                         []string
 	}{
-		{"no state dir", "/data/src", "/data/dst", "", []string{"/data/src/.krsync-tmp-*"}},
-		{"state dir outside", "/src", "/dst", "/var/lib/krsync", []string{"/src/.krsync-tmp-*"}},
-		{"state dir in dest", "/src/", "/dest", "/dest/.krsync-state", []string{"/src/.krsync-tmp-*", "/src/.krsync-state"}},
-		{"glob characters", "/a*b/[c]?", "/dest", "/dest/s*", []string{`/a\*b/\[c]\?/.krsync-tmp-*`, `/a\*b/\[c]\?/s\*`}},
+		{"no state dir", "/data/src", "/data/dst", "", tmp("/data/src")},
+		{"state dir outside", "/src", "/dst", "/var/lib/krsync", tmp("/src")},
+		{"state dir in dest", "/src/", "/dest", "/dest/.krsync-state", append(tmp("/src"), "/src/.krsync-state")},
+		{"glob characters", "/a*b/[c]?", "/dest", "/dest/s*", append(tmp(`/a\*b/\[c]\?`), `/a\*b/\[c]\?/s\*`)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -31,6 +36,13 @@ func TestOwnNamesAreAnchoredAndQuoted(t *testing.T) {
 				t.Errorf("ownNames = %q, want %q", got, tc.want)
 			}
 		})
+	}
+	// A source name that merely starts with the prefix is compared, not left out.
+	filter := fpart.NewFilter(fpart.Options{ExcludeFold: nil, Exclude: ownNames("/src", "/dst", "")}, "/src")
+	for name, skipped := range map[string]bool{".krsync-tmp-0123456789ab": true, ".krsync-tmp-0123456789ab.p3-a1-x": true, ".krsync-tmp-mine": false} {
+		if got := filter.Skips(name, true); got != skipped {
+			t.Errorf("%s: left out %v, want %v", name, got, skipped)
+		}
 	}
 }
 
