@@ -12,6 +12,7 @@ import (
 
 	"github.com/krsync/krsync/coordinator"
 	"github.com/krsync/krsync/leaseapi"
+	"github.com/krsync/krsync/pathcheck"
 	"github.com/krsync/krsync/verify"
 )
 
@@ -23,11 +24,21 @@ type AfterCopyFlags struct {
 	SummaryJSON    string `help:"Write the run's summary to FILE as one JSON object (see README, Summary)." placeholder:"FILE" group:"After the copy"`
 }
 
-// check refuses, before the copy, a --summary-json that could not be written after it: a
-// directory, or a file in a directory that does not exist.
-func (f AfterCopyFlags) check() error {
+// check refuses, before the copy, a --summary-json that could not be written after it (a
+// directory, or a file in a directory that does not exist) or that would land in the source
+// (never written to) or in the destination (which must end equal to the source).
+func (f AfterCopyFlags) check(source, dest string) error {
 	if f.SummaryJSON == "" {
 		return nil
+	}
+	if abs, err := filepath.Abs(filepath.Dir(f.SummaryJSON)); err == nil {
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			for _, root := range []struct{ flag, dir string }{{"--source", source}, {"--dest", dest}} {
+				if r, err := filepath.EvalSymlinks(root.dir); err == nil && pathcheck.Within(real, r) {
+					return usagef("--summary-json %s lies inside %s %s: write it elsewhere", f.SummaryJSON, root.flag, root.dir)
+				}
+			}
+		}
 	}
 	if fi, err := os.Stat(f.SummaryJSON); err == nil && fi.IsDir() {
 		return usagef("--summary-json %s is a directory: name a file", f.SummaryJSON)

@@ -76,7 +76,7 @@ func (f KubeFlags) options() kube.Options {
 func (cmd CoordinatorCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) error {
 	cfg, err := cmd.config(log)
 	if err == nil {
-		err = cmd.AfterCopy.check()
+		err = cmd.AfterCopy.check(cmd.Source, cmd.Dest)
 	}
 	if err != nil {
 		return cmd.failEarly(err, log)

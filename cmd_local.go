@@ -43,7 +43,7 @@ func (c LocalCmd) Run(ctx context.Context, log zerolog.Logger, streams Streams) 
 		LeaseTTL: c.LeaseTTL, MaxAttempts: c.MaxAttempts,
 		Mirror: c.Mirror, DryRun: c.DryRun,
 	}
-	if err := c.AfterCopy.check(); err != nil {
+	if err := c.AfterCopy.check(c.Source, c.Dest); err != nil {
 		return err
 	}
 	if c.FilesPerPartition < 1 {

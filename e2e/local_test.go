@@ -390,6 +390,13 @@ func TestLocalBadInput(t *testing.T) {
 		{name: "summary file is a directory", setup: func(t *testing.T, w localWorld) []string {
 			return []string{"--source", w.src, "--dest", w.dest, "--summary-json", w.out}
 		}, want: []string{"--summary-json", "directory"}},
+		{name: "summary file inside the source", setup: func(t *testing.T, w localWorld) []string {
+			return []string{"--source", w.src, "--dest", w.dest, "--summary-json", filepath.Join(w.src, "d00", "s.json")}
+		}, want: []string{"--summary-json", "inside --source"}},
+		{name: "summary file inside the destination", setup: func(t *testing.T, w localWorld) []string {
+			mkdir(t, w.dest)
+			return []string{"--source", w.src, "--dest", w.dest, "--summary-json", filepath.Join(w.dest, "s.json")}
+		}, want: []string{"--summary-json", "inside --dest"}},
 		{name: "summary file in a missing directory", setup: func(t *testing.T, w localWorld) []string {
 			return []string{"--source", w.src, "--dest", w.dest, "--summary-json", filepath.Join(w.out, "no", "s.json")}
 		}, want: []string{"--summary-json", "does not exist"}},
