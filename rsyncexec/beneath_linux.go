@@ -1,6 +1,10 @@
 package rsyncexec
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"os"
 	"path"
 	"strings"
 
@@ -73,13 +77,40 @@ func (b *beneath) lstat(rel string, st *unix.Stat_t) error {
 	return unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW)
 }
 
-// unlink removes the name rel (not a directory).
-func (b *beneath) unlink(rel string) error {
+// privatize gives the regular file rel an inode of its own: a copy of its bytes in a new
+// file beside it (mode 0600, this process's owner, the time of now), renamed over the name,
+// so the name never goes missing and the other names keep the old inode untouched. rsync
+// then finds it changed and copies it from the source with the source's attributes.
+func (b *beneath) privatize(rel string) error {
 	fd, name, err := b.dirOf(rel)
 	if err != nil {
 		return err
 	}
-	return unix.Unlinkat(fd, name, 0)
+	in, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	src := os.NewFile(uintptr(in), name)
+	defer src.Close()
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := ".krsync-link." + hex.EncodeToString(rnd[:])
+	out, err := unix.Openat(fd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	dst := os.NewFile(uintptr(out), tmp)
+	_, err = io.Copy(dst, src)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Renameat(fd, tmp, fd, name)
+	}
+	if err != nil {
+		_ = unix.Unlinkat(fd, tmp, 0)
+	}
+	return err
 }
 
 func (b *beneath) readlink(rel string) (string, error) {

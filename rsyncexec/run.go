@@ -41,12 +41,6 @@ type Job struct {
 	// Dirs makes this the directory-metadata pass: List holds directories only, and each one's
 	// mode, owner, group and mtime are set to the source's without copying what is inside.
 	Dirs bool
-	// Mirror says the run makes the destination an exact mirror (krsync's --mirror): a
-	// destination file sharing its inode with names the source does not link to it is
-	// then unlinked before rsync (see dropUnchanged); without it such links are left, as
-	// rsync leaves them (krsync verify reports them), since a failed rsync would leave the
-	// name missing.
-	Mirror bool
 	// TempDir names, directly below Dest, the run's temporary directories (one plain name,
 	// e.g. ".krsync-tmp-1a2b") that krsync owns: a file pass creates TEMPDIR.TempLabel-RANDOM
 	// (mode 0700) for this rsync alone, rsync writes its temporary files there (--temp-dir)
@@ -217,7 +211,7 @@ func Prepare(job Job) (*Prepared, error) {
 	list, p.refused, p.refusedCount = dropUnsafe(source, list)
 	if QuickCheckSafe(args) {
 		var rootUnchanged bool
-		list, rootUnchanged, p.unchanged = dropUnchanged(source, dest, list, root && job.Dirs, job.Mirror)
+		list, rootUnchanged, p.unchanged = dropUnchanged(source, dest, list, root && job.Dirs)
 		if rootUnchanged {
 			root, p.unchanged = false, p.unchanged+1
 		}

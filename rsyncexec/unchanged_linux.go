@@ -38,11 +38,11 @@ func QuickCheckSafe(args []string) bool {
 // and anything that cannot be read are left to rsync. Paths are resolved below each root
 // without following any symlink (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), so a symlink
 // planted in the destination can never make an entry look unchanged.
-// With breakLinks (a --mirror run), a destination file with more links than the source's is
-// unlinked on the way (see unchanged): the copy then gives it the source's link structure.
+// A destination file with more links than the source's gets an inode of its own on the way
+// (see unchanged): the copy then gives it the source's link structure.
 // root says whether the root itself ("." in the list) is unchanged too.
-func dropUnchanged(source, dest string, list []byte, root, breakLinks bool) (kept []byte, rootUnchanged bool, dropped int64) {
-	c := &checkers{source: source, dest: dest, breakLinks: breakLinks}
+func dropUnchanged(source, dest string, list []byte, root bool) (kept []byte, rootUnchanged bool, dropped int64) {
+	c := &checkers{source: source, dest: dest}
 	defer c.close()
 	first, err := c.get(0)
 	if err != nil {
@@ -102,7 +102,6 @@ const (
 // checkers are the goroutines' pairs of roots, opened when first needed.
 type checkers struct {
 	source, dest string
-	breakLinks   bool
 	pairs        [maxCheckers]*rootPair
 }
 
@@ -145,7 +144,7 @@ func (c *checkers) check(part [][]byte) (same, inDest []bool) {
 				inDest[k] = true
 				continue
 			}
-			same[k], inDest[k] = unchanged(p.src, p.dst, strings.TrimPrefix(string(part[k]), "./"), c.breakLinks)
+			same[k], inDest[k] = unchanged(p.src, p.dst, strings.TrimPrefix(string(part[k]), "./"))
 		}
 	}
 	goroutines := min(maxCheckers, len(part)/checkChunk)
@@ -173,7 +172,7 @@ func (c *checkers) check(part [][]byte) (same, inDest []bool) {
 const firstCopyRun = 64
 
 // unchanged compares one entry on both sides; inDest says whether the destination has it.
-func unchanged(src, dst *beneath, rel string, breakLinks bool) (same, inDest bool) {
+func unchanged(src, dst *beneath, rel string) (same, inDest bool) {
 	var s, d unix.Stat_t
 	// The destination first: in a first copy it has nothing, and the source's lstat (which
 	// rsync repeats anyway) is saved.
@@ -183,14 +182,15 @@ func unchanged(src, dst *beneath, rel string, breakLinks bool) (same, inDest boo
 	if src.lstat(rel, &s) != nil {
 		return false, true
 	}
-	if breakLinks && s.Mode&unix.S_IFMT == unix.S_IFREG && d.Mode&unix.S_IFMT == unix.S_IFREG && d.Nlink > s.Nlink {
+	if s.Mode&unix.S_IFMT == unix.S_IFREG && d.Mode&unix.S_IFMT == unix.S_IFREG && d.Nlink > s.Nlink {
 		// The destination's file shares its inode with names that the source does not
-		// link to it (a destination filled by another tool, a hard link since). rsync's
-		// quick check would leave it so, and a write through one name would change the
-		// other: this name goes (its data stays under the others) and rsync copies it, or
-		// links it into its source group, anew.
-		if dst.unlink(rel) == nil {
-			return false, false
+		// link to it (a destination filled by another tool, a hard link planted, perhaps
+		// to a file outside the destination). rsync's quick check would leave it so, and
+		// would set the source's mode and owner on that shared inode; a later write
+		// through one name would change the other. The name gets an inode of its own
+		// first (privatize), and rsync copies it, or links it into its source group, anew.
+		if err := dst.privatize(rel); err == nil {
+			return false, true
 		}
 	}
 	return sameEntry(&s, &d, func() (string, string, error) {

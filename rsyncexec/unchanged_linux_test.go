@@ -90,7 +90,7 @@ func TestDropUnchanged(t *testing.T) {
 			}
 			src, dst := setup(t)
 			tt.change(t, dst)
-			kept, _, dropped := dropUnchanged(src, dst, list(entries...), false, false)
+			kept, _, dropped := dropUnchanged(src, dst, list(entries...), false)
 			got := splitList(kept)
 			if !equalStrings(got, tt.kept) || int(dropped) != len(entries)-len(tt.kept) {
 				t.Fatalf("kept %q (dropped %d); want %q", got, dropped, tt.kept)
@@ -265,7 +265,7 @@ func TestDropUnchangedStopsLookingOnAFirstCopy(t *testing.T) {
 			for _, name := range names {
 				list = append(list, "./"+name+"\x00"...)
 			}
-			kept, _, dropped := dropUnchanged(src, d, list, false, false)
+			kept, _, dropped := dropUnchanged(src, d, list, false)
 			if dropped != tt.wantDropped || int64(bytes.Count(kept, []byte{0})) != n-tt.wantDropped {
 				t.Errorf("dropped %d, kept %d entries; want %d dropped", dropped, bytes.Count(kept, []byte{0}), tt.wantDropped)
 			}
@@ -324,7 +324,7 @@ func TestDropUnchangedManyEntries(t *testing.T) {
 	for _, name := range names {
 		list = append(list, "./"+name+"\x00"...)
 	}
-	kept, _, dropped := dropUnchanged(src, dst, list, false, false)
+	kept, _, dropped := dropUnchanged(src, dst, list, false)
 	var want []byte
 	for i, name := range names {
 		if changed[i] {
@@ -336,10 +336,11 @@ func TestDropUnchangedManyEntries(t *testing.T) {
 	}
 }
 
-// TestRunBreaksForeignLinks: in a --mirror run, a destination whose files share inodes the
-// source does not share (equal contents and times, so rsync's quick check alone would keep
-// them linked) ends with the source's link structure: singletons apart, a source group
-// linked together and apart from the foreign name, whose data stays.
+// TestRunBreaksForeignLinks: a destination whose files share inodes the source does not
+// share (equal contents and times, so rsync's quick check alone would keep them linked) ends
+// with the source's link structure: singletons apart, a source group linked together and
+// apart from the foreign name, whose data stays; a name linked to a file outside the
+// destination gets the source's mode without that file changing.
 func TestRunBreaksForeignLinks(t *testing.T) {
 	rsync := testbin.Rsync(t)
 	when := time.Unix(1.6e9, 0)
@@ -373,7 +374,7 @@ func TestRunBreaksForeignLinks(t *testing.T) {
 	write(dst, "#first", "a")
 	link(dst, "#first", "q", "z-last") // three separate source files, one inode here
 	link(dst, "a", "b", "x")           // the source's group a,b, and x, one inode here
-	if _, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("#first", "q", "a", "b", "x", "z-last"), Mirror: true}); err != nil {
+	if _, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("#first", "q", "a", "b", "x", "z-last")}); err != nil {
 		t.Fatal(err)
 	}
 	if ino(dst, "#first") == ino(dst, "q") || ino(dst, "q") == ino(dst, "z-last") || ino(dst, "#first") == ino(dst, "z-last") {
@@ -386,5 +387,30 @@ func TestRunBreaksForeignLinks(t *testing.T) {
 		if data, err := os.ReadFile(filepath.Join(dst, n)); err != nil || string(data) != "same bytes\n" {
 			t.Errorf("%s: %q, %v", n, data, err)
 		}
+	}
+	// A planted link to a file outside the destination: the source's mode (setuid) must
+	// land on the destination's own inode, never on the outside file.
+	outside := filepath.Join(t.TempDir(), "outside")
+	write(filepath.Dir(outside), "outside")
+	if err := unix.Chmod(filepath.Join(src, "x"), 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dst, "x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(outside, filepath.Join(dst, "x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), Job{Binary: rsync, Source: src, Dest: dst, List: list("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(outside); err != nil || fi.Mode().Perm() != 0o644 || fi.Mode()&os.ModeSetuid != 0 {
+		t.Errorf("the file outside the destination after the copy: %v, %v; want it untouched (0644)", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(filepath.Join(dst, "x")); err != nil || fi.Mode()&os.ModeSetuid == 0 || ino(dst, "x") == ino(filepath.Dir(outside), "outside") {
+		t.Errorf("destination x after the copy: %v, %v; want the source's setuid mode on an inode of its own", fi.Mode(), err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dst, ".krsync-link.*")); len(left) > 0 {
+		t.Errorf("temporary copies left: %q", left)
 	}
 }

@@ -78,8 +78,11 @@ func TestVerifyLeasesSpreadOverTwoWorkers(t *testing.T) {
 	var waits [2]func() error
 	for i := range logs {
 		logs[i] = &testbin.Buffer{}
+		// Options under which the copy leaves the destination's own hard link p/x = q/y
+		// alone (rsync's quick check; with the defaults the worker would unlink it first),
+		// so that the verify leases have it to find.
 		cfg := Config{Client: newClient(t, url, 5*time.Second), Name: fmt.Sprintf("w%d", i), Source: src, Dest: dest,
-			RsyncBinary: rsync, Wait: time.Second}
+			RsyncBinary: rsync, Wait: time.Second, RsyncArgs: []string{"--archive", "--numeric-ids", "--hard-links", "--size-only"}}
 		log := zerolog.New(logs[i]).Level(zerolog.DebugLevel)
 		errc := make(chan error, 1)
 		go func() { errc <- Run(t.Context(), cfg, log) }()

@@ -266,7 +266,6 @@ func (w *worker) job(l leaseapi.Lease, log *zerolog.Logger) rsyncexec.Job {
 		Dest:      w.cfg.Dest,
 		List:      l.List,
 		Dirs:      l.Kind == leaseapi.KindDirs,
-		Mirror:    l.Mirror != nil && !l.Mirror.DryRun,
 		TempDir:   l.TempDir,
 		TempLabel: fmt.Sprintf("p%d-a%d", l.Partition, l.Attempt),
 		Logger:    log,
