@@ -220,6 +220,11 @@ func (r *stderrReader) line(line string) {
 		}
 		return
 	}
+	r.addFailed(rel)
+}
+
+// addFailed counts a complaint about rel and names rel among the failed paths once.
+func (r *stderrReader) addFailed(rel string) {
 	r.otherErrors++
 	if r.seenFailed[rel] {
 		return
