@@ -13,7 +13,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/krsync/krsync/coordinator"
-	"github.com/krsync/krsync/fpart"
 	"github.com/krsync/krsync/kube"
 	"github.com/krsync/krsync/leaseapi"
 	"github.com/krsync/krsync/pathcheck"
@@ -155,8 +154,8 @@ func (cmd CoordinatorCmd) config(log zerolog.Logger) (coordinator.Config, error)
 	if cmd.FilesPerPartition < 1 {
 		return coordinator.Config{}, usagef("--files-per-partition %d: need at least 1", cmd.FilesPerPartition)
 	}
-	if fpart.NewFilter(opts, cmd.Source).SkipsRoot() {
-		return coordinator.Config{}, usagef("--fpart-opts: an -x/-X pattern matches the source %s itself, so nothing would be copied: make the pattern a path (-x sub/name) or narrower", cmd.Source)
+	if err := coordinator.CheckRootNotExcluded(opts, cmd.Source); err != nil {
+		return coordinator.Config{}, usagef("--fpart-opts: %v", err)
 	}
 	if cmd.LeaseTTL <= 0 || cmd.MaxWait < 0 || cmd.Linger < 0 {
 		return coordinator.Config{}, usagef("--lease-ttl must be positive, --max-wait and --linger not negative")

@@ -52,6 +52,15 @@ func CopyableOptions(opts fpart.Options) error {
 	return nil
 }
 
+// CheckRootNotExcluded refuses options whose -x/-X match the source root's own name: fpart
+// applies them to the root too, so the walk would list nothing and the copy end 0 empty.
+func CheckRootNotExcluded(opts fpart.Options, source string) error {
+	if fpart.NewFilter(opts, source).SkipsRoot() {
+		return fmt.Errorf("an -x/-X pattern matches the source %s itself, so nothing would be copied: make the pattern a path (-x sub/name) or narrower", source)
+	}
+	return nil
+}
+
 // ParsePartitioner parses an --fpart-opts string, applies LiveDefaults and validates the
 // result: the walk's options as every command that starts a coordinator takes them.
 func ParsePartitioner(fpartOpts string, filesPerPartition int64, workers int) (fpart.Options, error) {

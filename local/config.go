@@ -121,8 +121,8 @@ func (cfg Config) check() (plan, error) {
 	if err := pathcheck.Overlap(p.source, p.dest); err != nil {
 		return p, invalidf("%v", err)
 	}
-	if fpart.NewFilter(p.fpart, p.source).SkipsRoot() {
-		return p, invalidf("--fpart-opts: an -x/-X pattern matches the source %s itself, so nothing would be copied: make the pattern a path (-x sub/name) or narrower", p.source)
+	if err := coordinator.CheckRootNotExcluded(p.fpart, p.source); err != nil {
+		return p, invalidf("--fpart-opts: %v", err)
 	}
 	if p.stateDir, err = chooseStateDir(cfg.StateDir, p.source, p.dest); err != nil {
 		return p, invalidf("%v", err)
